@@ -1,0 +1,261 @@
+"""The ``imgreg`` command line: dataset info, labels, corrections, and (from cli_model) training."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import statistics
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from engine.core import Dataset, Label
+
+
+class CliError(Exception):
+    """A whole job cannot run: printed as one line, exit code 2."""
+
+
+def open_with_store(path: str) -> tuple[Dataset, Any]:
+    """Index the dataset at ``path`` and open its label store."""
+    from engine.formats import DatasetError, open_dataset
+    from engine.store import LabelStore
+
+    try:
+        ds = open_dataset(Path(path))
+    except DatasetError as e:
+        raise CliError(str(e)) from None
+    return ds, LabelStore.open(ds)
+
+
+def point_columns(n_points: int) -> list[str]:
+    """Column names of a point label: ``x, y`` or ``x1, y1, x2, y2, ...``."""
+    if n_points == 1:
+        return ["x", "y"]
+    return [f"{c}{i}" for i in range(1, n_points + 1) for c in ("x", "y")]
+
+
+def label_columns(ds: Dataset) -> list[str]:
+    """Column names of this dataset's labels."""
+    return point_columns(ds.n_points) if ds.kind == "point" else ["value"]
+
+
+def _stats(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {}
+    return {
+        "mean": statistics.fmean(values),
+        "std": statistics.pstdev(values),
+        "min": min(values),
+        "max": max(values),
+    }
+
+
+def dataset_info(ds: Dataset, store: Any) -> dict[str, Any]:
+    """Format, counts, label statistics, notes and problems of a dataset, as a JSON-able dict."""
+    records = store.records()
+    eff = {name: rec.effective for name, rec in records.items() if rec.effective is not None}
+    names = {it.name for it in ds.items}
+    labels = [lab for name, lab in eff.items() if name in names]
+    cols = label_columns(ds)
+    label_stats = {c: _stats([lab[i] for lab in labels if len(lab) > i]) for i, c in enumerate(cols)}
+    counts = {
+        "items": len(ds.items),
+        "groups": len(ds.groups),
+        "labelled": sum(1 for it in ds.items if it.name in eff),
+        "corrected": sum(1 for it in ds.items if it.name in records and records[it.name].source != "original"),
+        "verified": sum(1 for it in ds.items if it.name in records and records[it.name].verified),
+        "problems": len(ds.problems),
+    }
+    return {
+        "dataset": str(ds.root),
+        "format": ds.format,
+        "kind": ds.kind,
+        "n_points": ds.n_points,
+        "store": str(store.dir),
+        "counts": counts,
+        "label_stats": label_stats,
+        "notes": list(ds.notes),
+        "problems": [{"item": p.item, "reason": p.reason} for p in ds.problems],
+    }
+
+
+def print_info(info: dict[str, Any], out: io.TextIOBase) -> None:
+    """Print ``dataset_info`` for people."""
+    c = info["counts"]
+    out.write(f"dataset   {info['dataset']}\nformat    {info['format']} ({info['kind']})\n")
+    out.write(f"store     {info['store']}\n")
+    out.write(
+        f"items     {c['items']} in {c['groups']} groups; {c['labelled']} labelled, {c['corrected']} corrected, "
+        f"{c['verified']} verified, {c['problems']} problems\n"
+    )
+    for col, s in info["label_stats"].items():
+        if s:
+            out.write(f"label {col:<4}mean {s['mean']:.2f}  std {s['std']:.2f}  min {s['min']:.2f}  max {s['max']:.2f}\n")
+    for note in info["notes"]:
+        out.write(f"note      {note}\n")
+    if info["problems"]:
+        out.write(f"problems ({len(info['problems'])}):\n")
+        for p in info["problems"]:
+            out.write(f"  {p['item']}: {p['reason']}\n")
+
+
+def label_rows(ds: Dataset, store: Any) -> list[dict[str, Any]]:
+    """Effective labels as rows: item, group, label columns, source, verified (items without a label skipped)."""
+    records = store.records()
+    cols = label_columns(ds)
+    rows = []
+    for it in ds.items:
+        rec = records.get(it.name)
+        if rec is None or rec.effective is None:
+            continue
+        row: dict[str, Any] = {"item": it.name, "group": it.group}
+        row.update(dict(zip(cols, rec.effective)))
+        row.update({"source": rec.source, "verified": bool(rec.verified)})
+        rows.append(row)
+    return rows
+
+
+def write_labels(rows: list[dict[str, Any]], cols: list[str], fmt: str, out: io.TextIOBase) -> None:
+    """Write label rows as CSV or JSON."""
+    if fmt == "json":
+        json.dump(rows, out, indent=1)
+        out.write("\n")
+        return
+    writer = csv.DictWriter(out, fieldnames=["item", "group", *cols, "source", "verified"], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+
+
+def _require_item(ds: Dataset, name: str) -> None:
+    names = {it.name for it in ds.items}
+    if name not in names:
+        raise CliError(f"no item {name!r} in {ds.root} (names are paths relative to the dataset root)")
+
+
+def _parse_label(ds: Dataset, args: argparse.Namespace) -> Label:
+    if args.value is not None:
+        if ds.kind != "scalar":
+            raise CliError("--value is for scalar datasets; give X Y for points")
+        vals = [args.value]
+    else:
+        if ds.kind != "point" or len(args.coords) != 2 * ds.n_points:
+            want = "X Y" * ds.n_points if ds.kind == "point" else "--value V"
+            raise CliError(f"this {ds.kind} dataset takes {want}")
+        vals = args.coords
+    if not all(math.isfinite(v) for v in vals):
+        raise CliError("labels must be finite numbers")
+    return tuple(float(v) for v in vals)
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    """``imgreg info``."""
+    ds, store = open_with_store(args.dataset)
+    with store:
+        info = dataset_info(ds, store)
+    if args.json:
+        json.dump(info, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    else:
+        print_info(info, sys.stdout)
+    return 0
+
+
+def cmd_labels(args: argparse.Namespace) -> int:
+    """``imgreg labels``."""
+    ds, store = open_with_store(args.dataset)
+    with store:
+        rows = label_rows(ds, store)
+    fmt = args.format or ("json" if args.out and args.out.endswith(".json") else "csv")
+    if args.out:
+        buf = io.StringIO()
+        write_labels(rows, label_columns(ds), fmt, buf)
+        from engine.atomic import atomic_write_text
+
+        atomic_write_text(Path(args.out), buf.getvalue())
+        print(f"wrote {len(rows)} labels to {args.out}", file=sys.stderr)
+    else:
+        write_labels(rows, label_columns(ds), fmt, sys.stdout)
+    return 0
+
+
+def _edit(args: argparse.Namespace, action: str) -> int:
+    ds, store = open_with_store(args.dataset)
+    with store:
+        _require_item(ds, args.item)
+        if action == "correct":
+            store.correct(args.item, _parse_label(ds, args))
+        elif action == "revert":
+            store.revert(args.item)
+        else:
+            store.set_verified(args.item, not args.unset)
+        rec = store.record(args.item)
+    eff = "none" if rec.effective is None else " ".join(f"{v:g}" for v in rec.effective)
+    print(f"{args.item}: {eff} ({rec.source}{', verified' if rec.verified else ''})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``imgreg`` argument parser with every subcommand."""
+    p = argparse.ArgumentParser(prog="imgreg", description="Image regression datasets, labels and models.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("info", help="format, counts, label statistics and problems of a dataset")
+    s.add_argument("dataset")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.set_defaults(func=cmd_info)
+
+    s = sub.add_parser("labels", help="effective labels (corrections applied) as CSV or JSON")
+    s.add_argument("dataset")
+    s.add_argument("--out", help="write to this file instead of standard output")
+    s.add_argument("--format", choices=["csv", "json"])
+    s.set_defaults(func=cmd_labels)
+
+    s = sub.add_parser("correct", help="set an item's label: X Y in original-image pixels, or --value V")
+    s.add_argument("dataset")
+    s.add_argument("item")
+    s.add_argument("coords", nargs="*", type=float, metavar="X Y")
+    s.add_argument("--value", type=float)
+    s.set_defaults(func=lambda a: _edit(a, "correct"))
+
+    s = sub.add_parser("revert", help="restore an item's original label")
+    s.add_argument("dataset")
+    s.add_argument("item")
+    s.set_defaults(func=lambda a: _edit(a, "revert"))
+
+    s = sub.add_parser("verify", help="mark an item's label as verified")
+    s.add_argument("dataset")
+    s.add_argument("item")
+    s.add_argument("--unset", action="store_true", help="clear the verified flag")
+    s.set_defaults(func=lambda a: _edit(a, "verify"))
+
+    try:
+        from engine import cli_model
+    except ImportError:
+        cli_model = None
+    if cli_model is not None:
+        cli_model.register(sub)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``imgreg``: run a subcommand; one-line errors and exit code 2 when the job cannot run."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except CliError as e:
+        print(f"imgreg: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("imgreg: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""Core types shared by every part of the engine: items, datasets, problems, events, cancel tokens."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+Label = tuple[float, ...]
+"""A label: flat float pixels ``(x, y)`` (``(x1, y1, x2, y2, ...)`` for several points) or ``(value,)``."""
+
+Kind = Literal["point", "scalar"]
+Event = dict[str, Any]
+"""An engine event: a JSON-able dict with a ``type`` key."""
+OnEvent = Callable[[Event], None]
+
+
+def no_event(event: Event) -> None:
+    """Default ``on_event``: drop the event."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Why an item (or a file that could not become an item) is unusable."""
+
+    item: str
+    reason: str
+
+
+@dataclass
+class Item:
+    """One image of a dataset, named by its POSIX path relative to the dataset root."""
+
+    name: str
+    group: str
+    path: Path
+    label: Label | None = None
+    problem: str | None = None
+
+
+@dataclass
+class Dataset:
+    """An indexed dataset: its format, kind, items, problems and notes (e.g. fallback calibrations)."""
+
+    root: Path
+    format: str
+    kind: Kind
+    items: list[Item] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    n_points: int = 1
+
+    def item(self, name: str) -> Item:
+        """The item called ``name`` (KeyError when absent)."""
+        if not hasattr(self, "_by_name") or len(self._by_name) != len(self.items):
+            self._by_name = {it.name: it for it in self.items}
+        return self._by_name[name]
+
+    @property
+    def groups(self) -> list[str]:
+        """Group names in first-seen order."""
+        return list(dict.fromkeys(it.group for it in self.items))
+
+
+class Cancelled(Exception):
+    """Raised inside engine work when its cancel token asks it to stop now."""
+
+
+class CancelToken:
+    """Thread-safe cancel request: ``cancel('now')`` stops within a batch, ``cancel('epoch')`` after the epoch."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.mode: Literal["now", "epoch"] | None = None
+
+    def cancel(self, mode: Literal["now", "epoch"] = "now") -> None:
+        """Ask the work to stop; a later 'now' overrides an 'epoch'."""
+        if self.mode != "now":
+            self.mode = mode
+        self._event.set()
+
+    @property
+    def requested(self) -> bool:
+        """Whether any stop was asked for."""
+        return self._event.is_set()
+
+    @property
+    def now(self) -> bool:
+        """Whether an immediate stop was asked for."""
+        return self.mode == "now"
+
+    def raise_if_now(self) -> None:
+        """Raise ``Cancelled`` when an immediate stop was asked for."""
+        if self.now:
+            raise Cancelled()

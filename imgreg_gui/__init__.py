@@ -1,0 +1,1 @@
+"""imgreg_gui: the PySide6 application."""

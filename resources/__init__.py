@@ -1,0 +1,1 @@
+"""Shipped resources (icons, styles, demo assets)."""
