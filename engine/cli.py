@@ -67,7 +67,9 @@ def dataset_info(ds: Dataset, store: Any) -> dict[str, Any]:
         "items": len(ds.items),
         "groups": len(ds.groups),
         "labelled": sum(1 for it in ds.items if it.name in eff),
-        "corrected": sum(1 for it in ds.items if it.name in records and records[it.name].source != "original"),
+        "corrected": sum(
+            1 for it in ds.items if it.name in records and records[it.name].source != "original"
+        ),
         "verified": sum(1 for it in ds.items if it.name in records and records[it.name].verified),
         "problems": len(ds.problems),
     }
@@ -95,7 +97,9 @@ def print_info(info: dict[str, Any], out: io.TextIOBase) -> None:
     )
     for col, s in info["label_stats"].items():
         if s:
-            out.write(f"label {col:<4}mean {s['mean']:.2f}  std {s['std']:.2f}  min {s['min']:.2f}  max {s['max']:.2f}\n")
+            out.write(
+                f"label {col:<4}mean {s['mean']:.2f}  std {s['std']:.2f}  min {s['min']:.2f}  max {s['max']:.2f}\n"
+            )
     for note in info["notes"]:
         out.write(f"note      {note}\n")
     if info["problems"]:
@@ -126,7 +130,9 @@ def write_labels(rows: list[dict[str, Any]], cols: list[str], fmt: str, out: io.
         json.dump(rows, out, indent=1)
         out.write("\n")
         return
-    writer = csv.DictWriter(out, fieldnames=["item", "group", *cols, "source", "verified"], lineterminator="\n")
+    writer = csv.DictWriter(
+        out, fieldnames=["item", "group", *cols, "source", "verified"], lineterminator="\n"
+    )
     writer.writeheader()
     writer.writerows(rows)
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 Label = tuple[float, ...]
 """A label: flat float pixels ``(x, y)`` (``(x1, y1, x2, y2, ...)`` for several points) or ``(value,)``."""

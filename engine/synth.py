@@ -11,7 +11,9 @@ import numpy as np
 BIWI_CAL = (517.679, 517.679, 320.0, 240.5)
 """(fx, fy, cx, cy) of the Biwi sequence 01 RGB camera."""
 
-RGB_CAL_TEMPLATE = """{fx} 0 {cx} \n0 {fy} {cy} \n0 0 1 \n\n0 0 0 0 \n\n1 0 0 \n0 1 0 \n0 0 1 \n\n0 0 0 \n\n{w} {h}"""
+RGB_CAL_TEMPLATE = (
+    """{fx} 0 {cx} \n0 {fy} {cy} \n0 0 1 \n\n0 0 0 0 \n\n1 0 0 \n0 1 0 \n0 0 1 \n\n0 0 0 \n\n{w} {h}"""
+)
 
 
 @dataclass
@@ -38,7 +40,9 @@ def _background(rng: np.random.Generator, w: int, h: int, distractors: int) -> n
     return img
 
 
-def draw_face(img: np.ndarray, cx: float, cy: float, r: float, rng: np.random.Generator | None = None) -> None:
+def draw_face(
+    img: np.ndarray, cx: float, cy: float, r: float, rng: np.random.Generator | None = None
+) -> None:
     """Draw a simple face (skin ellipse, eyes, mouth) centred on (cx, cy) in place (RGB)."""
     rng = rng or np.random.default_rng(0)
     skin = (int(rng.integers(180, 235)), int(rng.integers(140, 190)), int(rng.integers(110, 160)))
@@ -67,7 +71,9 @@ def write_image(path: Path, img: np.ndarray) -> None:
     buf.tofile(str(path))
 
 
-def face_image(rng: np.random.Generator, w: int, h: int, distractors: int = 3) -> tuple[np.ndarray, float, float]:
+def face_image(
+    rng: np.random.Generator, w: int, h: int, distractors: int = 3
+) -> tuple[np.ndarray, float, float]:
     """A background with a face at a random position; returns the image and the face centre in pixels."""
     r = min(w, h) * rng.uniform(0.12, 0.2)
     cx = float(rng.uniform(r, w - r))
@@ -83,7 +89,9 @@ def pose_text(centre: tuple[float, float, float]) -> str:
     return f"{rot}\n{centre[0]:.6f} {centre[1]:.6f} {centre[2]:.6f} \n"
 
 
-def unproject(u: float, v: float, z: float, cal: tuple[float, float, float, float]) -> tuple[float, float, float]:
+def unproject(
+    u: float, v: float, z: float, cal: tuple[float, float, float, float]
+) -> tuple[float, float, float]:
     """The 3-D point at depth ``z`` that the fastai book's ``get_ctr`` projects to pixel (u, v)."""
     fx, fy, cx, cy = cal
     return (u - cx) * z / fx, (v - cy) * z / fy, z
@@ -115,9 +123,16 @@ def make_biwi(
         gdir = root / group
         gdir.mkdir(parents=True, exist_ok=True)
         scale = w / 640
-        default = (BIWI_CAL[0] * scale * (1 + 0.02 * g), BIWI_CAL[1] * scale * (1 + 0.02 * g), w / 2, h / 2 + 0.5)
+        default = (
+            BIWI_CAL[0] * scale * (1 + 0.02 * g),
+            BIWI_CAL[1] * scale * (1 + 0.02 * g),
+            w / 2,
+            h / 2 + 0.5,
+        )
         cal = (cals or {}).get(group, default)
-        (gdir / "rgb.cal").write_text(RGB_CAL_TEMPLATE.format(fx=cal[0], fy=cal[1], cx=cal[2], cy=cal[3], w=w, h=h))
+        (gdir / "rgb.cal").write_text(
+            RGB_CAL_TEMPLATE.format(fx=cal[0], fy=cal[1], cx=cal[2], cy=cal[3], w=w, h=h)
+        )
         for f in range(frames):
             img, u, v = face_image(rng, w, h, distractors)
             stem = f"frame_{f + 3:05d}"
