@@ -98,7 +98,7 @@ def print_info(info: dict[str, Any], out: io.TextIOBase) -> None:
     for col, s in info["label_stats"].items():
         if s:
             out.write(
-                f"label {col:<4}mean {s['mean']:.2f}  std {s['std']:.2f}  min {s['min']:.2f}  max {s['max']:.2f}\n"
+                f"label {col:<6}mean {s['mean']:.2f}  std {s['std']:.2f}  min {s['min']:.2f}  max {s['max']:.2f}\n"
             )
     for note in info["notes"]:
         out.write(f"note      {note}\n")

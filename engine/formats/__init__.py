@@ -1,1 +1,103 @@
-"""Dataset formats, detected automatically."""
+"""Dataset formats, detected automatically: ``biwi``, ``points-csv``, ``scalar-csv``, ``utkface``, ``folder``.
+
+Detection order: a label CSV in the root (or the root itself being one), Biwi person folders (or a single
+person folder), UTKFace-named images, any images. Bad files never stop indexing: they become Problems.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from engine.core import CancelToken, Dataset, Kind
+from engine.formats.biwi import has_frames, index_biwi
+from engine.formats.common import (
+    Builder,
+    DatasetError,
+    OnBatch,
+    ParseError,
+    entry_kind,
+    scandir_sorted,
+    walk_images,
+)
+from engine.formats.csvs import csv_kind, index_csv
+from engine.formats.folder import index_images, looks_utk
+
+__all__ = ["DatasetError", "ParseError", "FORMATS", "detect", "open_dataset"]
+
+FORMATS: dict[str, Kind] = {
+    "biwi": "point",
+    "points-csv": "point",
+    "scalar-csv": "scalar",
+    "utkface": "scalar",
+    "folder": "point",
+}
+"""Format name -> label kind."""
+
+_SAMPLE = 200
+
+
+def _find_csv(root: Path) -> tuple[Path, str] | None:
+    """The first label CSV directly in ``root`` (natural order) and its format."""
+    for e in scandir_sorted(root):
+        if e.name.lower().endswith(".csv") and entry_kind(e) == "file":
+            found = csv_kind(Path(e.path))
+            if found:
+                return Path(e.path), "points-csv" if found[0] == "points" else "scalar-csv"
+    return None
+
+
+def _biwi_like(root: Path) -> bool:
+    """Whether ``root`` or one of its folders directly holds Biwi frames."""
+    if has_frames(root):
+        return True
+    return any(entry_kind(e) == "dir" and has_frames(e.path) for e in scandir_sorted(root))
+
+
+def _detect(root: Path) -> tuple[str, Path | None]:
+    """``(format, csv path or None)`` for ``root``; DatasetError when nothing is recognised."""
+    if not root.exists():
+        raise DatasetError(f"{root}: no such file or folder")
+    if root.is_file():
+        found = csv_kind(root) if root.suffix.lower() == ".csv" else None
+        if not found:
+            raise DatasetError(f"{root}: not a folder or a label CSV (image,x,y or image,value)")
+        return ("points-csv" if found[0] == "points" else "scalar-csv"), root
+    try:
+        csv_hit = _find_csv(root)
+        if csv_hit:
+            return csv_hit[1], csv_hit[0]
+        if _biwi_like(root):
+            return "biwi", None
+        names = [n for n, _ in walk_images(root, lambda name, reason: None, limit=_SAMPLE)]
+    except OSError as e:
+        raise DatasetError(f"{root}: cannot read folder ({e.strerror or e})") from None
+    if not names:
+        raise DatasetError(f"{root}: no images, label CSV or Biwi folders found")
+    return ("utkface" if looks_utk(names) else "folder"), None
+
+
+def detect(root: str | os.PathLike) -> str:
+    """The format name of the dataset at ``root``; raises DatasetError when there is none."""
+    return _detect(Path(root))[0]
+
+
+def open_dataset(
+    root: str | os.PathLike, on_batch: OnBatch | None = None, cancel: CancelToken | None = None
+) -> Dataset:
+    """Detect and index the dataset at ``root``, passing items to ``on_batch`` in chunks as they are parsed."""
+    root = Path(os.path.abspath(root))
+    fmt, csv_path = _detect(root)
+    if root.is_file():
+        root = root.parent
+    b = Builder(root, fmt, FORMATS[fmt], on_batch, cancel)
+    if fmt == "biwi":
+        index_biwi(root, b)
+    elif csv_path is not None:
+        try:
+            index_csv(root, csv_path, b)
+        except ParseError as e:
+            raise DatasetError(f"{csv_path}: {e}") from None
+    else:
+        index_images(root, b, utk=fmt == "utkface")
+    return b.dataset()
