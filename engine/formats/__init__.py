@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 from engine.core import CancelToken, Dataset, Kind
-from engine.formats.biwi import has_frames, index_biwi
+from engine.formats.biwi import has_frames, index_biwi, is_frame_file
 from engine.formats.common import (
     Builder,
     DatasetError,
@@ -37,9 +37,9 @@ FORMATS: dict[str, Kind] = {
 _SAMPLE = 200
 
 
-def _find_csv(root: Path) -> tuple[Path, str] | None:
-    """The first label CSV directly in ``root`` (natural order) and its format."""
-    for e in scandir_sorted(root):
+def _find_csv(entries: list[os.DirEntry]) -> tuple[Path, str] | None:
+    """The first label CSV among a folder's entries (natural order) and its format."""
+    for e in entries:
         if e.name.lower().endswith(".csv") and entry_kind(e) == "file":
             found = csv_kind(Path(e.path))
             if found:
@@ -47,11 +47,11 @@ def _find_csv(root: Path) -> tuple[Path, str] | None:
     return None
 
 
-def _biwi_like(root: Path) -> bool:
+def _biwi_like(root: Path, entries: list[os.DirEntry]) -> bool:
     """Whether ``root`` or one of its folders directly holds Biwi frames."""
-    if has_frames(root):
+    if any(is_frame_file(e) for e in entries):
         return True
-    return any(entry_kind(e) == "dir" and has_frames(e.path) for e in scandir_sorted(root))
+    return any(entry_kind(e) == "dir" and has_frames(e.path) for e in entries)
 
 
 def _detect(root: Path) -> tuple[str, Path | None]:
@@ -64,10 +64,11 @@ def _detect(root: Path) -> tuple[str, Path | None]:
             raise DatasetError(f"{root}: not a folder or a label CSV (image,x,y or image,value)")
         return ("points-csv" if found[0] == "points" else "scalar-csv"), root
     try:
-        csv_hit = _find_csv(root)
+        entries = scandir_sorted(root)
+        csv_hit = _find_csv(entries)
         if csv_hit:
             return csv_hit[1], csv_hit[0]
-        if _biwi_like(root):
+        if _biwi_like(root, entries):
             return "biwi", None
         names = [n for n, _ in walk_images(root, lambda name, reason: None, limit=_SAMPLE)]
     except OSError as e:
