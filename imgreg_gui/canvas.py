@@ -1,0 +1,505 @@
+"""The image canvas: zoom, pan, the label cross, the prediction ring, the error line, and dragging a new centre.
+
+Scene coordinates are original-image pixels (floats), so a label ``(x, y)`` sits at scene point ``(x, y)``.
+"""
+
+from __future__ import annotations
+
+import math
+
+from PySide6.QtCore import QEvent, QPointF, QRectF, Qt, QTimer, Signal
+from PySide6.QtGui import QColor, QImage, QMouseEvent, QPainter, QPen, QPixmap, QTransform
+from PySide6.QtWidgets import (
+    QFrame,
+    QGraphicsLineItem,
+    QGraphicsPixmapItem,
+    QGraphicsScene,
+    QGraphicsView,
+    QWidget,
+)
+
+from engine.core import Label
+from imgreg_gui.item_model import format_label, label_distance
+from imgreg_gui.overlays import LINE_COLOR, CircleItem, CrossItem, TagItem, draw_chip, draw_placeholder
+
+ZOOM_MIN, ZOOM_MAX, ZOOM_STEP = 0.02, 64.0, 1.25
+HIT_RADIUS = 12.0
+SOURCE_TEXT = {"original": "original", "corrected": "corrected", "prediction": "accepted prediction"}
+
+
+class ImageCanvas(QGraphicsView):
+    """Shows one image with its label and prediction; the user drags or places the label.
+
+    Signals: ``label_edited(name, label)`` once per drag or placement (on mouse release), ``cursor_moved(x, y)``
+    in image pixels (NaN when outside), ``zoom_changed(scale)``, ``image_shown(name)`` when an image is on screen.
+    """
+
+    label_edited = Signal(str, object)
+    cursor_moved = Signal(float, float)
+    zoom_changed = Signal(float)
+    image_shown = Signal(str)
+    place_mode_ended = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("ImageCanvas")
+        self.scene_ = QGraphicsScene(self)
+        self.setScene(self.scene_)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setBackgroundBrush(QColor("#1b1e24"))
+        self.setRenderHints(QPainter.RenderHint.Antialiasing | QPainter.RenderHint.SmoothPixmapTransform)
+        self.setTransformationAnchor(QGraphicsView.ViewportAnchor.AnchorUnderMouse)
+        self.setResizeAnchor(QGraphicsView.ViewportAnchor.AnchorViewCenter)
+        # Overlays are painted in viewport coordinates, so every repaint must be a full one.
+        self.setViewportUpdateMode(QGraphicsView.ViewportUpdateMode.FullViewportUpdate)
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.setMouseTracking(True)
+        self.setToolTip("")
+
+        self.pix_item = QGraphicsPixmapItem()
+        self.pix_item.setTransformationMode(Qt.TransformationMode.SmoothTransformation)
+        self.scene_.addItem(self.pix_item)
+        self.lines: list[QGraphicsLineItem] = []
+        self.crosses: list[CrossItem] = []
+        self.rings: list[CircleItem] = []
+        self.tag = TagItem()
+        self.tag.setVisible(False)
+        self.scene_.addItem(self.tag)
+
+        self.name: str | None = None
+        self.kind = "point"
+        self.image_size: tuple[int, int] | None = None
+        self.label: Label | None = None
+        self.pred: Label | None = None
+        self.source = "original"
+        self.verified = False
+        self.run_id: str | None = None
+        self.problem: tuple[str, str] | None = (
+            "No dataset open",
+            "Open a dataset folder with File ▸ Open dataset (Ctrl+O).",
+        )
+        self.show_label = self.show_pred = self.show_line = True
+        self.show_hint = True
+        self.place_mode = False
+        self.active_point = 0
+        self.fit_mode = True
+        self.pending = False
+        self.note: str | None = None
+        self.image_error: str | None = None
+
+        self._drag: list[float] | None = None
+        self._drag_index = -1
+        self._drag_moved = False
+        self._pan_from: QPointF | None = None
+        self._space = False
+        self._loading_timer = QTimer(self, singleShot=True, interval=150)
+        self._loading_timer.timeout.connect(self._show_loading)
+
+    # -- content ---------------------------------------------------------------------------------------
+
+    def begin_item(self, name: str) -> None:
+        """A new item is on its way: keep the old picture briefly, then say 'Loading…' if it is slow."""
+        self.name = name
+        self.pending = True
+        self._drag = None
+        self.pix_item.setOpacity(0.35)
+        self._layout_overlays()
+        self._loading_timer.start()
+
+    def set_image(self, name: str, img: QImage | None, reason: str | None = None) -> None:
+        """Show the decoded image of ``name`` (or a placeholder with ``reason`` when it could not be read)."""
+        self._loading_timer.stop()
+        self.name = name
+        self.pending = False
+        self.pix_item.setOpacity(1.0)
+        if img is None or img.isNull():
+            self.pix_item.setPixmap(QPixmap())
+            self.image_size = None
+            self.image_error = reason or "cannot decode image"
+            self.problem = (
+                "Cannot show this image",
+                f"{reason or 'The file could not be decoded.'}\n\n{name}",
+            )
+            self.scene_.setSceneRect(QRectF(0, 0, 1, 1))
+        else:
+            size = (img.width(), img.height())
+            self.pix_item.setPixmap(QPixmap.fromImage(img))
+            self.problem = self.image_error = None
+            if size != self.image_size:
+                self.image_size = size
+                self.scene_.setSceneRect(QRectF(0, 0, *size))
+                self.fit_mode = True
+            if self.fit_mode:
+                self.fit()
+        self._layout_overlays()
+        self.viewport().update()
+        self.image_shown.emit(name)
+
+    def set_message(self, title: str, detail: str) -> None:
+        """Show a message instead of an image (no dataset, empty dataset)."""
+        self._loading_timer.stop()
+        self.name = None
+        self.pending = False
+        self.pix_item.setPixmap(QPixmap())
+        self.image_size = None
+        self.image_error = None
+        self.label = self.pred = None
+        self.problem = (title, detail)
+        self._layout_overlays()
+        self.viewport().update()
+
+    def set_annotations(
+        self,
+        label: Label | None,
+        pred: Label | None = None,
+        source: str = "original",
+        verified: bool = False,
+        run_id: str | None = None,
+        kind: str = "point",
+        note: str | None = None,
+    ) -> None:
+        """Set the label, the prediction, how to describe them and a problem ``note``; cancels a drag."""
+        self.note = note
+        self.label = tuple(label) if label is not None else None
+        self.pred = tuple(pred) if pred is not None else None
+        self.source, self.verified, self.run_id, self.kind = source, verified, run_id, kind
+        self._drag = None
+        n = len(self.label) // 2 if self.label and kind == "point" else 1
+        self.active_point = min(self.active_point, max(n - 1, 0))
+        self._layout_overlays()
+        self.viewport().update()
+
+    def set_visibility(
+        self, label: bool | None = None, pred: bool | None = None, line: bool | None = None
+    ) -> None:
+        """Show or hide the label, the prediction and the error line."""
+        if label is not None:
+            self.show_label = label
+        if pred is not None:
+            self.show_pred = pred
+        if line is not None:
+            self.show_line = line
+        self._layout_overlays()
+        self.viewport().update()
+
+    def shown_label(self) -> Label | None:
+        """The label as drawn now (mid-drag position included)."""
+        return tuple(self._drag) if self._drag is not None else self.label
+
+    # -- overlays ----------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _points(label: Label | None) -> list[QPointF]:
+        if label is None or len(label) < 2:
+            return []
+        return [QPointF(label[i], label[i + 1]) for i in range(0, len(label) - 1, 2)]
+
+    def _sync_count(self, items: list, n: int, factory) -> None:
+        while len(items) < n:
+            item = factory()
+            self.scene_.addItem(item)
+            items.append(item)
+        for i, item in enumerate(items):
+            item.setVisible(i < n)
+
+    def _layout_overlays(self) -> None:
+        """Place crosses, rings, lines and the distance tag for the current label and prediction."""
+        has_img = self.image_size is not None and self.kind == "point" and not self.pending
+        lab = self._points(self.shown_label()) if has_img and self.show_label else []
+        pred = self._points(self.pred) if has_img and self.show_pred else []
+        self._sync_count(self.crosses, len(lab), CrossItem)
+        self._sync_count(self.rings, len(pred), CircleItem)
+        for i, (item, pt) in enumerate(zip(self.crosses, lab)):
+            item.setPos(pt)
+            item.active = len(lab) > 1 and i == self.active_point
+            item.update()
+        for item, pt in zip(self.rings, pred):
+            item.setPos(pt)
+        pairs = list(zip(lab, pred)) if self.show_line and len(lab) == len(pred) else []
+
+        def make_line() -> QGraphicsLineItem:
+            line = QGraphicsLineItem()
+            pen = QPen(LINE_COLOR, 1.8, Qt.PenStyle.DashLine)
+            pen.setCosmetic(True)
+            line.setPen(pen)
+            line.setZValue(10)
+            return line
+
+        self._sync_count(self.lines, len(pairs), make_line)
+        for line, (a, b) in zip(self.lines, pairs):
+            line.setLine(a.x(), a.y(), b.x(), b.y())
+        dist = label_distance(self.shown_label(), self.pred) if pairs else None
+        self.tag.setVisible(dist is not None)
+        if dist is not None:
+            a, b = pairs[0]
+            self.tag.setPos((a + b) / 2)
+            self.tag.set_text(f"{dist:.1f} px")
+
+    def drawForeground(self, p: QPainter, rect: QRectF) -> None:
+        """The legend, the item header and placeholders, in viewport coordinates."""
+        super().drawForeground(p, rect)
+        p.save()
+        p.resetTransform()
+        vp = QRectF(self.viewport().rect())
+        if self.problem is not None:
+            title, detail = self.problem
+            draw_placeholder(p, vp, title, detail, broken=title.startswith("Cannot"))
+        if self.name and self.image_size is not None:
+            header = [("none", f"{self.name}   {self.image_size[0]} × {self.image_size[1]}")]
+            if self.note:
+                header = [("none", header[0][1]), ("warn", self.note)]
+            draw_chip(p, QPointF(10, 10), header, corner="top-left", max_width=vp.width() - 20)
+            rows = self._legend_rows()
+            if rows:
+                draw_chip(
+                    p, QPointF(10, vp.height() - 10), rows, corner="bottom-left", max_width=vp.width() - 20
+                )
+        p.restore()
+
+    def _legend_rows(self) -> list[tuple[str, str]]:
+        label = self.shown_label()
+        state = SOURCE_TEXT.get(self.source, self.source) + (", verified" if self.verified else "")
+        run = f"run {self.run_id}" if self.run_id else "prediction"
+        rows: list[tuple[str, str]] = []
+        if self.kind == "scalar":
+            rows.append(("none", f"Label  {format_label(label, 'scalar')}   ({state})"))
+            if self.pred is not None:
+                rows.append(("none", f"Prediction  {format_label(self.pred, 'scalar')}   ({run})"))
+                dist = label_distance(label, self.pred)
+                if dist is not None:
+                    rows.append(("none", f"Error  {dist:.2f}"))
+            return rows
+        if self.show_label:
+            where = f"  {format_label(label)}" if label is not None and len(label) == 2 else ""
+            rows.append(
+                ("cross", f"Label{where}  ({state})" if label is not None else "No label: click to place one")
+            )
+        if self.show_pred and self.pred is not None:
+            rows.append(("ring", f"Prediction  {format_label(self.pred)}  ({run})"))
+        dist = label_distance(label, self.pred)
+        if self.show_line and self.show_label and self.show_pred and dist is not None:
+            rows.append(("line", f"Error  {dist:.1f} px"))
+        if self.show_hint and self.show_label and label is not None:
+            rows.append(("hint", "Drag the cross · Ctrl+click to place · arrows nudge"))
+        return rows
+
+    def _show_loading(self) -> None:
+        self.pix_item.setPixmap(QPixmap())
+        self.image_size = None
+        self.problem = ("Loading…", self.name or "")
+        self._layout_overlays()
+        self.viewport().update()
+
+    # -- zoom ----------------------------------------------------------------------------------------------
+
+    def scale_factor(self) -> float:
+        """The current zoom (screen pixels per image pixel)."""
+        return self.transform().m11()
+
+    def set_scale(self, s: float, anchor_under_mouse: bool = False) -> None:
+        """Set the zoom, clamped to sensible limits; turns fit mode off."""
+        s = min(max(s, ZOOM_MIN), ZOOM_MAX)
+        anchor = self.transformationAnchor()
+        if not anchor_under_mouse:
+            self.setTransformationAnchor(QGraphicsView.ViewportAnchor.AnchorViewCenter)
+        self.setTransform(QTransform.fromScale(s, s))
+        self.setTransformationAnchor(anchor)
+        self.fit_mode = False
+        self._after_zoom()
+
+    def zoom_in(self) -> None:
+        """Zoom in one step around the view centre."""
+        self.set_scale(self.scale_factor() * ZOOM_STEP)
+
+    def zoom_out(self) -> None:
+        """Zoom out one step around the view centre."""
+        self.set_scale(self.scale_factor() / ZOOM_STEP)
+
+    def actual_size(self) -> None:
+        """One image pixel per screen pixel."""
+        self.set_scale(1.0)
+
+    def fit(self) -> None:
+        """Fit the whole image in the view (and keep fitting as the window resizes)."""
+        if self.image_size is not None:
+            margin = 8
+            w, h = self.image_size
+            vw, vh = (
+                max(self.viewport().width() - 2 * margin, 1),
+                max(self.viewport().height() - 2 * margin, 1),
+            )
+            s = min(vw / w, vh / h)
+            self.setTransform(QTransform.fromScale(s, s))
+            self.centerOn(w / 2, h / 2)
+        self.fit_mode = True
+        self._after_zoom()
+
+    def _after_zoom(self) -> None:
+        # Below 2x smooth scaling looks best; above it, show crisp pixels so a centre can be placed precisely.
+        smooth = self.scale_factor() < 2
+        mode = (
+            Qt.TransformationMode.SmoothTransformation if smooth else Qt.TransformationMode.FastTransformation
+        )
+        self.pix_item.setTransformationMode(mode)
+        self.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, smooth)
+        self.zoom_changed.emit(self.scale_factor())
+
+    def resizeEvent(self, ev) -> None:
+        """Refit on resize while in fit mode."""
+        super().resizeEvent(ev)
+        if self.fit_mode:
+            self.fit()
+
+    def wheelEvent(self, ev) -> None:
+        """Wheel zooms around the cursor."""
+        steps = ev.angleDelta().y() / 120
+        if steps:
+            self.set_scale(self.scale_factor() * ZOOM_STEP**steps, anchor_under_mouse=True)
+        ev.accept()
+
+    # -- mouse and keys ------------------------------------------------------------------------------------
+
+    def _hit(self, pos: QPointF) -> int:
+        """Index of the label point within reach of viewport position ``pos``, or -1."""
+        label = self.label if self.show_label else None
+        best, best_d = -1, HIT_RADIUS
+        for i, pt in enumerate(self._points(label)):
+            v = self.mapFromScene(pt)
+            d = math.hypot(v.x() - pos.x(), v.y() - pos.y())
+            if d <= best_d:
+                best, best_d = i, d
+        return best
+
+    def _clamp(self, pt: QPointF) -> QPointF:
+        w, h = self.image_size or (0, 0)
+        return QPointF(min(max(pt.x(), 0.0), float(w)), min(max(pt.y(), 0.0), float(h)))
+
+    def can_edit(self) -> bool:
+        """Whether a point label can be edited now (an image is shown for a point item)."""
+        return self.name is not None and self.image_size is not None and self.kind == "point"
+
+    def mousePressEvent(self, ev: QMouseEvent) -> None:
+        """Middle or space+left drag pans; left on the cross drags it; left elsewhere places (see docs)."""
+        pos = ev.position()
+        if ev.button() == Qt.MouseButton.MiddleButton or (
+            ev.button() == Qt.MouseButton.LeftButton and self._space
+        ):
+            self._start_pan(pos)
+            return
+        if ev.button() != Qt.MouseButton.LeftButton or not self.can_edit():
+            super().mousePressEvent(ev)
+            return
+        hit = self._hit(pos)
+        place = (
+            self.place_mode
+            or bool(ev.modifiers() & Qt.KeyboardModifier.ControlModifier)
+            or self.label is None
+        )
+        if hit >= 0 and not (ev.modifiers() & Qt.KeyboardModifier.ControlModifier):
+            self._drag, self._drag_index, self._drag_moved = list(self.label or ()), hit, False
+            self.active_point = hit
+            self.viewport().setCursor(Qt.CursorShape.ClosedHandCursor)
+        elif place:
+            pt = self._clamp(self.mapToScene(pos.toPoint()))
+            label = list(self.label) if self.label else [pt.x(), pt.y()]
+            idx = self.active_point if self.label else 0
+            label[2 * idx], label[2 * idx + 1] = pt.x(), pt.y()
+            self._drag, self._drag_index, self._drag_moved = label, idx, True
+            self.viewport().setCursor(Qt.CursorShape.ClosedHandCursor)
+        else:
+            self._start_pan(pos)
+            return
+        self._layout_overlays()
+        self.viewport().update()
+
+    def mouseMoveEvent(self, ev: QMouseEvent) -> None:
+        """Drag the marker, pan, or report the cursor position."""
+        pos = ev.position()
+        if self._pan_from is not None:
+            delta = pos - self._pan_from
+            self._pan_from = pos
+            self.horizontalScrollBar().setValue(self.horizontalScrollBar().value() - round(delta.x()))
+            self.verticalScrollBar().setValue(self.verticalScrollBar().value() - round(delta.y()))
+            return
+        scene = self.mapToScene(pos.toPoint())
+        if self._drag is not None:
+            pt = self._clamp(scene)
+            self._drag[2 * self._drag_index], self._drag[2 * self._drag_index + 1] = pt.x(), pt.y()
+            self._drag_moved = True
+            self._layout_overlays()
+            self.viewport().update()
+        elif self.can_edit():
+            over = self._hit(pos) >= 0
+            placing = self.place_mode or self.label is None
+            cursor = (
+                Qt.CursorShape.OpenHandCursor
+                if over
+                else Qt.CursorShape.CrossCursor
+                if placing
+                else Qt.CursorShape.ArrowCursor
+            )
+            self.viewport().setCursor(cursor)
+        if self.image_size is not None and self.sceneRect().contains(scene):
+            self.cursor_moved.emit(scene.x(), scene.y())
+        else:
+            self.cursor_moved.emit(math.nan, math.nan)
+
+    def mouseReleaseEvent(self, ev: QMouseEvent) -> None:
+        """Finish a pan, or commit a drag/placement as one edit."""
+        if self._pan_from is not None and ev.button() in (
+            Qt.MouseButton.MiddleButton,
+            Qt.MouseButton.LeftButton,
+        ):
+            self._pan_from = None
+            self.viewport().setCursor(
+                Qt.CursorShape.OpenHandCursor if self._space else Qt.CursorShape.ArrowCursor
+            )
+            return
+        if ev.button() == Qt.MouseButton.LeftButton and self._drag is not None:
+            label, moved = tuple(self._drag), self._drag_moved
+            self._drag = None
+            self.viewport().setCursor(Qt.CursorShape.OpenHandCursor)
+            if moved and self.name is not None and label != self.label:
+                self.label = label  # show it now; the store update follows at once
+                if self.place_mode:
+                    self.place_mode = False
+                    self.place_mode_ended.emit()
+                self._layout_overlays()
+                self.label_edited.emit(self.name, label)
+            self._layout_overlays()
+            self.viewport().update()
+            return
+        super().mouseReleaseEvent(ev)
+
+    def _start_pan(self, pos: QPointF) -> None:
+        self._pan_from = pos
+        self.viewport().setCursor(Qt.CursorShape.ClosedHandCursor)
+
+    def keyPressEvent(self, ev) -> None:
+        """Space held turns left-drag into panning; Esc cancels a drag or the place mode."""
+        if ev.key() == Qt.Key.Key_Space and not ev.isAutoRepeat():
+            self._space = True
+            self.viewport().setCursor(Qt.CursorShape.OpenHandCursor)
+            return
+        if ev.key() == Qt.Key.Key_Escape and (self._drag is not None or self.place_mode):
+            self._drag = None
+            if self.place_mode:
+                self.place_mode = False
+                self.place_mode_ended.emit()
+            self._layout_overlays()
+            self.viewport().update()
+            return
+        super().keyPressEvent(ev)
+
+    def keyReleaseEvent(self, ev) -> None:
+        """End space-panning mode."""
+        if ev.key() == Qt.Key.Key_Space and not ev.isAutoRepeat():
+            self._space = False
+            self.viewport().setCursor(Qt.CursorShape.ArrowCursor)
+            return
+        super().keyReleaseEvent(ev)
+
+    def leaveEvent(self, ev: QEvent) -> None:
+        """The cursor left: no pixel position to report."""
+        self.cursor_moved.emit(math.nan, math.nan)
+        super().leaveEvent(ev)

@@ -1,0 +1,114 @@
+"""Undoable label edits: QUndoCommands that call the LabelStore and restore exact earlier states on undo."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from PySide6.QtGui import QUndoCommand
+
+from engine.core import Label
+from engine.store import LabelRecord, LabelStore
+
+NUDGE_ID = 1001
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class State:
+    """What ``LabelStore.set_state`` restores: the current label, its source and the verified flag."""
+
+    current: Label | None
+    source: str
+    verified: bool
+
+    @classmethod
+    def of(cls, rec: LabelRecord) -> State:
+        """The restorable state of a record."""
+        return cls(rec.current, rec.source, rec.verified)
+
+
+class StoreCommand(QUndoCommand):
+    """One edit of one item: ``apply(store)`` the first time, then exact before/after states.
+
+    The first ``redo`` runs the real store call (``correct``, ``revert``, ``set_verified``) so the history says
+    what happened; undo and later redos use ``set_state`` with the states seen around that first call.
+    """
+
+    def __init__(
+        self, store: LabelStore, item: str, text: str, apply: Callable[[LabelStore], LabelRecord]
+    ) -> None:
+        super().__init__(text)
+        self.store = store
+        self.item = item
+        self._apply = apply
+        self.before = State.of(store.record(item))
+        self.after: State | None = None
+        self.error: Exception | None = None
+
+    def redo(self) -> None:
+        """Apply the edit (first time) or restore the state after it; a failed first write is dropped."""
+        try:
+            if self.after is None:
+                self.after = State.of(self._apply(self.store))
+            else:
+                self._restore(self.after)
+            self.error = None
+        except Exception as e:  # Qt would swallow it: keep it for the window to report instead
+            log.exception("label edit failed: %s", self.text())
+            self.error = e
+            if self.after is None:
+                self.setObsolete(True)  # QUndoStack.push then discards the command
+
+    def undo(self) -> None:
+        """Restore the state from before the edit."""
+        try:
+            self._restore(self.before)
+            self.error = None
+        except Exception as e:
+            log.exception("undo failed: %s", self.text())
+            self.error = e
+
+    def _restore(self, state: State) -> None:
+        self.store.set_state(self.item, state.current, state.source, state.verified)
+
+
+def correct_command(
+    store: LabelStore, item: str, label: Label, source: str = "corrected", text: str = ""
+) -> StoreCommand:
+    """Set a new label (a drag, a click, a typed value; ``source='prediction'`` to accept a prediction)."""
+    text = text or (f"Accept prediction for {item}" if source == "prediction" else f"Move label of {item}")
+    return StoreCommand(store, item, text, lambda s: s.correct(item, label, source=source))
+
+
+def revert_command(store: LabelStore, item: str) -> StoreCommand:
+    """Drop the correction so the original label applies again."""
+    return StoreCommand(store, item, f"Revert {item} to original", lambda s: s.revert(item))
+
+
+def verify_command(store: LabelStore, item: str, verified: bool) -> StoreCommand:
+    """Set or clear the verified flag."""
+    text = f"Mark {item} verified" if verified else f"Clear verified mark of {item}"
+    return StoreCommand(store, item, text, lambda s: s.set_verified(item, verified))
+
+
+class NudgeCommand(StoreCommand):
+    """A keyboard nudge; consecutive nudges of the same item in the same session merge into one undo step."""
+
+    def __init__(self, store: LabelStore, item: str, label: Label, session: int) -> None:
+        super().__init__(store, item, f"Nudge label of {item}", lambda s: s.correct(item, label))
+        self.session = session
+
+    def id(self) -> int:
+        """Nudges share a merge id."""
+        return NUDGE_ID
+
+    def mergeWith(self, other: QUndoCommand) -> bool:
+        """Absorb a following nudge of the same item and session (it has already been applied)."""
+        if not isinstance(other, NudgeCommand) or other.item != self.item or other.session != self.session:
+            return False
+        if other.after is None or self.after is None:
+            return False
+        self.after = other.after
+        return True

@@ -1,0 +1,213 @@
+"""The dataset panel (filter box, filter choices, item list) and the worker that opens a dataset to fill it."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import traceback
+from pathlib import Path
+
+from PySide6.QtCore import QItemSelectionModel, QModelIndex, Qt, QThread, QTimer, Signal
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QTreeView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from engine.core import Cancelled, CancelToken, Item
+from imgreg_gui.item_model import COL_ERROR, COL_GROUP, COL_NAME, FILTERS, ItemModel
+
+log = logging.getLogger(__name__)
+FIRST_IMAGE_WAIT_S = 0.5
+
+
+class DatasetPanel(QWidget):
+    """Browses the items of a dataset; emits ``item_selected(name)`` when the user picks one."""
+
+    item_selected = Signal(str)
+    filter_changed = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("DatasetPanel")
+        self.model = ItemModel(self)
+        self._current: str | None = None
+
+        self.filter_edit = QLineEdit(self)
+        self.filter_edit.setPlaceholderText("Filter by name…")
+        self.filter_edit.setClearButtonEnabled(True)
+        self.filter_edit.setToolTip(
+            "Show only items whose path contains this text (Ctrl+F); Esc returns to the image"
+        )
+        self.filter_combo = QComboBox(self)
+        for key, text in FILTERS.items():
+            self.filter_combo.addItem(text, key)
+        self.filter_combo.setToolTip(
+            "Show all items, or only corrected, unverified, verified, problem or unlabelled ones"
+        )
+
+        self.view = QTreeView(self)
+        self.view.setModel(self.model)
+        self.view.setRootIsDecorated(False)
+        self.view.setUniformRowHeights(True)
+        self.view.setAlternatingRowColors(True)
+        self.view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.view.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        # Keys belong to the canvas (arrows nudge the label, D/A step): the list is driven by the mouse.
+        self.view.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.view.setSortingEnabled(True)
+        self.view.sortByColumn(-1, Qt.SortOrder.AscendingOrder)
+        header = self.view.header()
+        header.setSortIndicatorShown(True)
+        header.setStretchLastSection(False)
+        header.setSectionResizeMode(COL_NAME, QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(COL_GROUP, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(COL_ERROR, QHeaderView.ResizeMode.ResizeToContents)
+        self.view.setColumnHidden(COL_ERROR, True)
+        self.count_label = QLabel(self)
+        self.count_label.setObjectName("CountLabel")
+
+        top = QHBoxLayout()
+        top.setContentsMargins(0, 0, 0, 0)
+        top.addWidget(self.filter_edit, 1)
+        top.addWidget(self.filter_combo)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(6, 6, 6, 6)
+        lay.setSpacing(6)
+        lay.addLayout(top)
+        lay.addWidget(self.view, 1)
+        lay.addWidget(self.count_label)
+
+        self._filter_timer = QTimer(self, singleShot=True, interval=150)
+        self._filter_timer.timeout.connect(self._apply_filter)
+        self.filter_edit.textChanged.connect(self._filter_timer.start)
+        self.filter_edit.returnPressed.connect(self._apply_filter)
+        self.filter_combo.currentIndexChanged.connect(self._apply_filter)
+        self.view.selectionModel().currentRowChanged.connect(self._on_current_row)
+        self.model.modelReset.connect(self._after_reset)
+        self.model.rowsInserted.connect(self._update_count)
+
+    # -- public ----------------------------------------------------------------------------------------
+
+    def select(self, name: str | None) -> None:
+        """Make ``name`` the current row (scrolled into view) without emitting ``item_selected``."""
+        self._current = name
+        row = None if name is None else self.model.row_of(name)
+        sel = self.view.selectionModel()
+        # _on_current_row ignores the change: self._current already names it.
+        if row is None:
+            sel.clear()
+        else:
+            idx = self.model.index(row, 0)
+            flags = QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows
+            sel.setCurrentIndex(idx, flags)
+            self.view.scrollTo(idx)
+
+    def set_filter_choice(self, key: str) -> None:
+        """Choose one of ``FILTERS`` by key."""
+        i = self.filter_combo.findData(key)
+        if i >= 0:
+            self.filter_combo.setCurrentIndex(i)
+
+    def show_errors(self, on: bool) -> None:
+        """Show the error column (when a run's predictions are active)."""
+        self.view.setColumnHidden(COL_ERROR, not on)
+
+    def sort_by_error(self, descending: bool = True) -> None:
+        """Sort the list by prediction error, largest first by default."""
+        self.view.setColumnHidden(COL_ERROR, False)
+        order = Qt.SortOrder.DescendingOrder if descending else Qt.SortOrder.AscendingOrder
+        self.view.sortByColumn(COL_ERROR, order)
+
+    def sort_by_name(self) -> None:
+        """Sort the list by item name."""
+        self.view.sortByColumn(COL_NAME, Qt.SortOrder.AscendingOrder)
+
+    # -- internals -------------------------------------------------------------------------------------
+
+    def _apply_filter(self) -> None:
+        self._filter_timer.stop()
+        self.model.set_filter(self.filter_edit.text(), self.filter_combo.currentData())
+        self.filter_changed.emit()
+
+    def _on_current_row(self, current: QModelIndex, _previous: QModelIndex) -> None:
+        it = self.model.item_at(current.row()) if current.isValid() else None
+        if it is not None and it.name != self._current:
+            self._current = it.name
+            self.item_selected.emit(it.name)
+
+    def _after_reset(self) -> None:
+        self._update_count()
+        if self._current is not None:
+            self.select(self._current)
+
+    def _update_count(self, *_args) -> None:
+        shown, total = len(self.model.view), len(self.model.items)
+        groups = len({it.group for it in self.model.items}) if total < 200_000 else 0
+        text = f"{shown:,} of {total:,} items" if shown != total else f"{total:,} items"
+        if groups:
+            text += f" · {groups:,} groups"
+        self.count_label.setText(text)
+
+
+class OpenWorker(QThread):
+    """Index ``root`` and open its LabelStore in a worker thread.
+
+    Signals (queued to the GUI thread): ``batch(list[Item])`` as items are parsed, ``opened(Dataset, LabelStore,
+    records)`` at the end, ``failed(message)`` when the folder holds no usable dataset or the store fails.
+    """
+
+    batch = Signal(object)
+    opened = Signal(object, object, object)
+    failed = Signal(str)
+
+    def __init__(self, root: str | Path, parent=None) -> None:
+        super().__init__(parent)
+        self.root = Path(root)
+        self.cancel = CancelToken()
+        self.first_shown = threading.Event()
+        self._batches = 0
+
+    def _on_batch(self, items: list[Item]) -> None:
+        self.cancel.raise_if_now()
+        self.batch.emit(list(items))
+        self._batches += 1
+        if self._batches == 1:
+            # Indexing threads would starve the first image's decode (CPU and GIL): pause until it is on
+            # screen (the window sets ``first_shown``), at most a moment.
+            self.first_shown.wait(FIRST_IMAGE_WAIT_S)
+
+    def run(self) -> None:
+        """Index, open the store, read every record; report through signals, never raise."""
+        from engine.formats import DatasetError, open_dataset
+        from engine.store import LabelStore, StoreError
+
+        try:
+            ds = open_dataset(self.root, on_batch=self._on_batch, cancel=self.cancel)
+            self.cancel.raise_if_now()
+            store = LabelStore.open(ds)
+            try:
+                records = store.records()
+            except BaseException:
+                store.close()
+                raise
+            if self.cancel.now:
+                store.close()
+                return
+            self.opened.emit(ds, store, records)
+        except Cancelled:
+            return
+        except DatasetError as e:
+            self.failed.emit(str(e) or f"{self.root} holds no recognised dataset")
+        except StoreError as e:
+            self.failed.emit(f"Cannot open the label store: {e}")
+        except Exception as e:
+            log.error("opening %s failed:\n%s", self.root, traceback.format_exc())
+            self.failed.emit(f"Cannot open {self.root}: {type(e).__name__}: {e}")

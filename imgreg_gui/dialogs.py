@@ -1,0 +1,119 @@
+"""Small dialogs: keyboard shortcuts, About, and the label export writer they sit beside."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QDialog,
+    QDialogButtonBox,
+    QHeaderView,
+    QMessageBox,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from engine.core import Dataset
+from engine.store import LabelStore
+from imgreg_gui.actions import Actions, shortcut_text
+
+MOUSE_HELP = [
+    ("Drag the green cross", "Move the label (one drag is one undo step)"),
+    ("Click (item without a label)", "Place the label"),
+    ("Ctrl+click", "Move the label to the click"),
+    ("Mouse wheel", "Zoom around the cursor"),
+    ("Drag the image, middle-drag, Space+drag", "Pan"),
+]
+
+
+def shortcuts_dialog(parent: QWidget, actions: Actions) -> QDialog:
+    """A table of every action with its shortcuts, plus the mouse gestures."""
+    dlg = QDialog(parent)
+    dlg.setWindowTitle("Keyboard shortcuts")
+    rows = [(act.text().replace("&", "").rstrip("…"), shortcut_text(act)) for act in actions.all.values()]
+    rows = [r for r in rows if r[1]] + MOUSE_HELP
+    table = QTableWidget(len(rows), 2, dlg)
+    table.setHorizontalHeaderLabels(["Action", "Keys / mouse"])
+    table.verticalHeader().setVisible(False)
+    table.verticalHeader().setDefaultSectionSize(24)
+    table.setSelectionMode(QTableWidget.SelectionMode.NoSelection)
+    table.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+    table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+    table.setAlternatingRowColors(True)
+    for r, (text, keys) in enumerate(rows):
+        table.setItem(r, 0, QTableWidgetItem(text))
+        table.setItem(r, 1, QTableWidgetItem(keys))
+    table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
+    table.horizontalHeader().setStretchLastSection(True)
+    buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close, dlg)
+    buttons.rejected.connect(dlg.reject)
+    lay = QVBoxLayout(dlg)
+    lay.addWidget(table)
+    lay.addWidget(buttons)
+    dlg.resize(560, 620)
+    return dlg
+
+
+def about_box(parent: QWidget) -> None:
+    """The About box (version, purpose, credits)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        ver = version("imgreg")
+    except PackageNotFoundError:
+        ver = "development"
+    box = QMessageBox(parent)
+    box.setWindowTitle("About imgreg")
+    box.setTextFormat(Qt.TextFormat.RichText)
+    box.setText(
+        f"<h3>imgreg {ver}</h3><p>Review and correct image-regression labels (keypoints such as the Biwi head "
+        "centre, or scalars such as age) and train fastai models on them.</p>"
+        "<p>Labels are stored beside the dataset in <code>.imgreg/labels.sqlite</code>; source files are never "
+        "modified.</p><p>MIT licence.</p>"
+    )
+    box.setIconPixmap(parent.windowIcon().pixmap(64, 64))
+    box.open()
+
+
+def write_labels(store: LabelStore, ds: Dataset, path: str | Path) -> int:
+    """Export effective labels to ``path`` (``.json`` → JSON, else CSV); returns the number of rows written."""
+    path = Path(path)
+    records = store.records()
+    rows = []
+    for it in ds.items:
+        rec = records.get(it.name)
+        label = rec.effective if rec else it.label
+        if label is None:
+            continue
+        rows.append(
+            (it.name, list(label), rec.source if rec else "original", bool(rec.verified) if rec else False)
+        )
+    tmp = path.with_name(path.name + ".tmp")
+    if path.suffix.lower() == ".json":
+        data = {
+            "dataset": str(ds.root),
+            "format": ds.format,
+            "kind": ds.kind,
+            "labels": [{"image": n, "label": lab, "source": s, "verified": v} for n, lab, s, v in rows],
+        }
+        tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
+    else:
+        width = max((len(lab) for _, lab, _, _ in rows), default=2)
+        if ds.kind == "scalar":
+            cols = ["value"]
+        elif width == 2:
+            cols = ["x", "y"]
+        else:
+            cols = [f"{c}{i // 2 + 1}" for i, c in zip(range(width), "xy" * width)]
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(["image", *cols, "source", "verified"])
+            for n, lab, s, v in rows:
+                w.writerow([n, *(repr(float(x)) for x in lab), s, int(v)])
+    tmp.replace(path)
+    return len(rows)

@@ -1,0 +1,396 @@
+"""The item table model (a filtered, sorted view over items, label records and predictions) and navigation."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
+from PySide6.QtGui import QBrush, QColor
+
+from engine.core import Item, Label
+from engine.store import LabelRecord, PredictionRow
+from imgreg_gui.settings import status_icon
+
+STATUS_TEXT = {
+    "problem": "Problem",
+    "verified": "Verified",
+    "corrected": "Corrected",
+    "accepted": "Prediction accepted",
+    "labelled": "Labelled",
+    "unlabelled": "No label",
+}
+FILTERS = {
+    "all": "All items",
+    "corrected": "Corrected",
+    "unverified": "Unverified",
+    "verified": "Verified",
+    "problems": "Problems",
+    "unlabelled": "No label",
+}
+COLUMNS = ("Item", "Group", "Error")
+COL_NAME, COL_GROUP, COL_ERROR = range(3)
+ItemIndex = QModelIndex | QPersistentModelIndex
+
+
+def item_status(item: Item, rec: LabelRecord | None) -> str:
+    """One of ``STATUS_TEXT``'s keys for an item and its label record (problems win, then verified, ...)."""
+    if item.problem:
+        return "problem"
+    if rec is not None and rec.verified:
+        return "verified"
+    if rec is not None and rec.source == "corrected":
+        return "corrected"
+    if rec is not None and rec.source == "prediction":
+        return "accepted"
+    label = rec.effective if rec is not None else item.label
+    return "labelled" if label is not None else "unlabelled"
+
+
+def label_distance(a: Label | None, b: Label | None) -> float | None:
+    """Mean point distance in pixels (or absolute difference for scalars) between two labels."""
+    if a is None or b is None or len(a) != len(b):
+        return None
+    if len(a) == 1:
+        return abs(a[0] - b[0])
+    dists = [math.hypot(a[i] - b[i], a[i + 1] - b[i + 1]) for i in range(0, len(a) - 1, 2)]
+    return sum(dists) / len(dists)
+
+
+def format_label(label: Label | None, kind: str = "point") -> str:
+    """A label in words: ``(x, y)`` pixels or the scalar value."""
+    if label is None:
+        return "none"
+    if kind == "scalar" or len(label) == 1:
+        return f"{label[0]:.4g}"
+    return "  ".join(f"({label[i]:.1f}, {label[i + 1]:.1f})" for i in range(0, len(label) - 1, 2))
+
+
+class ItemModel(QAbstractTableModel):
+    """Rows are the items that pass the filter, in the chosen order; columns name, group and error."""
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.kind = "point"
+        self.items: list[Item] = []
+        self.records: dict[str, LabelRecord] = {}
+        self.preds: dict[str, PredictionRow] = {}
+        self.errors: dict[str, float] = {}
+        self.view: list[int] = []
+        self._row_of: dict[int, int] = {}
+        self._index_of: dict[str, int] = {}
+        self.filter_text = ""
+        self.filter_choice = "all"
+        self.sort_column = -1
+        self.sort_order = Qt.SortOrder.AscendingOrder
+
+    # -- content ---------------------------------------------------------------------------------------
+
+    def clear(self) -> None:
+        """Forget every item."""
+        self.set_items([], {})
+
+    def set_items(self, items: list[Item], records: dict[str, LabelRecord] | None = None) -> None:
+        """Replace the items (and optionally their records); rebuilds the view."""
+        self.items = list(items)
+        self._index_of = {it.name: i for i, it in enumerate(self.items)}
+        if records is not None:
+            self.records = dict(records)
+        self._recompute_errors()
+        self._rebuild()
+
+    def append(self, items: Iterable[Item]) -> None:
+        """Add items at the end (as a dataset is indexed); those passing the filter appear at once."""
+        start = len(self.items)
+        new = list(items)
+        for i, it in enumerate(new):
+            self._index_of[it.name] = start + i
+        self.items.extend(new)
+        rows = [start + i for i in range(len(new)) if self._passes(start + i)]
+        if not rows:
+            return
+        first = len(self.view)
+        self.beginInsertRows(QModelIndex(), first, first + len(rows) - 1)
+        for r, i in enumerate(rows):
+            self._row_of[i] = first + r
+        self.view.extend(rows)
+        self.endInsertRows()
+
+    def set_records(self, records: dict[str, LabelRecord]) -> None:
+        """Replace every label record (after the store opened)."""
+        self.records = dict(records)
+        self._recompute_errors()
+        self._all_changed()
+
+    def update_records(self, records: dict[str, LabelRecord]) -> None:
+        """Refresh some items' records; their rows repaint (the filter is re-applied only when changed)."""
+        self.records.update(records)
+        for name in records:
+            self._update_error(name)
+            self.refresh(name)
+
+    def set_predictions(self, preds: dict[str, PredictionRow]) -> None:
+        """Show a run's predictions and errors (empty: none)."""
+        self.preds = dict(preds)
+        self._recompute_errors()
+        if self.sort_column == COL_ERROR and not self.preds:
+            self.sort_column = -1
+        self._rebuild()
+
+    def refresh(self, name: str) -> None:
+        """Repaint one item's row."""
+        row = self.row_of(name)
+        if row is not None:
+            self.dataChanged.emit(self.index(row, 0), self.index(row, len(COLUMNS) - 1))
+
+    # -- lookups ---------------------------------------------------------------------------------------
+
+    def item(self, name: str) -> Item | None:
+        """The item called ``name`` or None."""
+        i = self._index_of.get(name)
+        return None if i is None else self.items[i]
+
+    def item_at(self, row: int) -> Item | None:
+        """The item shown in ``row`` or None."""
+        return self.items[self.view[row]] if 0 <= row < len(self.view) else None
+
+    def row_of(self, name: str) -> int | None:
+        """The row showing ``name``, None when filtered out or absent."""
+        i = self._index_of.get(name)
+        return None if i is None else self._row_of.get(i)
+
+    def record(self, name: str) -> LabelRecord | None:
+        """The item's label record, if known."""
+        return self.records.get(name)
+
+    def effective(self, name: str) -> Label | None:
+        """The item's effective label: from its record, else the label read from the dataset."""
+        rec = self.records.get(name)
+        if rec is not None:
+            return rec.effective
+        it = self.item(name)
+        return None if it is None else it.label
+
+    def status(self, name: str) -> str:
+        """The item's status key."""
+        it = self.item(name)
+        return "unlabelled" if it is None else item_status(it, self.records.get(name))
+
+    def names_in_view(self) -> list[str]:
+        """Item names in view order."""
+        return [self.items[i].name for i in self.view]
+
+    # -- filter and sort ---------------------------------------------------------------------------------
+
+    def set_filter(self, text: str | None = None, choice: str | None = None) -> None:
+        """Filter by a case-insensitive substring of the name and a ``FILTERS`` choice."""
+        if text is not None:
+            self.filter_text = text.strip().lower()
+        if choice is not None:
+            self.filter_choice = choice
+        self._rebuild()
+
+    def sort(self, column: int, order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:
+        """Sort by name, group or error (items without an error last); -1 restores dataset order."""
+        self.sort_column, self.sort_order = column, order
+        self._rebuild()
+
+    def _passes(self, i: int) -> bool:
+        it = self.items[i]
+        if self.filter_text and self.filter_text not in it.name.lower():
+            return False
+        choice = self.filter_choice
+        if choice == "all":
+            return True
+        status = item_status(it, self.records.get(it.name))
+        if choice == "corrected":
+            rec = self.records.get(it.name)
+            return rec is not None and rec.source != "original"
+        if choice == "unverified":
+            return status not in ("verified", "problem")
+        if choice == "verified":
+            return status == "verified"
+        if choice == "problems":
+            return status == "problem"
+        if choice == "unlabelled":
+            return status == "unlabelled"
+        return True
+
+    def _rebuild(self) -> None:
+        self.beginResetModel()
+        view = [i for i in range(len(self.items)) if self._passes(i)]
+        reverse = self.sort_order == Qt.SortOrder.DescendingOrder
+        if self.sort_column == COL_NAME:
+            view.sort(key=lambda i: self.items[i].name, reverse=reverse)
+        elif self.sort_column == COL_GROUP:
+            view.sort(key=lambda i: (self.items[i].group, self.items[i].name), reverse=reverse)
+        elif self.sort_column == COL_ERROR:
+            known = [i for i in view if self.items[i].name in self.errors]
+            unknown = [i for i in view if self.items[i].name not in self.errors]
+            known.sort(key=lambda i: self.errors[self.items[i].name], reverse=reverse)
+            view = known + unknown
+        self.view = view
+        self._row_of = {i: r for r, i in enumerate(view)}
+        self.endResetModel()
+
+    def _recompute_errors(self) -> None:
+        self.errors = {}
+        for name in self.preds:
+            self._update_error(name)
+
+    def _update_error(self, name: str) -> None:
+        row = self.preds.get(name)
+        if row is None:
+            self.errors.pop(name, None)
+            return
+        err = label_distance(self.effective(name), row.pred)
+        if err is None and row.error is not None:
+            err = float(row.error)
+        if err is None:
+            self.errors.pop(name, None)
+        else:
+            self.errors[name] = err
+
+    def _all_changed(self) -> None:
+        if self.view:
+            self.dataChanged.emit(self.index(0, 0), self.index(len(self.view) - 1, len(COLUMNS) - 1))
+
+    # -- Qt model API -------------------------------------------------------------------------------------
+
+    def rowCount(self, parent: ItemIndex = QModelIndex()) -> int:  # noqa: B008
+        """Rows in view (0 under any parent: a flat table)."""
+        return 0 if parent.isValid() else len(self.view)
+
+    def columnCount(self, parent: ItemIndex = QModelIndex()) -> int:  # noqa: B008
+        """Name, group, error."""
+        return 0 if parent.isValid() else len(COLUMNS)
+
+    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole):
+        """Column titles."""
+        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
+            return COLUMNS[section]
+        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.ToolTipRole:
+            return (
+                "Image file (status icon: green verified, amber corrected, purple accepted prediction, "
+                "grey labelled, hollow no label, red problem)",
+                "Group (person folder, or parent folder)",
+                "Distance between the label and the active run's prediction (pixels, or value difference)",
+            )[section]
+        return None
+
+    def data(self, index: ItemIndex, role: int = Qt.ItemDataRole.DisplayRole):
+        """Text, status icon, tooltip and colours of a cell."""
+        if not index.isValid() or index.row() >= len(self.view):
+            return None
+        it = self.items[self.view[index.row()]]
+        col = index.column()
+        if role == Qt.ItemDataRole.DisplayRole:
+            if col == COL_NAME:
+                return it.name.rsplit("/", 1)[-1]
+            if col == COL_GROUP:
+                return it.group
+            err = self.errors.get(it.name)
+            return "" if err is None else f"{err:.1f}"
+        if role == Qt.ItemDataRole.DecorationRole and col == COL_NAME:
+            return status_icon(item_status(it, self.records.get(it.name)))
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return self.tooltip(it)
+        if role == Qt.ItemDataRole.TextAlignmentRole and col == COL_ERROR:
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        if role == Qt.ItemDataRole.ForegroundRole and it.problem:
+            return QBrush(QColor("#e5484d"))
+        if role == Qt.ItemDataRole.UserRole:
+            return it.name
+        return None
+
+    def tooltip(self, it: Item) -> str:
+        """The hover text of an item: name, status, labels, error, problem."""
+        rec = self.records.get(it.name)
+        status = item_status(it, rec)
+        lines = [f"<b>{it.name}</b>", f"Status: {STATUS_TEXT[status]}"]
+        if it.problem:
+            lines.append(f"<span style='color:#e5484d'>Problem: {it.problem}</span>")
+        eff = rec.effective if rec else it.label
+        lines.append(f"Label: {format_label(eff, self.kind)}")
+        if rec and rec.source != "original":
+            lines.append(f"Original: {format_label(rec.original, self.kind)}")
+        pred = self.preds.get(it.name)
+        if pred is not None:
+            lines.append(f"Prediction: {format_label(pred.pred, self.kind)}")
+        if it.name in self.errors:
+            lines.append(f"Error: {self.errors[it.name]:.2f}")
+        return "<br>".join(lines)
+
+
+class Navigator:
+    """Answers 'which item comes next' for the panel's filtered, sorted list (no Qt state of its own)."""
+
+    def __init__(self, model: ItemModel) -> None:
+        self.model = model
+
+    def _row(self, name: str | None) -> int | None:
+        return None if name is None else self.model.row_of(name)
+
+    def _name(self, row: int) -> str | None:
+        it = self.model.item_at(row)
+        return None if it is None else it.name
+
+    def first(self) -> str | None:
+        """The first item in view."""
+        return self._name(0)
+
+    def last(self) -> str | None:
+        """The last item in view."""
+        return self._name(len(self.model.view) - 1)
+
+    def next(self, name: str | None) -> str | None:
+        """The item after ``name`` (the first one when ``name`` is not in view); None at the end."""
+        row = self._row(name)
+        return self.first() if row is None else self._name(row + 1)
+
+    def prev(self, name: str | None) -> str | None:
+        """The item before ``name`` (the first one when ``name`` is not in view); None at the start."""
+        row = self._row(name)
+        return self.first() if row is None else (self._name(row - 1) if row > 0 else None)
+
+    def _group(self, row: int) -> str | None:
+        it = self.model.item_at(row)
+        return None if it is None else it.group
+
+    def next_group(self, name: str | None) -> str | None:
+        """The first item after ``name`` whose group differs from ``name``'s."""
+        row = self._row(name)
+        if row is None:
+            return self.first()
+        group = self._group(row)
+        n = len(self.model.view)
+        for r in range(row + 1, n):
+            if self._group(r) != group:
+                return self._name(r)
+        return None
+
+    def prev_group(self, name: str | None) -> str | None:
+        """The start of ``name``'s group, or when already there, the start of the group before it."""
+        row = self._row(name)
+        if row is None:
+            return self.first()
+        start = self._group_start(row)
+        if start < row:
+            return self._name(start)
+        return self._name(self._group_start(row - 1)) if row > 0 else None
+
+    def _group_start(self, row: int) -> int:
+        group = self._group(row)
+        while row > 0 and self._group(row - 1) == group:
+            row -= 1
+        return row
+
+    def neighbours(self, name: str, ahead: int, behind: int) -> tuple[list[str], list[str]]:
+        """Names of up to ``ahead`` items after and ``behind`` items before ``name``, nearest first."""
+        row = self._row(name)
+        if row is None:
+            return [], []
+        n = len(self.model.view)
+        after = [self._name(r) for r in range(row + 1, min(n, row + 1 + ahead))]
+        before = [self._name(r) for r in range(row - 1, max(-1, row - 1 - behind), -1)]
+        return [a for a in after if a], [b for b in before if b]
