@@ -1,0 +1,368 @@
+"""Training options: the form (architecture, epochs, lr, size, bs, head, validation groups, folds, weights,
+device), their QSettings persistence, the ``imgreg train`` command line they make, and a lazy device query."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from PySide6.QtCore import QObject, QProcess, QRegularExpression, Qt, Signal
+from PySide6.QtGui import QDoubleValidator, QRegularExpressionValidator
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QSpinBox,
+    QToolButton,
+    QWidget,
+)
+
+from imgreg_gui.settings import settings
+from imgreg_gui.training.process import engine_command
+
+ARCHS = (
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "mobilenet_v2",
+    "mobilenet_v3_small",
+    "mobilenet_v3_large",
+    "tiny",
+)
+WEIGHTS = ("pretrained", "scratch", "file")
+WEIGHT_NAMES = {"pretrained": "ImageNet pretrained", "scratch": "From scratch", "file": "Weights file..."}
+KEY = "training/"
+
+
+@dataclass
+class TrainOptions:
+    """What the panel asks ``imgreg train`` for."""
+
+    arch: str = "resnet18"
+    epochs: int = 5
+    lr: float = 2e-3
+    size: str = "240x320"
+    bs: int = 16
+    head: str = "spatial"
+    valid_groups: list[str] = field(default_factory=list)
+    folds: int = 0
+    weights: str = "pretrained"
+    weights_file: str = ""
+    device: str = "auto"
+
+    def save(self) -> None:
+        """Remember the options (QSettings)."""
+        s = settings()
+        for k, v in asdict(self).items():
+            s.setValue(KEY + k, ",".join(v) if isinstance(v, list) else v)
+        s.sync()
+
+    @classmethod
+    def load(cls) -> TrainOptions:
+        """The remembered options (defaults for anything missing or unreadable)."""
+        s, opts = settings(), cls()
+        for k, default in asdict(opts).items():
+            raw = s.value(KEY + k)
+            if raw is None:
+                continue
+            try:
+                if isinstance(default, list):
+                    val: object = [g for g in str(raw).split(",") if g] if not isinstance(raw, list) else raw
+                elif isinstance(default, bool):
+                    val = str(raw).lower() in ("1", "true")
+                else:
+                    val = type(default)(raw)
+            except (TypeError, ValueError):
+                continue
+            setattr(opts, k, val)
+        return opts
+
+
+def train_args(opts: TrainOptions, kind: str = "point") -> list[str]:
+    """The options shared by ``imgreg train`` and ``imgreg rank`` (model, data, schedule, device)."""
+    args = ["--arch", opts.arch, "--size", opts.size, "--bs", str(opts.bs)]
+    args += ["--epochs", str(opts.epochs), "--lr", f"{opts.lr:g}"]
+    if kind == "point":
+        args += ["--head", opts.head]
+    if opts.valid_groups:
+        args += ["--valid-groups", ",".join(opts.valid_groups)]
+    if opts.weights == "scratch":
+        args += ["--no-pretrained"]
+    elif opts.weights == "file" and opts.weights_file:
+        args += ["--weights", opts.weights_file]
+    if opts.device and opts.device != "auto":
+        args += ["--device", opts.device]
+    return args
+
+
+def train_command(
+    dataset: str | Path, opts: TrainOptions, kind: str = "point", lr_find: bool = False
+) -> list[str]:
+    """The child command line for a training (K out-of-fold models with folds > 1) or an LR finder run."""
+    args = ["train", str(dataset), *train_args(opts, kind)]
+    if lr_find:
+        args += ["--lr-find"]
+    elif opts.folds >= 2:
+        args += ["--folds", str(opts.folds)]
+    return engine_command(*args, "--json", "--control-stdin")
+
+
+def rank_command(dataset: str | Path, opts: TrainOptions, folds: int, kind: str = "point") -> list[str]:
+    """The child command line ranking every item by out-of-fold disagreement (trains ``folds`` models)."""
+    args = ["rank", str(dataset), "--folds", str(folds), *train_args(opts, kind)]
+    return engine_command(*args, "--json", "--control-stdin")
+
+
+def predict_command(run_dir: str | Path, dataset: str | Path, device: str = "auto") -> list[str]:
+    """The child command line predicting (and storing) every item of ``dataset`` with a run."""
+    return engine_command("predict", str(run_dir), str(dataset), "--device", device or "auto", "--json")
+
+
+SIZE_RE = re.compile(r"^\s*(\d{2,4})\s*(?:[x,]\s*(\d{2,4}))?\s*$")
+SIZES = ("64", "96x128", "128", "192x256", "224", "240x320", "288x384", "384x512")
+
+
+def normal_size(text: str) -> str:
+    """``'224'`` or ``'240 x 320'`` as the CLI's ``HxW`` text (``'224'`` stays square); '' when invalid."""
+    m = SIZE_RE.match(str(text).lower())
+    if not m or min(int(v) for v in m.groups() if v) < 8:
+        return ""
+    return m.group(1) if m.group(2) is None else f"{m.group(1)}x{m.group(2)}"
+
+
+class DeviceQuery(QObject):
+    """Lists CUDA devices without importing torch in the GUI: ``nvidia-smi -L`` in a background process."""
+
+    found = Signal(list)
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.proc: QProcess | None = None
+        self.devices: list[tuple[str, str]] | None = None
+
+    def start(self) -> None:
+        """Query once; ``found([(id, description), ...])`` follows (empty without an NVIDIA GPU)."""
+        if self.proc is not None or self.devices is not None:
+            return
+        exe = shutil.which("nvidia-smi")
+        if exe is None:
+            self._done([])
+            return
+        self.proc = QProcess(self)
+        self.proc.finished.connect(self._finished)
+        self.proc.errorOccurred.connect(lambda _e: self._done([]))
+        self.proc.start(exe, ["-L"])
+
+    def _finished(self, code: int, _status: QProcess.ExitStatus) -> None:
+        text = bytes(self.proc.readAllStandardOutput().data()).decode("utf-8", "replace") if self.proc else ""
+        self._done(parse_nvidia_smi(text) if code == 0 else [])
+
+    def _done(self, devices: list[tuple[str, str]]) -> None:
+        if self.devices is not None:
+            return
+        self.devices = devices
+        self.found.emit(devices)
+
+
+def parse_nvidia_smi(text: str) -> list[tuple[str, str]]:
+    """``GPU 0: NVIDIA H100 (UUID: ...)`` lines as ``[('cuda:0', 'NVIDIA H100'), ...]``."""
+    out = []
+    for m in re.finditer(r"^GPU (\d+): (.+?)(?: \(UUID:.*\))?$", text, re.MULTILINE):
+        out.append((f"cuda:{m.group(1)}", m.group(2).strip()))
+    return out
+
+
+class OptionsForm(QWidget):
+    """The training options as a form; ``options()`` reads it, ``set_options`` fills it."""
+
+    changed = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        form = QFormLayout(self)
+        form.setContentsMargins(0, 0, 0, 0)
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        self.arch = QComboBox(editable=True)
+        self.arch.addItems(ARCHS)
+        self.arch.setToolTip("Backbone (torchvision); 'tiny' is a small untrained CNN for quick checks")
+        self.epochs = _spin(1, 1000, 5)
+        self.lr = QLineEdit()
+        self.lr.setValidator(QDoubleValidator(1e-8, 10.0, 8))
+        self.lr.setToolTip("Maximum learning rate of the one-cycle schedule")
+        self.find_lr = QPushButton("Find LR")
+        self.find_lr.setToolTip("Run fastai's learning-rate finder on these options and show its curve")
+        lr_row = _row(self.lr, self.find_lr)
+        self.size = QComboBox(editable=True)
+        self.size.addItems(SIZES)
+        self.size.setValidator(QRegularExpressionValidator(QRegularExpression(r"\d{0,4}([x,]\d{0,4})?")))
+        self.size.setToolTip(
+            "Input size in pixels, HxW (e.g. 240x320 keeps Biwi's 3:4) or one number for a square"
+        )
+        self.bs = _spin(1, 4096, 16)
+        self.head = QComboBox()
+        self.head.addItem("spatial (heatmap)", "spatial")
+        self.head.addItem("pooled (regression)", "pooled")
+        self.head.setToolTip("Spatial heads predict a heatmap per point; pooled heads regress coordinates")
+        self.groups = QListWidget()
+        self.groups.setMaximumHeight(84)
+        self.groups.setToolTip("Checked groups form the validation set (none checked: a random 20%)")
+        self.folds = _spin(0, 20, 0)
+        self.folds.setSpecialValueText("off")
+        self.folds.setToolTip(
+            "K > 1: train K models instead of one, each predicting the items it never saw (out-of-fold)"
+        )
+        self.weights = QComboBox()
+        for key in WEIGHTS:
+            self.weights.addItem(WEIGHT_NAMES[key], key)
+        self.weights_file = QLineEdit()
+        self.weights_file.setPlaceholderText("a .pth or .safetensors state dict")
+        self.browse = QToolButton(text="...")
+        self.browse.clicked.connect(self._pick_weights)
+        self.weights_row = _row(self.weights_file, self.browse)
+        self.device = QComboBox()
+        self.device.addItem("auto", "auto")
+        self.device.addItem("CPU", "cpu")
+        self.device_note = QLabel()
+        self.device_note.setWordWrap(True)
+        self.device_note.setStyleSheet("color: #b45309;")
+        form.addRow("Architecture", self.arch)
+        form.addRow("Epochs", self.epochs)
+        form.addRow("Learning rate", lr_row)
+        form.addRow("Image size", self.size)
+        form.addRow("Batch size", self.bs)
+        form.addRow("Head", self.head)
+        form.addRow("Validation groups", self.groups)
+        form.addRow("Folds (OOF)", self.folds)
+        form.addRow("Weights", self.weights)
+        form.addRow("", self.weights_row)
+        form.addRow("Device", self.device)
+        form.addRow("", self.device_note)
+        self.form = form
+        self.weights.currentIndexChanged.connect(self._sync_enabled)
+        self.device.currentIndexChanged.connect(self._sync_enabled)
+        self.has_gpu: bool | None = None
+        self.set_options(TrainOptions())
+
+    # -- reading and filling ---------------------------------------------------------------------------
+
+    def options(self) -> TrainOptions:
+        """The options the form shows."""
+        try:
+            lr = float(self.lr.text())
+        except ValueError:
+            lr = TrainOptions.lr
+        return TrainOptions(
+            arch=self.arch.currentText().strip() or "resnet18",
+            epochs=self.epochs.value(),
+            lr=lr,
+            size=normal_size(self.size.currentText()) or TrainOptions.size,
+            bs=self.bs.value(),
+            head=self.head.currentData(),
+            valid_groups=self.checked_groups(),
+            folds=self.folds.value(),
+            weights=self.weights.currentData(),
+            weights_file=self.weights_file.text().strip(),
+            device=self.device.currentData() or "auto",
+        )
+
+    def set_options(self, opts: TrainOptions) -> None:
+        """Show ``opts`` (groups are checked if the dataset has them)."""
+        self.arch.setCurrentText(opts.arch)
+        self.epochs.setValue(opts.epochs)
+        self.set_lr(opts.lr)
+        self.size.setCurrentText(normal_size(opts.size) or TrainOptions.size)
+        self.bs.setValue(opts.bs)
+        _select(self.head, opts.head)
+        self._wanted_groups = set(opts.valid_groups)
+        for i in range(self.groups.count()):
+            it = self.groups.item(i)
+            it.setCheckState(
+                Qt.CheckState.Checked if it.text() in self._wanted_groups else Qt.CheckState.Unchecked
+            )
+        self.folds.setValue(opts.folds)
+        _select(self.weights, opts.weights)
+        self.weights_file.setText(opts.weights_file)
+        self._wanted_device = opts.device
+        _select(self.device, opts.device)
+        self._sync_enabled()
+
+    def set_lr(self, lr: float) -> None:
+        """Show a learning rate in short scientific form."""
+        self.lr.setText(f"{lr:.2g}")
+
+    def checked_groups(self) -> list[str]:
+        """The groups ticked for validation."""
+        return [
+            self.groups.item(i).text()
+            for i in range(self.groups.count())
+            if self.groups.item(i).checkState() == Qt.CheckState.Checked
+        ]
+
+    def set_dataset(self, groups: list[str], kind: str) -> None:
+        """Offer this dataset's groups (keeping remembered ticks) and the head only for point datasets."""
+        wanted = set(self.checked_groups()) | getattr(self, "_wanted_groups", set())
+        self.groups.clear()
+        for g in groups:
+            it = QListWidgetItem(g)
+            it.setFlags(it.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+            it.setCheckState(Qt.CheckState.Checked if g in wanted else Qt.CheckState.Unchecked)
+            self.groups.addItem(it)
+        self.head.setEnabled(kind == "point")
+
+    def set_devices(self, devices: list[tuple[str, str]]) -> None:
+        """Offer the CUDA devices found (the remembered one is reselected)."""
+        for dev, desc in devices:
+            if self.device.findData(dev) < 0:
+                self.device.addItem(f"{dev}  {desc}", dev)
+        self.has_gpu = bool(devices)
+        _select(self.device, getattr(self, "_wanted_device", "auto"))
+        self._sync_enabled()
+
+    def _sync_enabled(self) -> None:
+        self.weights_row.setEnabled(self.weights.currentData() == "file")
+        dev = self.device.currentData()
+        if dev == "cpu" or (dev == "auto" and self.has_gpu is False):
+            self.device_note.setText("Training on the CPU is slow: keep the image size and epochs small.")
+            self.device_note.show()
+        else:
+            self.device_note.hide()
+
+    def _pick_weights(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Weights file", "", "State dicts (*.pth *.pt *.safetensors);;All files (*)"
+        )
+        if path:
+            self.weights_file.setText(path)
+            _select(self.weights, "file")
+
+
+def _spin(lo: int, hi: int, value: int, step: int = 1) -> QSpinBox:
+    s = QSpinBox()
+    s.setRange(lo, hi)
+    s.setSingleStep(step)
+    s.setValue(value)
+    return s
+
+
+def _row(*widgets: QWidget) -> QWidget:
+    w = QWidget()
+    lay = QHBoxLayout(w)
+    lay.setContentsMargins(0, 0, 0, 0)
+    lay.setSpacing(4)
+    for i, x in enumerate(widgets):
+        lay.addWidget(x, 1 if i == 0 else 0)
+    return w
+
+
+def _select(combo: QComboBox, data: object) -> None:
+    i = combo.findData(data)
+    if i >= 0:
+        combo.setCurrentIndex(i)

@@ -1,0 +1,396 @@
+"""The Train panel: options, Start / Stop after this epoch / Cancel, progress with ETA, live curves, LR finder, log."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QFont, QShowEvent
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QMessageBox,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from imgreg_gui.training.options import DeviceQuery, OptionsForm, TrainOptions, train_command
+from imgreg_gui.training.plots import LrPlot, TrainingCurves, pick_error_metric
+from imgreg_gui.training.process import ChildProcess, ChildResult
+
+CommandMaker = Callable[..., list[str]]
+
+
+def fmt_duration(s: float) -> str:
+    """Seconds as ``m:ss`` or ``h:mm:ss``."""
+    s = max(0, int(round(s)))
+    h, rem = divmod(s, 3600)
+    m, sec = divmod(rem, 60)
+    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
+
+
+class LiveView(QWidget):
+    """Curves, the LR finder and the event log, in tabs (placed in their own dock)."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(2, 2, 2, 2)
+        self.tabs = QTabWidget()
+        self.curves = TrainingCurves()
+        self.lr_plot = LrPlot()
+        self.use_lr = QPushButton("Use suggested LR")
+        self.use_lr.setEnabled(False)
+        self.lr_note = QLabel("Run Find LR in the Train panel.")
+        lr_page = QWidget()
+        lr_lay = QVBoxLayout(lr_page)
+        lr_lay.setContentsMargins(0, 0, 0, 0)
+        lr_lay.addWidget(self.lr_plot, 1)
+        row = QHBoxLayout()
+        row.addWidget(self.lr_note, 1)
+        row.addWidget(self.use_lr)
+        lr_lay.addLayout(row)
+        self.log = QPlainTextEdit(readOnly=True)
+        self.log.setMaximumBlockCount(3000)
+        mono = QFont("monospace")
+        mono.setStyleHint(QFont.StyleHint.Monospace)
+        mono.setPointSizeF(max(7.0, self.font().pointSizeF() * 0.9))
+        self.log.setFont(mono)
+        self.tabs.addTab(self.curves, "Curves")
+        self.tabs.addTab(lr_page, "LR finder")
+        self.tabs.addTab(self.log, "Log")
+        lay.addWidget(self.tabs)
+
+    def append(self, text: str) -> None:
+        """Add a line to the log."""
+        self.log.appendPlainText(text)
+
+
+class TrainPanel(QWidget):
+    """Training options and controls; runs ``imgreg train`` in a supervised child and shows its progress."""
+
+    run_finished = Signal(str)
+    busy_changed = Signal(bool)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.dataset_path: str | None = None
+        self.kind = "point"
+        self.make_command: CommandMaker = train_command
+        self.child = ChildProcess(self)
+        self.child.event.connect(self.on_event)
+        self.child.output.connect(self._on_output)
+        self.child.ended.connect(self._on_ended)
+        self.devices = DeviceQuery(self)
+        self.live = LiveView()
+        self.live.use_lr.clicked.connect(self.use_suggestion)
+        self.mode = ""
+        self.last_result: ChildResult | None = None
+        self.error_box: QMessageBox | None = None
+        self.suggestion: float | None = None
+        self._t0 = 0.0
+        self._t_train: float | None = None
+        self._fold, self._folds = 1, 1
+        self._n_batches = 0
+        self._epochs = 0
+        self._build()
+        self.form.set_options(TrainOptions.load())
+        self.devices.found.connect(self.form.set_devices)
+        self._set_busy(False)
+
+    def _build(self) -> None:
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(4, 4, 4, 4)
+        self.form = OptionsForm()
+        self.form.find_lr.clicked.connect(self.find_lr)
+        holder = QWidget()
+        hold = QVBoxLayout(holder)
+        hold.setContentsMargins(0, 0, 4, 0)
+        hold.addWidget(self.form)
+        hold.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidget(holder)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        outer.addWidget(scroll, 1)
+        self.labels_info = QLabel("")
+        self.labels_info.setWordWrap(True)
+        self.labels_info.setStyleSheet("color: #6b7280;")
+        outer.addWidget(self.labels_info)
+        row = QHBoxLayout()
+        self.start_btn = QPushButton("Start")
+        self.start_btn.setDefault(True)
+        self.start_btn.setToolTip("Train a model on the effective labels (corrections included)")
+        self.stop_btn = QPushButton("Stop after this epoch")
+        self.cancel_btn = QPushButton("Cancel")
+        self.start_btn.clicked.connect(self.start)
+        self.stop_btn.clicked.connect(self.stop_after_epoch)
+        self.cancel_btn.clicked.connect(self.cancel)
+        for b in (self.start_btn, self.stop_btn, self.cancel_btn):
+            row.addWidget(b)
+        outer.addLayout(row)
+        self.epoch_bar = QProgressBar()
+        self.epoch_bar.setFormat("epoch %v / %m")
+        self.batch_bar = QProgressBar()
+        self.batch_bar.setFormat("batch %v / %m")
+        self.status = QLabel("Idle")
+        self.status.setWordWrap(True)
+        self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        for w in (self.epoch_bar, self.batch_bar, self.status):
+            outer.addWidget(w)
+        self.epoch_bar.hide()  # shown from the first start on
+        self.batch_bar.hide()
+
+    def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 (Qt override)
+        """Query the CUDA devices the first time the panel is shown (in a background process)."""
+        super().showEvent(event)
+        self.devices.start()
+
+    # -- dataset ---------------------------------------------------------------------------------------
+
+    def set_dataset(self, path: str | Path | None, groups: list[str], kind: str) -> None:
+        """Train on the dataset at ``path`` (None: no dataset, Start disabled)."""
+        self.dataset_path = None if path is None else str(path)
+        self.kind = kind
+        self.form.set_dataset(groups, kind)
+        if not self.busy:
+            self.live.curves.clear("MAE" if kind == "scalar" else "px")
+        self._set_busy(self.busy)
+
+    def set_label_counts(self, counts: dict[str, int] | None) -> None:
+        """Say which labels a training would use (the store's effective labels, corrections included)."""
+        if not counts:
+            self.labels_info.setText("")
+            return
+        n_fix = counts.get("corrected", 0)
+        self.labels_info.setText(
+            f"Trains on the {counts.get('labelled', 0)} labelled items as corrected "
+            f"({n_fix} correction{'' if n_fix == 1 else 's'}, {counts.get('verified', 0)} verified)."
+        )
+
+    # -- actions -----------------------------------------------------------------------------------------
+
+    @property
+    def busy(self) -> bool:
+        """Whether a training or LR finder child is running."""
+        return self.child.running
+
+    def options(self) -> TrainOptions:
+        """The form's options."""
+        return self.form.options()
+
+    def start(self) -> bool:
+        """Start a training run with the form's options; False when one runs or no dataset is open."""
+        return self._launch("train")
+
+    def find_lr(self) -> bool:
+        """Run the learning-rate finder with the form's options."""
+        return self._launch("lr_find")
+
+    def _launch(self, mode: str) -> bool:
+        if self.busy or not self.dataset_path:
+            return False
+        opts = self.options()
+        opts.save()
+        cmd = self.make_command(self.dataset_path, opts, kind=self.kind, lr_find=mode == "lr_find")
+        self.mode = mode
+        self.last_result = None
+        self._t0 = time.monotonic()
+        self._t_train = None
+        self._fold, self._folds = 1, 1
+        self._n_batches, self._epochs = 0, opts.epochs
+        if mode == "train":
+            self.live.curves.clear("MAE" if self.kind == "scalar" else "px")
+            self.live.curves.set_title("Training now (live)")
+            self.live.tabs.setCurrentWidget(self.live.curves)
+        else:
+            self.live.use_lr.setEnabled(False)
+            self.live.lr_note.setText("Finding a learning rate...")
+            self.live.tabs.setCurrentIndex(1)
+        self.epoch_bar.setVisible(mode == "train")
+        self.batch_bar.show()
+        self.epoch_bar.setRange(0, max(1, opts.epochs))
+        self.epoch_bar.setValue(0)
+        self.batch_bar.setRange(0, 0)
+        self.live.append(f"$ {' '.join(cmd[1:])}")
+        self.status.setText(
+            "Starting (loading the model and data)..."
+            if mode == "train"
+            else "Finding a learning rate (up to 100 mini-batches at rising rates)..."
+        )
+        self.child.start(cmd)
+        self._set_busy(True)
+        return True
+
+    def stop_after_epoch(self) -> None:
+        """Ask the training to stop after the current epoch (the run is saved)."""
+        if self.busy:
+            self.child.stop_after_epoch()
+            self.stop_btn.setEnabled(False)
+            self.status.setText(self.status.text() + "  (stopping after this epoch)")
+            self.live.append("stop after this epoch requested")
+
+    def cancel(self) -> None:
+        """Stop now (the child is killed if it does not exit within a few seconds)."""
+        if self.busy:
+            self.child.cancel()
+            self.cancel_btn.setEnabled(False)
+            self.stop_btn.setEnabled(False)
+            self.status.setText("Cancelling...")
+            self.live.append("cancel requested")
+
+    def use_suggestion(self) -> None:
+        """Copy the LR finder's suggestion into the learning-rate field."""
+        if self.suggestion:
+            self.form.set_lr(self.suggestion)
+
+    def shutdown(self) -> None:
+        """Stop any child at once (the window is closing)."""
+        if self.busy:
+            self.child.kill()
+            self.child.wait(3000)
+
+    def _set_busy(self, busy: bool) -> None:
+        self.start_btn.setEnabled(not busy and bool(self.dataset_path))
+        self.form.find_lr.setEnabled(not busy and bool(self.dataset_path))
+        self.stop_btn.setEnabled(busy and self.mode == "train")
+        self.cancel_btn.setEnabled(busy)
+        self.form.setEnabled(not busy)
+        self.busy_changed.emit(busy)
+
+    # -- events ----------------------------------------------------------------------------------------
+
+    def on_event(self, ev: dict) -> None:
+        """Show one child event (progress, curves, log)."""
+        kind = ev.get("type")
+        if kind == "batch":
+            self._on_batch(ev)
+        elif kind == "epoch":
+            self._on_epoch(ev)
+        elif kind == "prepared":
+            self._epochs = int(ev.get("epochs") or self._epochs or 1)
+            self.live.curves.add_event(ev)
+            self._n_batches = int(ev.get("n_batches") or 0)
+            self.epoch_bar.setRange(0, self._epochs)
+            self.batch_bar.setRange(0, max(1, self._n_batches))
+            self.batch_bar.setValue(0)
+            dev = ev.get("device", "?")
+            self.live.append(
+                f"prepared: {ev.get('arch')} {ev.get('head', '')} on {dev}, {ev.get('n_train')} train / "
+                f"{ev.get('n_valid')} valid, size {ev.get('size')}, bs {ev.get('bs')}, {self._n_batches} batches"
+            )
+            if ev.get("on_cpu"):
+                self.live.append("warning: training on the CPU (slow); keep images small")
+            self.status.setText(f"Training on {dev}...")
+            if self._t_train is None:
+                self._t_train = time.monotonic()
+        elif kind == "lr_find":
+            self.suggestion = ev.get("suggestion")
+            self.live.lr_plot.show_result(ev.get("lrs") or [], ev.get("losses") or [], self.suggestion)
+            ok = bool(self.suggestion)
+            self.live.use_lr.setEnabled(ok)
+            self.live.lr_note.setText(
+                f"Suggested learning rate: {self.suggestion:.2g}" if ok else "No suggestion"
+            )
+            self.live.append(f"lr_find: suggestion {self.suggestion}")
+        elif kind == "fold":
+            self.live.append(f"fold {ev.get('fold')} of {ev.get('folds')}")
+            self.status.setText(f"Out-of-fold model {ev.get('fold')} of {ev.get('folds')}...")
+            self._fold, self._folds = int(ev.get("fold") or 1), max(1, int(ev.get("folds") or 1))
+            self.live.curves.clear("MAE" if self.kind == "scalar" else "px")
+            self.live.curves.set_title(f"Out-of-fold model {self._fold} of {self._folds} (live)")
+        elif kind == "predict_progress":
+            self.batch_bar.setRange(0, max(1, int(ev.get("total") or 1)))
+            self.batch_bar.setValue(int(ev.get("done") or 0))
+        elif kind in ("finished", "cancelled", "failed"):
+            self.live.append(f"{kind}: {ev.get('message') or ev.get('run_id') or ''}".rstrip(": "))
+        elif kind != "summary":
+            self.live.append(str(ev))
+
+    def _on_batch(self, ev: dict) -> None:
+        self.live.curves.add_event(ev)
+        n = max(1, int(ev.get("n_batches") or self._n_batches or 1))
+        ep, b = int(ev.get("epoch", 1)), int(ev.get("batch", 1))
+        if self.batch_bar.maximum() != n:
+            self.batch_bar.setRange(0, n)
+        self.batch_bar.setValue(b)
+        done = (ep - 1) * n + b
+        total = max(done, self._epochs * n)
+        # Fraction of the whole job (all folds); the time before the first batch (loading) is not counted.
+        frac = ((self._fold - 1) + done / total) / self._folds
+        elapsed = time.monotonic() - (self._t_train or self._t0)
+        eta = elapsed / frac * (1 - frac) if frac > 0 else 0.0
+        fold = f"Fold {self._fold}/{self._folds}, " if self._folds > 1 else ""
+        self.status.setText(
+            f"{fold}Epoch {ep}/{self._epochs}, batch {b}/{n}, loss {float(ev.get('loss') or 0):.4g}  -  "
+            f"elapsed {fmt_duration(elapsed)}, ETA {fmt_duration(eta)}"
+        )
+
+    def _on_epoch(self, ev: dict) -> None:
+        self.live.curves.add_event(ev)
+        ep = int(ev.get("epoch", 1))
+        self._epochs = int(ev.get("epochs") or self._epochs)
+        self.epoch_bar.setRange(0, max(1, self._epochs))
+        self.epoch_bar.setValue(ep)
+        name, err = pick_error_metric(ev.get("metrics") or {})
+        parts = [f"epoch {ep}/{self._epochs}"]
+        for key in ("train_loss", "valid_loss"):
+            if ev.get(key) is not None:
+                parts.append(f"{key} {float(ev[key]):.4g}")
+        if err is not None:
+            parts.append(f"{name} {err:.3g}")
+        self.live.append("  ".join(parts))
+
+    def _on_output(self, text: str) -> None:
+        self.live.append(text)
+
+    def _on_ended(self, res: ChildResult) -> None:
+        self.last_result = res
+        mode, self.mode = self.mode, ""
+        self._set_busy(False)
+        elapsed = fmt_duration(time.monotonic() - self._t0)
+        if res.status == "finished":
+            run_id = str(res.final.get("run_id") or res.summary.get("run_id") or "")
+            if mode == "lr_find":
+                self.status.setText("LR finder done: see its curve in Training curves.")
+                self.batch_bar.hide()
+                if not self.suggestion and res.summary.get("suggestion"):
+                    self.on_event({"type": "lr_find", **res.summary})
+            else:
+                self.status.setText(f"Finished run {run_id} in {elapsed}.")
+                self.batch_bar.setValue(self.batch_bar.maximum())
+                self.run_finished.emit(run_id)
+        elif res.status == "cancelled":
+            run_id = str(res.final.get("run_id") or "")
+            self.live.append(res.message)
+            if run_id and mode == "train":
+                # Stopped after an epoch: the engine saved the best epoch so far as a run.
+                self.status.setText(f"Stopped early; run {run_id} saved ({elapsed}).")
+                self.run_finished.emit(run_id)
+            else:
+                self.status.setText("Cancelled.")
+        else:
+            what = "The LR finder" if mode == "lr_find" else "Training"
+            self.status.setText(f"{what} failed.")
+            self.live.append(f"error: {res.message}")
+            self.show_error(f"{what} failed", res.message, res.stderr_tail)
+        self.batch_bar.setRange(0, max(1, self.batch_bar.maximum()))
+
+    def show_error(self, title: str, message: str, details: str = "") -> None:
+        """A non-blocking error dialog (``open()``, so tests and the app keep running)."""
+        box = QMessageBox(
+            QMessageBox.Icon.Critical, title, message or title, QMessageBox.StandardButton.Ok, self
+        )
+        if details:
+            box.setDetailedText(details)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        self.error_box = box
+        box.finished.connect(lambda _r: setattr(self, "error_box", None))
+        box.open()

@@ -1,0 +1,513 @@
+"""The review queue: items sorted by how far a model's prediction is from their label, largest first, with
+next-suspect navigation, accept / verify actions, a reviewed counter, filters and an error histogram."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, Signal
+from PySide6.QtGui import QBrush, QColor, QKeySequence, QShortcut
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QComboBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QMessageBox,
+    QPushButton,
+    QSpinBox,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from imgreg_gui.training.options import TrainOptions, rank_command
+from imgreg_gui.training.plots import ErrorHistogram
+from imgreg_gui.training.process import ChildProcess, ChildResult
+
+COLUMNS = ("#", "Item", "Group", "Error", "Status")
+ALL_GROUPS = "All groups"
+Index = QModelIndex | QPersistentModelIndex
+
+
+def disagreement(pred: Any, label: Any, kind: str = "point") -> float | None:
+    """Mean distance in pixels between predicted and labelled points; absolute difference for scalars."""
+    if pred is None or label is None or not len(pred) or not len(label):
+        return None
+    if kind == "scalar" or len(pred) == 1 or len(label) == 1:
+        return abs(float(pred[0]) - float(label[0]))
+    n = min(len(pred), len(label)) // 2
+    if n == 0:
+        return None
+    d = [math.hypot(pred[2 * i] - label[2 * i], pred[2 * i + 1] - label[2 * i + 1]) for i in range(n)]
+    return sum(d) / n
+
+
+@dataclass
+class ReviewRow:
+    """One item of the queue: its rank by disagreement, error against its current label, and review state."""
+
+    rank: int
+    name: str
+    group: str
+    error: float | None
+    verified: bool = False
+    source: str = "original"
+
+    @property
+    def reviewed(self) -> bool:
+        """Verified, corrected or accepted."""
+        return self.verified or self.source != "original"
+
+    @property
+    def status(self) -> str:
+        """Short state text."""
+        parts = (
+            [] if self.source == "original" else [{"prediction": "accepted"}.get(self.source, self.source)]
+        )
+        if self.verified:
+            parts.append("verified")
+        return ", ".join(parts)
+
+
+class ReviewModel(QAbstractTableModel):
+    """The visible queue rows as a table."""
+
+    def __init__(self, parent: Any = None) -> None:
+        super().__init__(parent)
+        self.rows: list[ReviewRow] = []
+        self.unit = "px"
+
+    def set_rows(self, rows: list[ReviewRow]) -> None:
+        """Replace every row."""
+        self.beginResetModel()
+        self.rows = rows
+        self.endResetModel()
+
+    def row_changed(self, i: int) -> None:
+        """Repaint row ``i``."""
+        self.dataChanged.emit(self.index(i, 0), self.index(i, len(COLUMNS) - 1))
+
+    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: N802, B008 (Qt override)
+        """Number of visible rows."""
+        return 0 if parent.isValid() else len(self.rows)
+
+    def columnCount(self, parent: Index = QModelIndex()) -> int:  # noqa: N802, B008 (Qt override)
+        """Number of columns."""
+        return 0 if parent.isValid() else len(COLUMNS)
+
+    def headerData(
+        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
+    ) -> Any:  # noqa: N802
+        """Column titles."""
+        if role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal:
+            return f"Error ({self.unit})" if COLUMNS[section] == "Error" else COLUMNS[section]
+        return None
+
+    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        """Cell text, alignment and the reviewed rows' colour."""
+        if not index.isValid():
+            return None
+        r, col = self.rows[index.row()], index.column()
+        if role == Qt.ItemDataRole.DisplayRole:
+            if col == 0:
+                return str(r.rank)
+            if col == 1:
+                return r.name
+            if col == 2:
+                return r.group
+            if col == 3:
+                return "" if r.error is None else f"{r.error:.1f}" if r.error >= 10 else f"{r.error:.2f}"
+            return r.status
+        if role == Qt.ItemDataRole.TextAlignmentRole and col in (0, 3):
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        if role == Qt.ItemDataRole.ForegroundRole and r.reviewed:
+            return QBrush(QColor("#16a34a"))
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return r.name
+        return None
+
+
+class ReviewPanel(QWidget):
+    """Suspect labels first: the queue, its histogram and actions, over the window's store and predictions."""
+
+    source_changed = Signal(object)
+
+    def __init__(self, window: Any, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.window_ = window
+        self.kind = "point"
+        self.source: str | None = None
+        self.all_rows: list[ReviewRow] = []
+        self._by_name: dict[str, int] = {}
+        self._last_shown: str | None = None
+        self.error_box: QMessageBox | None = None
+        self._syncing = False
+        self.child = ChildProcess(self)
+        self.child.ended.connect(self._on_rank_ended)
+        self.child.event.connect(self._on_rank_event)
+        self.make_rank_command = lambda dataset, folds: rank_command(
+            dataset, TrainOptions.load(), folds, self.kind
+        )
+        self._build()
+
+    def _build(self) -> None:
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(4, 4, 4, 4)
+        top = QHBoxLayout()
+        self.source_box = QComboBox()
+        self.source_box.setToolTip("Whose predictions to rank by: a run's, or out-of-fold predictions")
+        self.source_box.currentIndexChanged.connect(self._on_source_box)
+        self.folds = QSpinBox()
+        self.folds.setRange(2, 20)
+        self.folds.setValue(5)
+        self.folds.setPrefix("K=")
+        self.rank_btn = QPushButton("Rank out-of-fold")
+        self.rank_btn.setToolTip(
+            "Train K models, each predicting the items it never saw (imgreg rank --folds K)"
+        )
+        self.rank_btn.clicked.connect(self._rank_clicked)
+        top.addWidget(QLabel("Predictions"))
+        top.addWidget(self.source_box, 1)
+        top.addWidget(self.folds)
+        top.addWidget(self.rank_btn)
+        lay.addLayout(top)
+        filters = QHBoxLayout()
+        self.unverified = QCheckBox("Unverified only")
+        self.unverified.toggled.connect(lambda _on: self.rebuild())
+        self.group_box = QComboBox()
+        self.group_box.addItem(ALL_GROUPS)
+        self.group_box.currentIndexChanged.connect(lambda _i: self.rebuild())
+        self.counter = QLabel("")
+        self.counter.setStyleSheet("font-weight: 600;")
+        filters.addWidget(self.unverified)
+        filters.addWidget(self.group_box)
+        filters.addStretch(1)
+        filters.addWidget(self.counter)
+        lay.addLayout(filters)
+        self.model = ReviewModel(self)
+        self.table = QTableView()
+        self.table.setModel(self.model)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.verticalHeader().hide()
+        self.table.verticalHeader().setDefaultSectionSize(20)
+        self.table.setAlternatingRowColors(True)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        head = self.table.horizontalHeader()
+        head.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        head.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        self.table.clicked.connect(lambda idx: self.go_to(idx.row()))
+        lay.addWidget(self.table, 3)
+        self.histogram = ErrorHistogram()
+        lay.addWidget(self.histogram, 2)
+        actions = QHBoxLayout()
+        self.prev_btn = QPushButton("Previous")
+        self.prev_btn.setToolTip("Previous item in the queue (Shift+N)")
+        self.next_btn = QPushButton("Next suspect")
+        self.next_btn.setToolTip("Next item not yet reviewed, largest disagreement first (N)")
+        self.accept_btn = QPushButton("Accept prediction")
+        self.accept_btn.setToolTip("Replace the label with the model's prediction (undoable)")
+        self.verify_btn = QPushButton("Keep label, verified")
+        self.verify_btn.setToolTip("The label is right: keep it and mark it verified (undoable)")
+        self.advance = QCheckBox("then next")
+        self.advance.setChecked(True)
+        self.prev_btn.clicked.connect(self.previous)
+        self.next_btn.clicked.connect(self.next_suspect)
+        self.accept_btn.clicked.connect(self.accept)
+        self.verify_btn.clicked.connect(self.verify)
+        for w in (self.prev_btn, self.next_btn, self.accept_btn, self.verify_btn, self.advance):
+            actions.addWidget(w)
+        lay.addLayout(actions)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        lay.addWidget(self.status)
+        self.keys_hint = QLabel("")
+        self.keys_hint.setWordWrap(True)
+        self.keys_hint.setStyleSheet("color: #6b7280;")
+        lay.addWidget(self.keys_hint)
+
+    def install_shortcuts(self, host: QWidget) -> None:
+        """N: next suspect, Shift+N: previous, anywhere in ``host`` (the main window)."""
+        self.shortcuts = []
+        for key, slot in (("N", self.next_suspect), ("Shift+N", self.previous)):
+            sc = QShortcut(QKeySequence(key), host)
+            sc.setContext(Qt.ShortcutContext.WindowShortcut)
+            sc.activated.connect(slot)
+            self.shortcuts.append(sc)
+        acts = getattr(host, "actions", None)
+
+        def key(name: str, fallback: str) -> str:
+            act = getattr(acts, name, None) if acts is not None and not callable(acts) else None
+            seq = act.shortcut().toString(QKeySequence.SequenceFormat.NativeText) if act is not None else ""
+            return seq or fallback
+
+        self.keys_hint.setText(
+            f"Keys: N next suspect, Shift+N previous, {key('accept', 'Ctrl+Enter')} accept prediction, "
+            f"{key('verify', 'V')} verified; or drag the label on the image to fix it."
+        )
+
+    # -- sources -------------------------------------------------------------------------------------------
+
+    @property
+    def store(self) -> Any:
+        """The window's label store (None while no dataset is open)."""
+        return getattr(self.window_, "store", None)
+
+    @property
+    def dataset(self) -> Any:
+        """The window's dataset."""
+        return getattr(self.window_, "dataset", None)
+
+    def refresh(self, prefer: str | None = None) -> None:
+        """Re-read the runs with predictions, choose ``prefer`` (or keep the source), and rebuild the queue."""
+        ds, store = self.dataset, self.store
+        self.kind = getattr(ds, "kind", "point") if ds is not None else "point"
+        unit = "px" if self.kind == "point" else "abs"
+        self.model.unit = unit
+        self.histogram.set_unit(unit)
+        runs = list(store.prediction_runs()) if store is not None else []
+        want = prefer or self.source or (runs[-1] if runs else None)
+        self._syncing = True
+        self.source_box.clear()
+        for r in reversed(runs):
+            self.source_box.addItem(r, r)
+        i = self.source_box.findData(want)
+        self.source_box.setCurrentIndex(i if i >= 0 else (0 if runs else -1))
+        groups = ds.groups if ds is not None else []
+        keep = self.group_box.currentText()
+        self.group_box.clear()
+        self.group_box.addItem(ALL_GROUPS)
+        self.group_box.addItems(groups)
+        self.group_box.setCurrentText(keep if keep in groups else ALL_GROUPS)
+        self._syncing = False
+        self.source = self.source_box.currentData()
+        self.rank_btn.setEnabled(ds is not None and not self.child.running)
+        self.rebuild()
+
+    def set_source(self, run_id: str | None) -> None:
+        """Rank by ``run_id``'s predictions (ignored when it has none)."""
+        i = self.source_box.findData(run_id) if run_id else -1
+        if i >= 0 and run_id != self.source:
+            self.source_box.setCurrentIndex(i)
+
+    def _on_source_box(self, _i: int) -> None:
+        if self._syncing:
+            return
+        self.source = self.source_box.currentData()
+        self.rebuild()
+        self.source_changed.emit(self.source)
+
+    # -- the queue -------------------------------------------------------------------------------------
+
+    def rebuild(self) -> None:
+        """Recompute every error against the current labels, sort largest first, apply the filters."""
+        if self._syncing:
+            return
+        ds, store = self.dataset, self.store
+        rows: list[ReviewRow] = []
+        if ds is not None and store is not None and self.source:
+            preds = store.predictions(self.source)
+            records = store.records()
+            for it in ds.items:
+                p = preds.get(it.name)
+                if p is None:
+                    continue
+                rec = records.get(it.name)
+                lab = rec.effective if rec is not None else it.label
+                err = disagreement(p.pred, lab, self.kind)
+                rows.append(
+                    ReviewRow(
+                        0,
+                        it.name,
+                        it.group,
+                        p.error if err is None else err,
+                        bool(rec and rec.verified),
+                        rec.source if rec else "original",
+                    )
+                )
+        rows.sort(key=lambda r: (r.error is None, -(r.error or 0.0)))
+        for i, r in enumerate(rows, 1):
+            r.rank = i
+        self.all_rows = rows
+        group = self.group_box.currentText()
+        visible = [
+            r
+            for r in rows
+            if (group == ALL_GROUPS or r.group == group) and not (self.unverified.isChecked() and r.verified)
+        ]
+        self.model.set_rows(visible)
+        self._by_name = {r.name: i for i, r in enumerate(visible)}
+        self.histogram.set_errors([r.error for r in visible if r.error is not None])
+        self._update_counter()
+        self.show_current(self._current())
+        if not self.source:
+            self.status.setText("No predictions yet: train a run and Predict all, or Rank out-of-fold.")
+        else:
+            self.status.setText("")
+
+    @property
+    def rows(self) -> list[ReviewRow]:
+        """The visible queue, largest disagreement first."""
+        return self.model.rows
+
+    def names(self) -> list[str]:
+        """Visible item names in queue order."""
+        return [r.name for r in self.model.rows]
+
+    def reviewed_count(self) -> tuple[int, int]:
+        """(reviewed, total) over the visible queue."""
+        return sum(r.reviewed for r in self.model.rows), len(self.model.rows)
+
+    def _update_counter(self) -> None:
+        k, n = self.reviewed_count()
+        self.counter.setText(f"reviewed {k} of {n}")
+
+    def update_items(self, names: list[str]) -> None:
+        """Labels of ``names`` changed: refresh their error and state in place (the order stays put)."""
+        store = self.store
+        if store is None or not self.source or not self.model.rows:
+            return
+        preds = None
+        for name in names:
+            i = self._by_name.get(name)
+            if i is None:
+                continue
+            if preds is None:
+                preds = store.predictions(self.source)
+            rec = store.record(name)
+            r = self.model.rows[i]
+            p = preds.get(name)
+            err = disagreement(p.pred, rec.effective, self.kind) if p is not None else None
+            r.error = err if err is not None else r.error
+            r.verified, r.source = rec.verified, rec.source
+            self.model.row_changed(i)
+        self.histogram.set_errors([r.error for r in self.model.rows if r.error is not None])
+        self._update_counter()
+        self.show_current(self._current())
+
+    # -- navigation and actions -----------------------------------------------------------------------------
+
+    def _current(self) -> str | None:
+        fn = getattr(self.window_, "current_item_name", None)
+        return fn() if fn else None
+
+    def show_current(self, name: str | None) -> None:
+        """Select the current item's row and mark its error on the histogram."""
+        i = self._by_name.get(name) if name else None
+        self._syncing = True
+        if i is None:
+            self.table.clearSelection()
+            self.histogram.mark_error(None)
+        else:
+            self.table.selectRow(i)
+            self.table.scrollTo(self.model.index(i, 0))
+            self.histogram.mark_error(self.model.rows[i].error)
+        self._syncing = False
+
+    def go_to(self, i: int) -> None:
+        """Show row ``i``'s item in the window."""
+        if 0 <= i < len(self.model.rows):
+            self._last_shown = self.model.rows[i].name
+            self.window_.go_to_item(self.model.rows[i].name)
+            self.show_current(self.model.rows[i].name)
+
+    def next_suspect(self) -> str | None:
+        """Go to the next item not yet reviewed after the current one (wrapping); returns its name."""
+        rows = self.model.rows
+        if not rows:
+            return None
+        current = self._current() or ""
+        # Coming from elsewhere (not the item the queue last showed) starts again from the worst item.
+        cur = self._by_name.get(current, -1) if current == self._last_shown else -1
+        for k in range(1, len(rows) + 1):
+            i = (cur + k) % len(rows)
+            if not rows[i].reviewed and i != cur:
+                self.go_to(i)
+                return rows[i].name
+        self.status.setText("Every item in the queue is reviewed.")
+        return None
+
+    def previous(self) -> str | None:
+        """Go to the item before the current one in the queue."""
+        rows = self.model.rows
+        if not rows:
+            return None
+        cur = self._by_name.get(self._current() or "", len(rows))
+        i = max(0, cur - 1)
+        self.go_to(i)
+        return rows[i].name
+
+    def accept(self) -> None:
+        """Accept the model's prediction for the current item (undoable), then move on."""
+        if self._current() in self._by_name:
+            self.window_.accept_prediction()
+            self._after_action()
+
+    def verify(self) -> None:
+        """Keep the current item's label and mark it verified (undoable), then move on."""
+        name = self._current()
+        if name in self._by_name:
+            rec = self.store.record(name) if self.store is not None else None
+            if rec is None or not rec.verified:  # the window's action toggles; never clear a flag from here
+                self.window_.mark_verified()
+            self._after_action()
+
+    def _after_action(self) -> None:
+        self.update_items([self._current() or ""])
+        if self.advance.isChecked():
+            self.next_suspect()
+
+    # -- out-of-fold ranking -----------------------------------------------------------------------------
+
+    def _rank_clicked(self) -> None:
+        if self.child.running:
+            self.child.cancel()
+            self.status.setText("Cancelling the ranking...")
+        else:
+            self.rank()
+
+    def rank(self, folds: int | None = None) -> bool:
+        """Run ``imgreg rank --folds K`` in a child; its out-of-fold predictions become the source."""
+        ds = self.dataset
+        if ds is None or self.child.running:
+            return False
+        k = folds or self.folds.value()
+        self.rank_btn.setText("Cancel ranking")
+        self.status.setText(f"Ranking with {k}-fold out-of-fold predictions (trains {k} models)...")
+        self.child.start(self.make_rank_command(ds.root, k))
+        return True
+
+    def _on_rank_event(self, ev: dict) -> None:
+        if ev.get("type") == "fold":
+            self.status.setText(f"Out-of-fold ranking: model {ev.get('fold')} of {ev.get('folds')}...")
+        elif ev.get("type") == "epoch":
+            self.status.setText(self.status.text().split(" - ")[0] + f" - epoch {ev.get('epoch')}")
+
+    def _on_rank_ended(self, res: ChildResult) -> None:
+        self.rank_btn.setText("Rank out-of-fold")
+        self.rank_btn.setEnabled(self.dataset is not None)
+        if res.ok:
+            run_id = res.final.get("run_id") or res.summary.get("run_id")
+            self.refresh(prefer=run_id)
+            self.source_changed.emit(self.source)
+            self.status.setText(f"Ranked by {self.source}.")
+        elif res.status == "cancelled":
+            self.status.setText("Ranking cancelled.")
+        else:
+            self.status.setText("Ranking failed.")
+            box = QMessageBox(QMessageBox.Icon.Critical, "Ranking failed", res.message, parent=self)
+            box.setDetailedText(res.stderr_tail)
+            box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+            box.finished.connect(lambda _r: setattr(self, "error_box", None))
+            self.error_box = box
+            box.open()
+
+    def shutdown(self) -> None:
+        """Kill a running ranking (the window is closing)."""
+        if self.child.running:
+            self.child.kill()
+            self.child.wait(3000)

@@ -1,0 +1,353 @@
+"""The runs list: every ``<store.dir>/runs/*`` with its settings and metrics side by side, the active run, and
+Predict all (a supervised ``imgreg predict`` child that stores predictions for every item)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from imgreg_gui.training.options import predict_command
+from imgreg_gui.training.process import ChildProcess, ChildResult
+
+BASE_COLUMNS = ("Run", "Arch", "Head", "Size", "Epochs", "LR", "Train/valid", "Time", "Preds")
+METRIC_ORDER = ("mean_px", "median_px", "mae", "mean_error", "median_error", "valid_loss", "rmse")
+
+
+@dataclass
+class RunRecord:
+    """One run folder: its id, config and summary (either may be empty when unreadable)."""
+
+    run_id: str
+    run_dir: Path
+    config: dict[str, Any] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
+    created: float = 0.0
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        """The run's final numeric metrics (from summary.json)."""
+        raw = self.summary.get("metrics") or {}
+        out = {}
+        for k, v in raw.items() if isinstance(raw, dict) else ():
+            try:
+                f = float(v)
+            except (TypeError, ValueError):
+                continue
+            if math.isfinite(f):
+                out[k] = f
+        return out
+
+    @property
+    def is_oof(self) -> bool:
+        """Out-of-fold predictions (K models, no single model to predict with)."""
+        return self.summary.get("kind") == "oof" or self.run_id.startswith("oof-")
+
+    @property
+    def has_model(self) -> bool:
+        """Whether the folder holds a model that can predict."""
+        return (self.run_dir / "config.json").is_file() and not self.is_oof
+
+    def setting(self, *keys: str) -> str:
+        """The first of ``keys`` present in the config (or summary), as text."""
+        for src in (self.config, self.config.get("model") or {}, self.summary):
+            if isinstance(src, dict):
+                for k in keys:
+                    if src.get(k) not in (None, ""):
+                        return str(src[k])
+        return ""
+
+
+def run_columns(r: RunRecord, has_preds: bool) -> list[str]:
+    """The texts of a run's BASE_COLUMNS."""
+    size = r.config.get("size") or r.summary.get("size")
+    size_text = "x".join(str(v) for v in size) if isinstance(size, list) else str(size or "")
+    done, total = (
+        r.summary.get("epochs_run"),
+        r.summary.get("epochs") or (r.config.get("train") or {}).get("epochs"),
+    )
+    epochs = (
+        f"{done}/{total}" if done is not None and total is not None and done != total else str(total or "")
+    )
+    lr = r.summary.get("lr") or (r.config.get("train") or {}).get("lr")
+    n_tr, n_va = r.summary.get("n_train"), r.summary.get("n_valid")
+    secs = r.summary.get("time_s")
+    return [
+        r.run_id + (" (stopped)" if r.summary.get("cancelled") else ""),
+        r.setting("arch"),
+        f"out-of-fold x{r.summary.get('folds', '?')}"
+        if r.is_oof
+        else r.setting("head")
+        if r.setting("kind") != "scalar"
+        else r.setting("scalar_head") or "scalar",
+        size_text,
+        epochs,
+        f"{float(lr):.1e}" if isinstance(lr, (int, float)) else "",
+        f"{n_tr}/{n_va}" if n_tr is not None else "",
+        f"{float(secs):.0f} s" if isinstance(secs, (int, float)) else "",
+        "yes" if has_preds else "",
+    ]
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def load_runs(runs_dir: Path) -> list[RunRecord]:
+    """Every run folder holding a config.json or summary.json, newest first."""
+    if not runs_dir.is_dir():
+        return []
+    out = []
+    for d in runs_dir.iterdir():
+        if not d.is_dir() or not ((d / "config.json").is_file() or (d / "summary.json").is_file()):
+            continue
+        created = min((p.stat().st_mtime for p in d.iterdir() if p.is_file()), default=d.stat().st_mtime)
+        out.append(
+            RunRecord(d.name, d, _read_json(d / "config.json"), _read_json(d / "summary.json"), created)
+        )
+    out.sort(key=lambda r: (r.created, r.run_id), reverse=True)
+    return out
+
+
+def read_history(run_dir: Path) -> list[dict[str, Any]]:
+    """A run's ``history.csv`` as rows of floats (empty when missing or unreadable)."""
+    try:
+        with open(run_dir / "history.csv", newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    except (OSError, csv.Error):
+        return []
+    out = []
+    for row in rows:
+        conv: dict[str, Any] = {}
+        for k, v in row.items():
+            try:
+                conv[k] = float(v)
+            except (TypeError, ValueError):
+                conv[k] = v
+        out.append(conv)
+    return out
+
+
+def metric_columns(runs: list[RunRecord]) -> list[str]:
+    """Metric names found in any run, the usual ones first."""
+    names = list(dict.fromkeys(k for r in runs for k in r.metrics))
+    return sorted(names, key=lambda k: (METRIC_ORDER.index(k) if k in METRIC_ORDER else len(METRIC_ORDER), k))
+
+
+class _Item(QTreeWidgetItem):
+    """Sorts numeric columns by value."""
+
+    def __lt__(self, other: QTreeWidgetItem) -> bool:
+        col = self.treeWidget().sortColumn() if self.treeWidget() else 0
+        a, b = self.data(col, Qt.ItemDataRole.UserRole), other.data(col, Qt.ItemDataRole.UserRole)
+        if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+            return a < b
+        return self.text(col) < other.text(col)
+
+
+class RunsPanel(QWidget):
+    """Runs with their metrics; selecting one makes it the active run; Predict all fills the store."""
+
+    active_run_changed = Signal(object)
+    predictions_stored = Signal(str)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.runs_dir: Path | None = None
+        self.dataset_path: str | None = None
+        self.store: Any = None
+        self.runs: list[RunRecord] = []
+        self.child = ChildProcess(self)
+        self.child.event.connect(self._on_event)
+        self.child.ended.connect(self._on_ended)
+        self.predicting: str | None = None
+        self.error_box: QMessageBox | None = None
+        self.device_fn: Callable[[], str] = lambda: "auto"
+        self.make_command = lambda run_dir, dataset: predict_command(run_dir, dataset, self.device_fn())
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(4, 4, 4, 4)
+        self.tree = QTreeWidget()
+        self.tree.setRootIsDecorated(False)
+        self.tree.setAlternatingRowColors(True)
+        self.tree.setSortingEnabled(True)
+        self.tree.sortByColumn(0, Qt.SortOrder.DescendingOrder)  # run ids are timestamps: newest first
+        self.tree.setUniformRowHeights(True)
+        self.tree.itemSelectionChanged.connect(self._on_selection)
+        lay.addWidget(self.tree, 1)
+        row = QHBoxLayout()
+        self.refresh_btn = QPushButton("Refresh")
+        self.refresh_btn.clicked.connect(lambda: self.refresh())
+        self.predict_btn = QPushButton("Predict all")
+        self.predict_btn.setToolTip("Predict every item with the selected run and store the predictions")
+        self.predict_btn.clicked.connect(lambda: self.predict())
+        self.cancel_btn = QPushButton("Cancel")
+        self.cancel_btn.clicked.connect(self.child.cancel)
+        self.none_btn = QPushButton("Hide predictions")
+        self.none_btn.setToolTip("Make no run active: the image shows labels only")
+        self.none_btn.clicked.connect(self.tree.clearSelection)
+        for b in (self.refresh_btn, self.predict_btn, self.cancel_btn, self.none_btn):
+            row.addWidget(b)
+        row.addStretch(1)
+        lay.addLayout(row)
+        self.progress = QProgressBar()
+        self.progress.setFormat("predicting %v / %m")
+        self.progress.hide()
+        self.status = QLabel("")
+        lay.addWidget(self.progress)
+        lay.addWidget(self.status)
+        self._update_buttons()
+
+    # -- data --------------------------------------------------------------------------------------------
+
+    def set_dataset(self, dataset_path: str | None, store: Any) -> None:
+        """Show the runs of this dataset's store (None: nothing open)."""
+        self.dataset_path = dataset_path
+        self.store = store
+        self.runs_dir = Path(store.dir) / "runs" if store is not None else None
+        self.refresh()
+
+    def refresh(self, select: str | None = None) -> None:
+        """Re-read the run folders, keeping (or moving to) the selected run."""
+        keep = select or self.selected_run()
+        self.runs = load_runs(self.runs_dir) if self.runs_dir else []
+        with_preds = set(self._prediction_runs())
+        metrics = metric_columns(self.runs)
+        self.tree.blockSignals(True)
+        self.tree.clear()
+        self.tree.setColumnCount(len(BASE_COLUMNS) + len(metrics))
+        self.tree.setHeaderLabels([*BASE_COLUMNS, *metrics])
+        chosen = None
+        for r in self.runs:
+            it = _Item()
+            values = run_columns(r, r.run_id in with_preds)
+            for i, v in enumerate(values):
+                it.setText(i, v)
+            for j, m in enumerate(metrics, len(BASE_COLUMNS)):
+                v = r.metrics.get(m)
+                it.setText(j, "" if v is None else f"{v:.4g}")
+                it.setData(j, Qt.ItemDataRole.UserRole, v)
+                it.setTextAlignment(j, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            it.setData(0, Qt.ItemDataRole.UserRole + 1, r.run_id)
+            it.setToolTip(0, str(r.run_dir))
+            self.tree.addTopLevelItem(it)
+            if r.run_id == keep:
+                chosen = it
+        for i in range(self.tree.columnCount()):
+            self.tree.resizeColumnToContents(i)
+        if chosen is not None:
+            chosen.setSelected(True)
+            self.tree.setCurrentItem(chosen)
+        self.tree.blockSignals(False)
+        self._update_buttons()
+        if select is not None and chosen is not None:
+            self._on_selection()
+
+    def _prediction_runs(self) -> list[str]:
+        try:
+            return list(self.store.prediction_runs()) if self.store is not None else []
+        except Exception:
+            return []
+
+    def selected_run(self) -> str | None:
+        """The selected run's id."""
+        items = self.tree.selectedItems()
+        return items[0].data(0, Qt.ItemDataRole.UserRole + 1) if items else None
+
+    def run(self, run_id: str) -> RunRecord | None:
+        """The run called ``run_id``."""
+        return next((r for r in self.runs if r.run_id == run_id), None)
+
+    def select(self, run_id: str | None) -> None:
+        """Select a run (None clears the selection); the active run follows."""
+        if run_id is None:
+            self.tree.clearSelection()
+            return
+        for i in range(self.tree.topLevelItemCount()):
+            it = self.tree.topLevelItem(i)
+            if it.data(0, Qt.ItemDataRole.UserRole + 1) == run_id:
+                self.tree.setCurrentItem(it)
+                it.setSelected(True)
+                return
+
+    def _on_selection(self) -> None:
+        self._update_buttons()
+        self.active_run_changed.emit(self.selected_run())
+
+    # -- predict all -----------------------------------------------------------------------------------
+
+    def predict(self, run_id: str | None = None) -> bool:
+        """Predict every item with a run (the selected one by default) in a child; False if it cannot start."""
+        run_id = run_id or self.selected_run()
+        rec = self.run(run_id) if run_id else None
+        if rec is None or not rec.has_model or self.child.running or not self.dataset_path:
+            return False
+        self.predicting = run_id
+        self.progress.setRange(0, 0)
+        self.progress.show()
+        self.status.setText(f"Predicting with {run_id}...")
+        self._t0 = time.monotonic()
+        self.child.start(self.make_command(rec.run_dir, self.dataset_path))
+        self._update_buttons()
+        return True
+
+    def _on_event(self, ev: dict) -> None:
+        if ev.get("type") == "predict_progress":
+            self.progress.setRange(0, max(1, int(ev.get("total") or 1)))
+            self.progress.setValue(int(ev.get("done") or 0))
+
+    def _on_ended(self, res: ChildResult) -> None:
+        run_id, self.predicting = self.predicting, None
+        self.progress.hide()
+        self._update_buttons()
+        if res.status == "finished" and run_id:
+            self.status.setText(f"Predictions of {run_id} stored ({time.monotonic() - self._t0:.1f} s).")
+            self.refresh()
+            self.predictions_stored.emit(run_id)
+        elif res.status == "cancelled":
+            self.status.setText("Prediction cancelled.")
+        else:
+            self.status.setText("Prediction failed.")
+            box = QMessageBox(QMessageBox.Icon.Critical, "Prediction failed", res.message, parent=self)
+            box.setDetailedText(res.stderr_tail)
+            box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+            box.finished.connect(lambda _r: setattr(self, "error_box", None))
+            self.error_box = box
+            box.open()
+
+    def _update_buttons(self) -> None:
+        busy = self.child.running
+        rec = self.run(self.selected_run() or "")
+        self.predict_btn.setEnabled(
+            not busy and rec is not None and rec.has_model and bool(self.dataset_path)
+        )
+        self.cancel_btn.setEnabled(busy)
+        self.cancel_btn.setVisible(busy)
+        self.none_btn.setEnabled(self.selected_run() is not None)
+
+    def shutdown(self) -> None:
+        """Kill a running prediction (the window is closing)."""
+        if self.child.running:
+            self.child.kill()
+            self.child.wait(3000)

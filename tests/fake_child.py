@@ -1,0 +1,135 @@
+"""A scripted stand-in for ``imgreg train|predict|rank --json --control-stdin``, for tests of the GUI supervisor.
+
+It prints the documented events one JSON line at a time, reads ``stop-epoch`` / ``cancel`` lines on stdin, and can
+fail in several ways: ``--fail event`` (a ``failed`` event and exit 1), ``--fail raise`` (a traceback and no
+event), ``--fail abort`` (killed by a signal), ``--ignore-cancel`` (has to be killed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import threading
+import time
+
+state = {"stop": None}
+
+
+def emit(ev: dict) -> None:
+    """Print one event line."""
+    sys.stdout.write(json.dumps(ev) + "\n")
+    sys.stdout.flush()
+
+
+def read_control(ignore_cancel: bool) -> None:
+    """Read control lines until stdin closes."""
+    for line in sys.stdin:
+        cmd = line.strip()
+        if cmd == "stop-epoch" and state["stop"] is None:
+            state["stop"] = "epoch"
+        elif cmd == "cancel" and not ignore_cancel:
+            state["stop"] = "now"
+
+
+def main() -> int:
+    """Run the scripted job."""
+    p = argparse.ArgumentParser()
+    p.add_argument("command", nargs="?", default="train")
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--batches", type=int, default=4)
+    p.add_argument("--sleep", type=float, default=0.01)
+    p.add_argument("--fail", choices=["event", "raise", "abort"])
+    p.add_argument("--fail-epoch", type=int, default=0)
+    p.add_argument("--ignore-cancel", action="store_true")
+    p.add_argument("--lr-find", action="store_true")
+    p.add_argument("--run-id", default="fake-run")
+    p.add_argument("--total", type=int, default=10)
+    p.add_argument("--folds", type=int, default=0)
+    a, _ = p.parse_known_args()
+    threading.Thread(target=read_control, args=(a.ignore_cancel,), daemon=True).start()
+    print("fake child starting", file=sys.stderr, flush=True)
+    if a.command in ("predict", "rank"):
+        for i in range(a.total):
+            if state["stop"] == "now":
+                emit({"type": "cancelled", "message": "cancelled"})
+                return 1
+            time.sleep(a.sleep)
+            emit({"type": "predict_progress", "done": i + 1, "total": a.total})
+        emit({"type": "finished", "run_id": a.run_id, "run_dir": "", "metrics": {}})
+        emit({"type": "summary", "run_id": a.run_id, "run_dir": "", "metrics": {}})
+        return 0
+    if a.lr_find:
+        lrs = [10 ** (-6 + 5 * i / 49) for i in range(50)]
+        losses = [1.0 + 0.5 * math.cos(i / 8) + (i / 40) ** 6 for i in range(50)]
+        emit({"type": "lr_find", "suggestion": 3e-3, "lrs": lrs, "losses": losses})
+        emit({"type": "summary", "suggestion": 3e-3})
+        return 0
+    for fold in range(max(1, a.folds)):
+        if a.folds > 1:
+            emit({"type": "fold", "fold": fold + 1, "folds": a.folds})
+        emit(
+            {
+                "type": "prepared",
+                "device": "cpu",
+                "on_cpu": True,
+                "arch": "resnet18",
+                "head": "pooled",
+                "kind": "point",
+                "n_train": 10,
+                "n_valid": 4,
+                "size": 64,
+                "bs": 4,
+                "epochs": a.epochs,
+                "n_batches": a.batches,
+            }
+        )
+        if a.ignore_cancel:
+            time.sleep(60)
+        for ep in range(a.epochs):
+            if a.fail and ep == a.fail_epoch:
+                if a.fail == "event":
+                    emit({"type": "failed", "message": "CUDA out of memory (fake)"})
+                    return 1
+                if a.fail == "abort":
+                    os.abort()
+                raise RuntimeError("boom in the fake child")
+            for b in range(a.batches):
+                if state["stop"] == "now":
+                    # Like the engine: a run is saved only when an epoch had finished.
+                    saved = {"run_id": a.run_id} if ep > 0 else {}
+                    emit({"type": "cancelled", "message": "training cancelled", **saved})
+                    emit({"type": "summary", "cancelled": True, **saved})
+                    return 0
+                time.sleep(a.sleep)
+                emit(
+                    {
+                        "type": "batch",
+                        "epoch": ep + 1,
+                        "batch": b + 1,
+                        "n_batches": a.batches,
+                        "loss": 1.0 / (1 + ep + b / 4),
+                    }
+                )
+            emit(
+                {
+                    "type": "epoch",
+                    "epoch": ep + 1,
+                    "epochs": a.epochs,
+                    "train_loss": 1.0 / (1 + ep),
+                    "valid_loss": 1.2 / (1 + ep),
+                    "metrics": {"mean_px": 20.0 / (1 + ep)},
+                }
+            )
+            if state["stop"] == "epoch":
+                break
+    metrics = {"mean_px": 10.0}
+    emit({"type": "finished", "run_id": a.run_id, "run_dir": "", "metrics": metrics, "best_epoch": 0})
+    emit({"type": "summary", "run_id": a.run_id, "run_dir": "", "metrics": metrics})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
