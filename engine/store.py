@@ -175,6 +175,14 @@ def _writable_dir(folder: Path) -> bool:
         return False
 
 
+def _marked_read_only(root: Path | str) -> bool:
+    """Whether the dataset folder has no write permission bits (honoured even when running as root)."""
+    try:
+        return os.stat(root).st_mode & 0o222 == 0
+    except OSError:
+        return False
+
+
 def store_dir(root: Path | str, force_user_data: bool | None = None) -> Path:
     """Where the store of ``root`` lives: ``<root>/.imgreg`` if writable, else (or if already there) per user."""
     if force_user_data is None:
@@ -183,6 +191,7 @@ def store_dir(root: Path | str, force_user_data: bool | None = None) -> Path:
     local = Path(root) / ".imgreg"
     # Once labels live in the user folder (the dataset was read-only), keep them there even if it no longer is.
     moved = (folder / DB_NAME).exists() and not (local / DB_NAME).exists()
+    force_user_data = force_user_data or (_marked_read_only(root) and not (local / DB_NAME).exists())
     if not force_user_data and not moved and _writable_dir(local):
         return local
     folder.mkdir(parents=True, exist_ok=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import signal
 import sqlite3
 import stat
@@ -486,3 +487,21 @@ def test_matches_a_simple_model(tmp_path, ops):
             eff = {n: (m[0] if m[2] == "original" else m[1]) for n, m in model.items()}
             assert store.effective_labels() == {n: e for n, e in eff.items() if e is not None}
             assert len(store.history()) == n_hist
+
+
+def test_folder_without_write_bits_uses_user_data_even_as_root(tmp_path: Path) -> None:
+    """A dataset folder marked read-only is never written to, even by a process that could (root)."""
+    from engine.core import Dataset, Item
+
+    root = tmp_path / "ro"
+    root.mkdir()
+    (root / "a.png").write_bytes(b"")
+    ds = Dataset(root=root, format="folder", kind="point", items=[Item("a.png", ".", root / "a.png")])
+    root.chmod(0o555)
+    try:
+        with LabelStore.open(ds) as store:
+            store.correct("a.png", (1.0, 2.0))
+            assert not (root / ".imgreg").exists()
+            assert store.dir.is_relative_to(Path(os.environ["IMGREG_DATA_DIR"]))
+    finally:
+        root.chmod(0o755)
