@@ -31,12 +31,14 @@ MOUSE_HELP = [
 ]
 
 
-def shortcuts_dialog(parent: QWidget, actions: Actions) -> QDialog:
-    """A table of every action with its shortcuts, plus the mouse gestures."""
+def shortcuts_dialog(
+    parent: QWidget, actions: Actions, extra: list[tuple[str, str]] | None = None
+) -> QDialog:
+    """A table of every action with its shortcuts, ``extra`` (action, keys) rows, and the mouse gestures."""
     dlg = QDialog(parent)
     dlg.setWindowTitle("Keyboard shortcuts")
     rows = [(act.text().replace("&", "").rstrip("…"), shortcut_text(act)) for act in actions.all.values()]
-    rows = [r for r in rows if r[1]] + MOUSE_HELP
+    rows = [r for r in rows if r[1]] + list(extra or []) + MOUSE_HELP
     table = QTableWidget(len(rows), 2, dlg)
     table.setHorizontalHeaderLabels(["Action", "Keys / mouse"])
     table.verticalHeader().setVisible(False)

@@ -30,12 +30,12 @@ from pathlib import Path
 
 from PySide6.QtCore import QByteArray, Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent, QImage, QUndoStack
-from PySide6.QtWidgets import QDockWidget, QFileDialog, QMainWindow, QMessageBox, QWidget
+from PySide6.QtWidgets import QDockWidget, QFileDialog, QMainWindow, QMessageBox, QTabBar, QWidget
 
 from engine.core import Dataset, Item
 from engine.store import LabelRecord, LabelStore
 from imgreg_gui import settings
-from imgreg_gui.actions import StatusBar, build_actions, build_menus, build_toolbar
+from imgreg_gui.actions import StatusBar, build_actions, build_menus, build_toolbar, shortcut_text
 from imgreg_gui.canvas import ImageCanvas
 from imgreg_gui.dataset_panel import DatasetPanel, OpenWorker
 from imgreg_gui.dialogs import about_box, shortcuts_dialog, write_labels
@@ -475,7 +475,13 @@ class MainWindow(EditingMixin, QMainWindow):
 
     def show_shortcuts(self) -> None:
         """Open the keyboard shortcuts dialog."""
-        self._shortcuts = shortcuts_dialog(self, self.acts)
+        extra = []  # the Training menu's keys (start, predict all, next suspect, ...)
+        for act in getattr(getattr(self, "training", None), "actions", {}).values():
+            text, _, keys = act.text().partition("\t")
+            keys = keys or shortcut_text(act)
+            if keys:
+                extra.append((text.replace("&", ""), keys))
+        self._shortcuts = shortcuts_dialog(self, self.acts, extra)
         self._shortcuts.open()
 
     def show_about(self) -> None:
@@ -531,9 +537,23 @@ class MainWindow(EditingMixin, QMainWindow):
     def showEvent(self, ev) -> None:
         """Lay the docks out once the window has its real size (first start only)."""
         super().showEvent(ev)
+        QTimer.singleShot(0, self.hide_stray_tab_bars)
         if self._needs_layout:
             self._needs_layout = False
             self._default_layout()
+
+    def hide_stray_tab_bars(self) -> None:
+        """Hide the dock tab strips Qt left behind over the panels.
+
+        Docks tabified before the window is shown (and a restored layout) leave orphan tab bars that Qt never
+        retires: they stay painted over the dataset list or the image. A live dock tab bar sits beside its
+        docks, never on top of a dock or the central widget, which is how the orphans are told apart.
+        """
+        covered = [d.geometry() for d in self._docks.values() if d.isVisible() and not d.isFloating()]
+        covered.append(self.centralWidget().geometry())
+        for bar in self.findChildren(QTabBar, options=Qt.FindChildOption.FindDirectChildrenOnly):
+            if bar.isVisible() and any(bar.geometry().intersects(r) for r in covered):
+                bar.hide()
 
     def closeEvent(self, ev: QCloseEvent) -> None:
         """Save settings, stop workers, close the store."""

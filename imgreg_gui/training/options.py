@@ -214,6 +214,9 @@ class OptionsForm(QWidget):
         self.groups = QListWidget()
         self.groups.setMaximumHeight(84)
         self.groups.setToolTip("Checked groups form the validation set (none checked: a random 20%)")
+        self._pressed_state: Qt.CheckState | None = None
+        self.groups.itemPressed.connect(lambda it: setattr(self, "_pressed_state", it.checkState()))
+        self.groups.itemClicked.connect(self._on_group_clicked)
         self.folds = _spin(0, 20, 0)
         self.folds.setSpecialValueText("off")
         self.folds.setToolTip(
@@ -305,6 +308,13 @@ class OptionsForm(QWidget):
             for i in range(self.groups.count())
             if self.groups.item(i).checkState() == Qt.CheckState.Checked
         ]
+
+    def _on_group_clicked(self, it: QListWidgetItem) -> None:
+        """A click on a group's name ticks it too, not only a click on its small check box."""
+        if it.checkState() == self._pressed_state:  # the box itself was not hit (that toggles on its own)
+            checked = it.checkState() == Qt.CheckState.Checked
+            it.setCheckState(Qt.CheckState.Unchecked if checked else Qt.CheckState.Checked)
+        self._pressed_state = None
 
     def set_dataset(self, groups: list[str], kind: str) -> None:
         """Offer this dataset's groups (keeping remembered ticks) and the head only for point datasets."""

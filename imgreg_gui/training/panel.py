@@ -171,8 +171,8 @@ class TrainPanel(QWidget):
             return
         n_fix = counts.get("corrected", 0)
         self.labels_info.setText(
-            f"Trains on the {counts.get('labelled', 0)} labelled items as corrected "
-            f"({n_fix} correction{'' if n_fix == 1 else 's'}, {counts.get('verified', 0)} verified)."
+            f"Trains on the {counts.get('labelled', 0):,} labelled items as corrected "
+            f"({n_fix:,} correction{'' if n_fix == 1 else 's'}, {counts.get('verified', 0):,} verified)."
         )
 
     # -- actions -----------------------------------------------------------------------------------------

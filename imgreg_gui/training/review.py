@@ -13,6 +13,7 @@ from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
     QComboBox,
+    QGridLayout,
     QHBoxLayout,
     QHeaderView,
     QLabel,
@@ -204,7 +205,7 @@ class ReviewPanel(QWidget):
         lay.addWidget(self.table, 3)
         self.histogram = ErrorHistogram()
         lay.addWidget(self.histogram, 2)
-        actions = QHBoxLayout()
+        actions = QGridLayout()  # two rows, so the panel fits a narrow dock beside the image
         self.prev_btn = QPushButton("Previous")
         self.prev_btn.setToolTip("Previous item in the queue (Shift+N)")
         self.next_btn = QPushButton("Next suspect")
@@ -219,8 +220,8 @@ class ReviewPanel(QWidget):
         self.next_btn.clicked.connect(self.next_suspect)
         self.accept_btn.clicked.connect(self.accept)
         self.verify_btn.clicked.connect(self.verify)
-        for w in (self.prev_btn, self.next_btn, self.accept_btn, self.verify_btn, self.advance):
-            actions.addWidget(w)
+        for i, w in enumerate((self.prev_btn, self.next_btn, self.advance, self.accept_btn, self.verify_btn)):
+            actions.addWidget(w, i // 3, i % 3)
         lay.addLayout(actions)
         self.status = QLabel("")
         self.status.setWordWrap(True)
@@ -238,7 +239,7 @@ class ReviewPanel(QWidget):
             sc.setContext(Qt.ShortcutContext.WindowShortcut)
             sc.activated.connect(slot)
             self.shortcuts.append(sc)
-        acts = getattr(host, "actions", None)
+        acts = getattr(host, "acts", None)
 
         def key(name: str, fallback: str) -> str:
             act = getattr(acts, name, None) if acts is not None and not callable(acts) else None

@@ -238,6 +238,10 @@ class RunsPanel(QWidget):
         self.tree.clear()
         self.tree.setColumnCount(len(BASE_COLUMNS) + len(metrics))
         self.tree.setHeaderLabels([*BASE_COLUMNS, *metrics])
+        head = self.tree.header()
+        # Metrics go right after the run id, where a narrow dock still shows them.
+        for k, j in enumerate(range(len(BASE_COLUMNS), len(BASE_COLUMNS) + len(metrics))):
+            head.moveSection(head.visualIndex(j), 1 + k)
         chosen = None
         for r in self.runs:
             it = _Item()
