@@ -1,0 +1,259 @@
+"""Model architectures: torchvision backbones with offline weights, fastai metadata, and the model factory."""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torchvision.models as tvm
+from fastai.callback.hook import num_features_model
+from fastai.layers import AdaptiveConcatPool2d, Flatten, SigmoidRange
+from fastai.torch_core import params
+from fastai.vision.learner import create_body, create_head, model_meta
+from fastcore.foundation import L
+from torch import nn
+
+IMAGENET_STATS = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
+"""Mean and std of ImageNet (RGB, 0-1), the normalisation every pretrained backbone expects."""
+
+
+class PretrainedUnavailable(Exception):
+    """Pretrained weights were asked for but are not in the local cache (and cannot be downloaded)."""
+
+
+class WeightsError(Exception):
+    """A weights file is missing, unreadable, or does not fit the architecture."""
+
+
+def _resnet_split(m: nn.Module) -> list:
+    """Body stem+layer1-2, layer3-4, head (fastai's resnet split)."""
+    return L(m[0][:6], m[0][6:], m[1:]).map(params)
+
+
+def _features_split(m: nn.Module) -> list:
+    """First half of a ``features`` backbone, second half, head (for mobilenets)."""
+    feats = m[0][0]
+    half = len(feats) // 2
+    return L(feats[:half], feats[half:], m[1:]).map(params)
+
+
+def _tiny_split(m: nn.Module) -> list:
+    """Tiny CNN: first two blocks, last two, head."""
+    feats = m[0][0]
+    return L(feats[:2], feats[2:], m[1:]).map(params)
+
+
+class CoordConv2d(nn.Module):
+    """A 3x3 stride-2 conv whose output also sees the pixel position (x, y in [-1, 1]): CoordConv."""
+
+    def __init__(self, ci: int, co: int, stride: int = 2) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(ci, co, 3, stride=stride, padding=1, bias=False)
+        self.coord = nn.Conv2d(2, co, 3, stride=stride, padding=1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Convolution of the image plus convolution of the coordinate planes."""
+        b, _, h, w = x.shape
+        ys = torch.linspace(-1, 1, h, device=x.device, dtype=x.dtype).view(1, 1, h, 1).expand(b, 1, h, w)
+        xs = torch.linspace(-1, 1, w, device=x.device, dtype=x.dtype).view(1, 1, 1, w).expand(b, 1, h, w)
+        return self.conv(x) + self.coord(torch.cat([xs, ys], 1))
+
+
+class TinyNet(nn.Module):
+    """A four-block CoordConv CNN with no pretrained weights, for fast tests and demos (torchvision-like layout)."""
+
+    def __init__(self, num_classes: int = 1000, width: int = 16) -> None:
+        super().__init__()
+        chans = [3, width, width * 2, width * 4, width * 8]
+        blocks = [
+            nn.Sequential(CoordConv2d(ci, co), nn.BatchNorm2d(co), nn.ReLU(inplace=True))
+            for ci, co in zip(chans[:-1], chans[1:], strict=True)
+        ]
+        self.features = nn.Sequential(*blocks)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(chans[-1], num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Features, pooling, classifier."""
+        return self.classifier(self.avgpool(self.features(x)))
+
+
+def tiny(weights: Any = None, **kwargs: Any) -> TinyNet:
+    """Constructor of ``TinyNet`` with torchvision's signature (``weights`` must be None)."""
+    return TinyNet(**kwargs)
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """One architecture: its torchvision constructor, where to cut the body, and how to split parameter groups."""
+
+    name: str
+    fn: Callable[..., nn.Module]
+    cut: int
+    split: Callable[[nn.Module], list]
+    pretrainable: bool = True
+
+
+ARCHS: dict[str, ArchSpec] = {
+    "resnet18": ArchSpec("resnet18", tvm.resnet18, -2, _resnet_split),
+    "resnet34": ArchSpec("resnet34", tvm.resnet34, -2, _resnet_split),
+    "resnet50": ArchSpec("resnet50", tvm.resnet50, -2, _resnet_split),
+    "mobilenet_v2": ArchSpec("mobilenet_v2", tvm.mobilenet_v2, -1, _features_split),
+    "mobilenet_v3_small": ArchSpec("mobilenet_v3_small", tvm.mobilenet_v3_small, -2, _features_split),
+    "mobilenet_v3_large": ArchSpec("mobilenet_v3_large", tvm.mobilenet_v3_large, -2, _features_split),
+    "tiny": ArchSpec("tiny", tiny, -2, _tiny_split, pretrainable=False),
+}
+"""Architectures by name (``tiny`` is a small untrained CNN for tests)."""
+
+# vision_learner ignores its `cut` argument for known archs and looks up model_meta instead, so register here.
+for _spec in ARCHS.values():
+    model_meta.setdefault(
+        _spec.fn, {"cut": _spec.cut, "split": _spec.split, "stats": IMAGENET_STATS, "weights": "DEFAULT"}
+    )
+
+
+def arch_spec(name: str) -> ArchSpec:
+    """The spec of architecture ``name`` (ValueError listing the known names otherwise)."""
+    try:
+        return ARCHS[name]
+    except KeyError:
+        raise ValueError(f"unknown architecture {name!r}; known: {', '.join(ARCHS)}") from None
+
+
+def checkpoint_dir() -> Path:
+    """torchvision's weight cache folder (``torch.hub.get_dir()/checkpoints``)."""
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def cached_weights(name: str) -> Path | None:
+    """The cached torchvision checkpoint of ``name`` (DEFAULT weights first, then any other), or None."""
+    try:
+        enum = tvm.get_model_weights(name)
+    except (ValueError, KeyError):
+        return None
+    members = [enum.DEFAULT] + [w for w in enum if w is not enum.DEFAULT]
+    for w in members:
+        path = checkpoint_dir() / w.url.rsplit("/", 1)[-1]
+        if path.is_file():
+            return path
+    return None
+
+
+def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """A state dict from a ``.safetensors`` file or a ``.pth`` loaded with ``weights_only=True`` (never unpickles code)."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"weights file {path} does not exist")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path), device="cpu")
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # any decoding error is the file's fault, not ours
+        raise WeightsError(f"cannot read weights file {path}: {e}") from e
+    if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
+        sd = sd["state_dict"]
+    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise WeightsError(f"weights file {path} does not hold a state dict of tensors")
+    return sd
+
+
+def torchvision_model(name: str, pretrained: bool = False, weights: Path | str | None = None) -> nn.Module:
+    """The full torchvision model ``name``, with weights from ``weights`` or the local cache when ``pretrained``."""
+    spec = arch_spec(name)
+    model = spec.fn(weights=None)
+    path: Path | None = Path(weights) if weights is not None else None
+    if path is None and pretrained:
+        path = cached_weights(name) if spec.pretrainable else None
+        if path is None:
+            raise PretrainedUnavailable(
+                f"pretrained {name} weights are not in {checkpoint_dir()} and cannot be downloaded offline: "
+                "pass --weights FILE or --no-pretrained"
+            )
+    if path is not None:
+        sd = load_state_dict(path)
+        try:
+            model.load_state_dict(sd, strict=True)
+        except RuntimeError as e:
+            first = str(e).strip().splitlines()[0]
+            raise WeightsError(f"weights file {path} does not fit {name}: {first}") from None
+    return model
+
+
+def backbone(name: str, pretrained: bool = False, weights: Path | str | None = None) -> tuple[nn.Module, int]:
+    """The cut body of ``name`` (features without pooling/classifier) and its number of output channels."""
+    spec = arch_spec(name)
+    body = create_body(torchvision_model(name, pretrained, weights), pretrained=pretrained, cut=spec.cut)
+    return body, num_features_model(body)
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild a model: architecture, head, target kind and size, output range."""
+
+    arch: str = "resnet18"
+    kind: str = "point"
+    n_points: int = 1
+    head: str = "pooled"
+    scalar_head: str = "fastai"
+    size: tuple[int, int] = (240, 320)
+    y_range: tuple[float, float] | None = None
+    ps: float = 0.5
+    spatial_stride: int | None = None
+    spatial_hidden: int | None = None
+    pretrained: bool = True
+    weights: str | None = None
+    normalize: tuple[list[float], list[float]] = field(default_factory=lambda: IMAGENET_STATS)
+
+    def n_out(self) -> int:
+        """Number of model outputs: 2 per point, or 1 for a scalar."""
+        return 2 * self.n_points if self.kind == "point" else 1
+
+
+def custom_scalar_head(nf: int, y_range: tuple[float, float] | None, ps: float = 0.5) -> nn.Sequential:
+    """The age write-up's head: concat pool, BN, Dropout, Linear(2nf->512), ReLU, BN, Dropout, 512->16, ReLU, 16->1."""
+    layers: list[nn.Module] = [
+        AdaptiveConcatPool2d(),
+        Flatten(),
+        nn.BatchNorm1d(2 * nf),
+        nn.Dropout(ps),
+        nn.Linear(2 * nf, 512),
+        nn.ReLU(inplace=True),
+        nn.BatchNorm1d(512),
+        nn.Dropout(ps),
+        nn.Linear(512, 16),
+        nn.ReLU(inplace=True),
+        nn.Linear(16, 1),
+    ]
+    if y_range is not None:
+        layers.append(SigmoidRange(*y_range))
+    return nn.Sequential(*layers)
+
+
+def build_model(cfg: ModelConfig, n_out: int | None = None) -> tuple[nn.Module, Callable[[nn.Module], list]]:
+    """The model for ``cfg`` (body + head, like ``vision_learner``) and its parameter-group splitter."""
+    n_out = n_out or cfg.n_out()
+    if cfg.head == "spatial":
+        if importlib.util.find_spec("engine.spatial") is None:
+            raise NotImplementedError("the spatial head (engine/spatial.py) is not available yet")
+        from engine.spatial import spatial_model
+
+        return spatial_model(cfg, n_out // 2)
+    if cfg.head != "pooled":
+        raise ValueError(f"unknown head {cfg.head!r}; use 'pooled' or 'spatial'")
+    spec = arch_spec(cfg.arch)
+    body, nf = backbone(cfg.arch, cfg.pretrained, cfg.weights)
+    y_range = tuple(cfg.y_range) if cfg.y_range is not None else None
+    if cfg.kind == "scalar" and cfg.scalar_head == "custom":
+        head = custom_scalar_head(nf, y_range, cfg.ps)
+    else:
+        head = create_head(nf, n_out, ps=cfg.ps, y_range=y_range)
+    model = nn.Sequential(body, head)
+    # No kaiming re-init of the head (vision_learner does one): with SigmoidRange it saturates outputs and small
+    # datasets then barely train; PyTorch's default init learns much faster here.
+    return model, spec.split

@@ -1,0 +1,419 @@
+"""``imgreg train``, ``imgreg predict`` and ``imgreg rank``: model subcommands registered into the main CLI."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import statistics
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TextIO
+
+ARCH_NAMES = [
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "mobilenet_v2",
+    "mobilenet_v3_small",
+    "mobilenet_v3_large",
+    "tiny",
+]
+
+
+def _cli_error(msg: str) -> Exception:
+    """The main CLI's one-line error (exit code 2)."""
+    main = sys.modules.get("__main__")
+    # Under `python -m engine.cli` the running module is __main__, whose CliError is what main() catches.
+    if getattr(getattr(main, "__spec__", None), "name", None) == "engine.cli":
+        return main.CliError(msg)
+    from engine.cli import CliError
+
+    return CliError(msg)
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``HxW`` (or a single number for a square) as (h, w)."""
+    try:
+        parts = [int(p) for p in text.lower().replace(",", "x").split("x")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size {text!r} is not HxW, e.g. 240x320") from None
+    if len(parts) == 1:
+        parts *= 2
+    if len(parts) != 2 or min(parts) < 8:
+        raise argparse.ArgumentTypeError(f"size {text!r} is not HxW with both sides >= 8")
+    return parts[0], parts[1]
+
+
+def parse_lr(text: str) -> float | None:
+    """A learning rate, or ``find`` to run the LR finder first."""
+    if text.lower() in ("find", "auto"):
+        return None
+    try:
+        lr = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"learning rate {text!r} is not a number or 'find'") from None
+    if not lr > 0:
+        raise argparse.ArgumentTypeError("learning rate must be positive")
+    return lr
+
+
+def _add_train_options(s: argparse.ArgumentParser) -> None:
+    """Options shared by ``train`` and ``rank --folds``."""
+    s.add_argument("--arch", default="resnet18", choices=ARCH_NAMES)
+    s.add_argument("--epochs", type=int, default=5)
+    s.add_argument("--lr", type=parse_lr, default=2e-3, help="learning rate, or 'find' for the LR finder")
+    s.add_argument("--size", type=parse_size, default=(240, 320), help="input size HxW (default 240x320)")
+    s.add_argument(
+        "--sizes", type=lambda t: [parse_size(p) for p in t.split(",")], help="progressive resizing"
+    )
+    s.add_argument("--bs", type=int, default=16)
+    s.add_argument("--valid-groups", type=lambda t: [g for g in t.split(",") if g], help="e.g. 07,08")
+    s.add_argument("--valid-pct", type=float, default=0.2)
+    s.add_argument("--seed", type=int, default=42)
+    w = s.add_mutually_exclusive_group()
+    w.add_argument("--weights", help="torchvision state dict (.pth/.safetensors) to start from (offline)")
+    w.add_argument("--no-pretrained", action="store_true", help="start from random weights")
+    s.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    s.add_argument("--head", default="pooled", choices=["pooled", "spatial"])
+    s.add_argument("--scalar-head", default="fastai", choices=["fastai", "custom"])
+    s.add_argument("--ps", type=float, default=0.5, help="head dropout")
+    s.add_argument("--schedule", choices=["fine_tune", "one_cycle"])
+    s.add_argument("--freeze-epochs", type=int, default=1)
+    s.add_argument("--no-augment", action="store_true")
+    s.add_argument(
+        "--json", action="store_true", help="one JSON object per event on stdout, then a summary line"
+    )
+    s.add_argument("--control-stdin", action="store_true", help="read 'stop-epoch' / 'cancel' lines on stdin")
+
+
+def register(subparsers: Any) -> None:
+    """Add ``train``, ``predict`` and ``rank`` to the main CLI's subparsers."""
+    s = subparsers.add_parser("train", help="train a model on a dataset's effective labels")
+    s.add_argument("dataset")
+    s.add_argument("--folds", type=int, help="train K out-of-fold models instead (predictions for ranking)")
+    s.add_argument(
+        "--lr-find", action="store_true", help="only run the LR finder (lr_find event, suggestion)"
+    )
+    _add_train_options(s)
+    s.set_defaults(func=cmd_train)
+
+    s = subparsers.add_parser("predict", help="predict a dataset with a run (original-image pixels)")
+    s.add_argument("run", help="run id of DATASET or path of a run folder")
+    s.add_argument("dataset")
+    s.add_argument("--out", help="CSV file (default: standard output)")
+    s.add_argument("--tta", action="store_true", help="average with the horizontally flipped image")
+    s.add_argument("--bs", type=int, default=32)
+    s.add_argument("--device", default="cpu")
+    s.add_argument("--json", action="store_true", help="JSON events on stdout and a summary line")
+    s.set_defaults(func=cmd_predict)
+
+    s = subparsers.add_parser("rank", help="items ordered by disagreement between model and label")
+    s.add_argument("dataset")
+    s.add_argument("--run", help="rank by this run's predictions (predicting first when needed)")
+    s.add_argument("--folds", type=int, default=5, help="out-of-fold models when no --run (default 5)")
+    s.add_argument("--top", type=int, help="only the K largest errors")
+    s.add_argument("--out", help="CSV file (default: standard output)")
+    _add_train_options(s)
+    s.set_defaults(func=cmd_rank)
+
+
+class Reporter:
+    """Prints events: JSON lines on stdout (``--json``) or a text progress bar and epoch lines on stderr."""
+
+    def __init__(self, as_json: bool, err: TextIO | None = None, out: TextIO | None = None) -> None:
+        self.as_json, self.err, self.out = as_json, err or sys.stderr, out or sys.stdout
+        self._lock = threading.Lock()
+        self._bar = False
+
+    def __call__(self, e: dict[str, Any]) -> None:
+        """Handle one engine event."""
+        with self._lock:
+            if self.as_json:
+                self.out.write(json.dumps(e, default=str) + "\n")
+                self.out.flush()
+            else:
+                self._text(e)
+
+    def _line(self, text: str) -> None:
+        if self._bar:
+            self.err.write("\n")
+            self._bar = False
+        self.err.write(text + "\n")
+        self.err.flush()
+
+    def _text(self, e: dict[str, Any]) -> None:
+        t = e.get("type")
+        if t == "prepared":
+            fold = f"fold {e['fold']}/{e['folds']}: " if "fold" in e else ""
+            self._line(
+                f"{fold}{e['arch']} {e['kind']} model, {e['n_train']} train / {e['n_valid']} valid items, "
+                f"size {e['size'][0]}x{e['size'][1]}, bs {e['bs']}, {e['epochs']} epochs on {e['device']}"
+                + (" (CPU: slow)" if e.get("on_cpu") else "")
+            )
+        elif t == "batch":
+            n = max(1, e["n_batches"])
+            fill = int(20 * e["batch"] / n)
+            self.err.write(
+                f"\repoch {e['epoch']} [{'#' * fill}{'.' * (20 - fill)}] {e['batch']}/{n} loss {e['loss']:.4f}"
+            )
+            self.err.flush()
+            self._bar = True
+        elif t == "epoch":
+            mets = "  ".join(f"{k} {v:.4g}" for k, v in e["metrics"].items())
+            self._line(
+                f"epoch {e['epoch']}/{e['epochs']}  train {e['train_loss']:.4f}  valid {e['valid_loss']:.4f}  {mets}"
+            )
+        elif t == "lr_find":
+            self._line(f"lr_find suggests {e['suggestion']:.2e}")
+        elif t == "fold":
+            self._line(f"--- fold {e['fold']}/{e['folds']} ---")
+        elif t == "predict_progress":
+            self.err.write(f"\rpredicted {e['done']}/{e['total']}")
+            self.err.flush()
+            self._bar = True
+        elif t in ("failed", "cancelled"):
+            self._line(f"{t}: {e['message']}")
+
+    def summary(self, data: dict[str, Any], text: str) -> None:
+        """The final summary: a JSON ``summary`` line, or human text on stdout."""
+        if self.as_json:
+            self({"type": "summary", **data})
+        else:
+            self._line("")
+            self.out.write(text + "\n")
+            self.out.flush()
+
+
+@contextmanager
+def stdin_control(enabled: bool, stream: TextIO | None = None):
+    """A cancel token driven by ``stop-epoch`` / ``cancel`` lines on stdin (read in a daemon thread)."""
+    from engine.core import CancelToken
+
+    token = CancelToken()
+    if enabled:
+        src = stream or sys.stdin
+
+        def read() -> None:
+            for line in src:
+                cmd = line.strip().lower()
+                if cmd in ("stop-epoch", "stop_epoch", "epoch"):
+                    token.cancel("epoch")
+                elif cmd in ("cancel", "stop", "now"):
+                    token.cancel("now")
+
+        threading.Thread(target=read, name="imgreg-stdin-control", daemon=True).start()
+    yield token
+
+
+def _open(path: str) -> tuple[Any, Any]:
+    """Dataset and store at ``path`` (one-line error when missing)."""
+    from engine.cli import open_with_store
+
+    if not Path(path).exists():
+        raise _cli_error(f"dataset {path} does not exist")
+    return open_with_store(path)
+
+
+def train_config(args: argparse.Namespace) -> Any:
+    """A TrainConfig from parsed options."""
+    from engine.train import TrainConfig
+
+    return TrainConfig(
+        arch=args.arch, head=args.head, scalar_head=args.scalar_head, size=tuple(args.size), ps=args.ps,
+        pretrained=not args.no_pretrained and not args.weights, weights=args.weights, epochs=args.epochs,
+        lr=args.lr, bs=args.bs, valid_groups=args.valid_groups, valid_pct=args.valid_pct, seed=args.seed,
+        schedule=args.schedule, freeze_epochs=args.freeze_epochs, sizes=args.sizes, device=args.device,
+        augment=not args.no_augment,
+    )  # fmt: skip
+
+
+@contextmanager
+def engine_errors(rep: Reporter | None = None):
+    """Turn engine exceptions into one-line CLI errors (and a ``failed`` JSON event)."""
+    from engine.arch import PretrainedUnavailable, WeightsError
+    from engine.runs import RunError
+    from engine.train import TrainingError
+
+    try:
+        yield
+    except (
+        PretrainedUnavailable,
+        WeightsError,
+        RunError,
+        TrainingError,
+        ValueError,
+        NotImplementedError,
+    ) as e:
+        if rep is not None and rep.as_json and not isinstance(e, TrainingError):
+            rep({"type": "failed", "message": str(e)})
+        raise _cli_error(str(e)) from None
+
+
+def _fmt_metrics(m: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {v:.4g}" for k, v in m.items() if isinstance(v, (int, float)) and math.isfinite(v))
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """``imgreg train``: train (or K out-of-fold models), report progress and a summary."""
+    from engine.core import Cancelled
+
+    rep = Reporter(args.json)
+    ds, store = _open(args.dataset)
+    t0 = time.perf_counter()
+    try:
+        with engine_errors(rep), stdin_control(args.control_stdin) as token:
+            cfg = train_config(args)
+            try:
+                if getattr(args, "lr_find", False):
+                    from engine.train import lr_find
+
+                    sugg = lr_find(ds, store, cfg, rep, token)
+                    rep.summary({"suggestion": sugg}, f"suggested learning rate {sugg:.2e}")
+                    return 0
+                if args.folds:
+                    from engine.rank import out_of_fold
+
+                    res = out_of_fold(ds, store, cfg, args.folds, rep, token)
+                    data = {"run_id": res.run_id, "run_dir": str(res.run_dir), "metrics": res.metrics,
+                            "cancelled": res.cancelled, "n_predicted": len(res.rows), "folds": args.folds}  # fmt: skip
+                else:
+                    from engine.train import train
+
+                    info = train(ds, store, cfg, rep, token)
+                    data = {"run_id": info.run_id, "run_dir": str(info.run_dir), "metrics": info.metrics,
+                            "best_epoch": info.best_epoch, "cancelled": info.cancelled}  # fmt: skip
+            except Cancelled:
+                rep.summary(
+                    {"run_id": None, "run_dir": None, "metrics": {}, "cancelled": True},
+                    "cancelled: no run saved",
+                )
+                return 1
+        data["time_s"] = time.perf_counter() - t0
+        rep.summary(data, f"run {data['run_id']} saved in {data['run_dir']}\n{_fmt_metrics(data['metrics'])}")
+        return 0
+    finally:
+        store.close()
+
+
+def _pred_columns(kind: str, n_points: int) -> tuple[list[str], list[str]]:
+    """Prediction and label column names."""
+    if kind == "scalar":
+        return ["pred_value"], ["label_value"]
+    if n_points == 1:
+        return ["pred_x", "pred_y"], ["label_x", "label_y"]
+    names = [f"{c}{i}" for i in range(1, n_points + 1) for c in ("x", "y")]
+    return [f"pred_{n}" for n in names], [f"label_{n}" for n in names]
+
+
+def write_csv(path: str | None, header: list[str], rows: list[list[Any]]) -> None:
+    """CSV to a file or standard output."""
+    buf = io.StringIO() if path is None else open(path, "w", newline="")  # noqa: SIM115
+    try:
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(header)
+        w.writerows(rows)
+        if path is None:
+            sys.stdout.write(buf.getvalue())
+            sys.stdout.flush()
+    finally:
+        buf.close()
+
+
+def _num(v: float | None) -> str:
+    return "" if v is None else repr(float(v))
+
+
+def prediction_table(ds: Any, labels: dict[str, Any], rows: list[Any]) -> tuple[list[str], list[list[Any]]]:
+    """Header and rows of the predict CSV: item, predictions, labels, error (and spread when known)."""
+    pcols, lcols = _pred_columns(ds.kind, ds.n_points)
+    spread = any(r.spread is not None for r in rows)
+    header = ["item", *pcols, *lcols, "error"] + (["spread"] if spread else [])
+    out = []
+    for r in rows:
+        lab = labels.get(r.item)
+        lab_cells = (
+            [_num(v) for v in lab] if lab is not None and len(lab) == len(lcols) else [""] * len(lcols)
+        )
+        out.append(
+            [r.item, *[_num(v) for v in r.pred], *lab_cells, _num(r.error)]
+            + ([_num(r.spread)] if spread else [])
+        )
+    return header, out
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """``imgreg predict RUN DATASET``: predict every item, store the rows, write the CSV."""
+    from engine.data import effective_labels
+    from engine.predict import predict
+    from engine.runs import resolve_run
+
+    rep = Reporter(args.json)
+    ds, store = _open(args.dataset)
+    try:
+        with engine_errors(rep):
+            run_dir = resolve_run(args.run, store.dir)
+            rows = predict(run_dir, ds, store, tta=args.tta, on_event=rep, bs=args.bs, device=args.device)
+        labels = effective_labels(ds, store)
+        header, table = prediction_table(ds, labels, rows)
+        if args.out or not args.json:
+            write_csv(args.out, header, table)
+        errs = [r.error for r in rows if r.error is not None]
+        metrics = (
+            {"mean_error": statistics.fmean(errs), "median_error": statistics.median(errs)} if errs else {}
+        )
+        data = {
+            "run_id": run_dir.name,
+            "run_dir": str(run_dir),
+            "n": len(rows),
+            "metrics": metrics,
+            "out": args.out,
+        }
+        if args.json or args.out:
+            rep.summary(data, f"{len(rows)} predictions from {run_dir.name} stored; {_fmt_metrics(metrics)}")
+        return 0
+    finally:
+        store.close()
+
+
+def cmd_rank(args: argparse.Namespace) -> int:
+    """``imgreg rank``: items by disagreement, from a run's predictions or out-of-fold models."""
+    from engine.core import Cancelled
+    from engine.predict import predict
+    from engine.rank import out_of_fold, rank_rows, rank_run
+    from engine.runs import resolve_run
+
+    rep = Reporter(args.json)
+    ds, store = _open(args.dataset)
+    try:
+        with engine_errors(rep), stdin_control(args.control_stdin) as token:
+            if args.run:
+                run_dir = resolve_run(args.run, store.dir)
+                run_id = run_dir.name
+                rows = rank_run(store, run_id) if run_id in store.prediction_runs() else []
+                if not rows:
+                    rows = rank_rows(predict(run_dir, ds, store, on_event=rep, cancel=token))
+            else:
+                try:
+                    res = out_of_fold(ds, store, train_config(args), args.folds, rep, token)
+                except Cancelled:
+                    raise _cli_error("cancelled before any fold finished") from None
+                run_id, rows = res.run_id, res.rows
+        rows = [r for r in rows if r.error is not None]
+        if args.top:
+            rows = rows[: args.top]
+        table = [[i + 1, r.item, _num(r.error)] for i, r in enumerate(rows)]
+        if args.out or not args.json:
+            write_csv(args.out, ["rank", "item", "error"], table)
+        top = [{"rank": i + 1, "item": r.item, "error": r.error} for i, r in enumerate(rows[:20])]
+        data = {"run_id": run_id, "n": len(rows), "top": top, "out": args.out}
+        if args.json or args.out:
+            rep.summary(data, f"{len(rows)} items ranked by {run_id}")
+        return 0
+    finally:
+        store.close()

@@ -1,0 +1,194 @@
+"""Prediction: batched inference in original-image pixels, errors against effective labels, optional flip TTA."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from engine.arch import ModelConfig
+from engine.core import CancelToken, Dataset, Item, Label, OnEvent, no_event
+from engine.data import effective_labels, squish, to_pixels
+from engine.images import ImageError, load_image
+from engine.runs import load_run
+from engine.store import PredictionRow
+
+
+@dataclass
+class Loaded:
+    """One item ready for the model: squished RGB image and its original size (w, h), or why it failed."""
+
+    item: Item
+    img: np.ndarray | None
+    size: tuple[int, int]
+    error: str | None = None
+
+
+def _load(item: Item, size: tuple[int, int]) -> Loaded:
+    """Load and squish one item (never raises: unreadable images carry their reason)."""
+    try:
+        img = load_image(item.path)
+    except ImageError as e:
+        return Loaded(item, None, (0, 0), e.reason)
+    h, w = img.shape[:2]
+    return Loaded(item, squish(img, size), (w, h))
+
+
+def _batches(items: list[Item], size: tuple[int, int], bs: int, workers: int) -> Iterator[list[Loaded]]:
+    """Loaded batches in order, decoding the next batch in threads while the current one runs."""
+    if not items:
+        return
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        chunks = [items[i : i + bs] for i in range(0, len(items), bs)]
+
+        def submit(chunk: list[Item]) -> list[Future]:
+            return [pool.submit(_load, it, size) for it in chunk]
+
+        pending = submit(chunks[0])
+        for k in range(len(chunks)):
+            nxt = submit(chunks[k + 1]) if k + 1 < len(chunks) else None
+            yield [f.result() for f in pending]
+            pending = nxt
+
+
+def to_batch(
+    imgs: list[np.ndarray], stats: tuple[list[float], list[float]], device: torch.device
+) -> torch.Tensor:
+    """Stack squished uint8 RGB images into a normalised float batch (bs, 3, h, w) on ``device``."""
+    x = torch.from_numpy(np.stack(imgs)).to(device).permute(0, 3, 1, 2).float().div_(255)
+    mean = torch.tensor(stats[0], device=device).view(1, 3, 1, 1)
+    std = torch.tensor(stats[1], device=device).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+def forward(
+    model: nn.Module, x: torch.Tensor, tta: bool, kind: str
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Model outputs (bs, n_out) and per-point spread (bs, n_points) in input pixels when the model gives one."""
+    spread_fn = getattr(model, "forward_with_spread", None)
+
+    def run(inp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if spread_fn is not None:
+            out, spread = spread_fn(inp)
+            return out.float(), spread.float()
+        return model(inp).float(), None
+
+    out, spread = run(x)
+    if tta:
+        out_f, spread_f = run(x.flip(-1))
+        if kind == "point":
+            out_f = out_f.view(len(x), -1, 2) * torch.tensor([-1.0, 1.0], device=out_f.device)
+            out_f = out_f.view(len(x), -1)
+        out = (out + out_f) / 2
+        if spread is not None and spread_f is not None:
+            spread = (spread + spread_f) / 2
+    return out, spread
+
+
+def label_error(kind: str, pred: Label, label: Label | None) -> float | None:
+    """Mean Euclidean distance over points (pixels), or the absolute difference for scalars; None unlabelled."""
+    if label is None or len(label) != len(pred):
+        return None
+    if kind == "point":
+        p = np.asarray(pred, dtype=np.float64).reshape(-1, 2)
+        t = np.asarray(label, dtype=np.float64).reshape(-1, 2)
+        return float(np.sqrt(((p - t) ** 2).sum(-1)).mean())
+    return float(abs(pred[0] - label[0]))
+
+
+def predict_model(
+    model: nn.Module,
+    cfg: ModelConfig,
+    items: list[Item],
+    labels: dict[str, Label] | None = None,
+    tta: bool = False,
+    on_event: OnEvent = no_event,
+    cancel: CancelToken | None = None,
+    bs: int = 32,
+    device: torch.device | str = "cpu",
+    workers: int = 2,
+) -> list[PredictionRow]:
+    """Predict ``items`` with an in-memory model; rows in original pixels (unreadable images are left out)."""
+    device = torch.device(device)
+    model = model.to(device).eval()
+    labels = labels or {}
+    size = (int(cfg.size[0]), int(cfg.size[1]))
+    # Flipping swaps the identity of ordered points (left/right eye), so multi-point TTA would average wrong pairs.
+    tta = tta and (cfg.kind == "scalar" or cfg.n_points == 1)
+    rows: list[PredictionRow] = []
+    done = 0
+    on_event({"type": "predict_progress", "done": 0, "total": len(items)})
+    amp = device.type == "cuda"
+    with torch.inference_mode(), torch.autocast(device.type, enabled=amp):
+        for batch in _batches(items, size, bs, workers):
+            if cancel is not None:
+                cancel.raise_if_now()
+            ok = [b for b in batch if b.img is not None]
+            if ok:
+                x = to_batch([b.img for b in ok], cfg.normalize, device)
+                out, spread = forward(model, x, tta, cfg.kind)
+                out = out.cpu().numpy()
+                sizes = np.array([b.size for b in ok], dtype=np.float64)
+                preds = to_pixels(out, sizes) if cfg.kind == "point" else out.astype(np.float64)
+                spreads = _spread_pixels(spread, sizes, size) if spread is not None else [None] * len(ok)
+                for b, p, sp in zip(ok, preds, spreads, strict=True):
+                    pred = tuple(float(v) for v in p)
+                    rows.append(
+                        PredictionRow(
+                            b.item.name, pred, label_error(cfg.kind, pred, labels.get(b.item.name)), sp
+                        )
+                    )
+            done += len(batch)
+            on_event({"type": "predict_progress", "done": done, "total": len(items)})
+    return rows
+
+
+def _spread_pixels(spread: torch.Tensor, sizes: np.ndarray, size: tuple[int, int]) -> list[float | None]:
+    """Per-item spread in original pixels (mean over points), from spread in network-input pixels."""
+    sp = spread.cpu().numpy().astype(np.float64).reshape(len(sizes), -1).mean(-1)
+    h, w = size
+    scale = np.sqrt(((sizes[:, 0] / w) ** 2 + (sizes[:, 1] / h) ** 2) / 2)
+    return [float(v) if math.isfinite(v) else None for v in sp * scale]
+
+
+def default_items(ds: Dataset, items: list[Item] | list[str] | None) -> list[Item]:
+    """The items to predict: given ones (names or Items), else every item without a problem."""
+    if items is None:
+        return [it for it in ds.items if not it.problem]
+    return [ds.item(it) if isinstance(it, str) else it for it in items]
+
+
+def predict(
+    run_dir: Path | str,
+    ds: Dataset,
+    store: object | None = None,
+    items: list[Item] | list[str] | None = None,
+    tta: bool = False,
+    on_event: OnEvent = no_event,
+    cancel: CancelToken | None = None,
+    bs: int = 32,
+    device: str = "cpu",
+) -> list[PredictionRow]:
+    """Predict with a saved run; errors against effective labels; stored under the run id when a store is given."""
+    run = load_run(run_dir)
+    if run.cfg.kind != ds.kind:
+        raise ValueError(f"run {run.run_id} predicts {run.cfg.kind}s but the dataset holds {ds.kind}s")
+    if run.cfg.kind == "point" and run.cfg.n_points != ds.n_points:
+        raise ValueError(
+            f"run {run.run_id} predicts {run.cfg.n_points} point(s), the dataset has {ds.n_points}"
+        )
+    from engine.train import resolve_device
+
+    rows = predict_model(
+        run.model, run.cfg, default_items(ds, items), effective_labels(ds, store), tta, on_event, cancel, bs,
+        resolve_device(device),
+    )  # fmt: skip
+    if store is not None:
+        store.put_predictions(run.run_id, rows)
+    return rows

@@ -1,0 +1,151 @@
+"""Ranking items by disagreement: from a run's stored predictions, or out-of-fold with K group-wise models."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engine.core import Cancelled, CancelToken, Dataset, OnEvent, no_event
+from engine.data import Sample
+from engine.predict import label_error, predict_model
+from engine.runs import new_run_id, runs_dir, write_json
+from engine.store import PredictionRow
+from engine.train import TrainConfig, TrainingError, fit, prepare
+
+
+@dataclass
+class OofResult:
+    """Out-of-fold predictions: the run id they are stored under, rows sorted largest error first, metrics."""
+
+    run_id: str
+    run_dir: Path
+    rows: list[PredictionRow]
+    metrics: dict[str, float]
+    cancelled: bool = False
+
+
+def rank_rows(rows: list[PredictionRow] | Any) -> list[PredictionRow]:
+    """Rows sorted by error, largest first; rows without an error (unlabelled) last, by name."""
+    rows = list(rows)
+    return sorted(
+        rows, key=lambda r: (r.error is None or not math.isfinite(r.error), -(r.error or 0.0), r.item)
+    )
+
+
+def rank_run(store: Any, run_id: str) -> list[PredictionRow]:
+    """A run's stored predictions ranked by disagreement with the current effective labels (largest error first).
+
+    Errors are recomputed, so labels corrected since the prediction rank by their new disagreement.
+    """
+    labels = store.effective_labels()
+    rows = []
+    for r in store.predictions(run_id).values():
+        kind = "scalar" if len(r.pred) == 1 else "point"
+        rows.append(replace(r, error=label_error(kind, r.pred, labels.get(r.item))))
+    return rank_rows(rows)
+
+
+def fold_indices(samples: list[Sample], folds: int, seed: int = 42) -> list[list[int]]:
+    """Validation indices per fold: whole groups balanced by size, or items when there are fewer groups than folds."""
+    if folds < 2:
+        raise ValueError("out-of-fold ranking needs at least 2 folds")
+    if len(samples) < folds:
+        raise ValueError(f"{len(samples)} labelled items cannot make {folds} folds")
+    rng = np.random.default_rng(seed)
+    by_group: dict[str, list[int]] = {}
+    for i, s in enumerate(samples):
+        by_group.setdefault(s.group, []).append(i)
+    out: list[list[int]] = [[] for _ in range(folds)]
+    if len(by_group) >= folds:
+        names = list(by_group)
+        order = rng.permutation(len(names))
+        # largest groups first, each to the currently smallest fold (ties broken by the shuffle)
+        for k in sorted(order, key=lambda k: -len(by_group[names[k]])):
+            min(out, key=len).extend(by_group[names[k]])
+    else:
+        for n, i in enumerate(rng.permutation(len(samples)).tolist()):
+            out[n % folds].append(i)
+    return [sorted(f) for f in out]
+
+
+def out_of_fold(
+    ds: Dataset,
+    store: Any,
+    cfg: TrainConfig,
+    folds: int = 5,
+    on_event: OnEvent = no_event,
+    cancel: CancelToken | None = None,
+    bs: int = 32,
+) -> OofResult:
+    """Train ``folds`` models, each holding out a share of the groups, so each labelled item is predicted by a model
+    that never saw it; store the rows under ``oof-<stamp>`` and return them sorted largest error first."""
+    t0 = time.perf_counter()
+    cfg, samples, skipped = prepare(ds, store, cfg)
+    try:
+        splits = fold_indices(samples, folds, cfg.seed)
+    except ValueError as e:
+        raise TrainingError(str(e)) from None
+    parent = runs_dir(Path(store.dir) if store is not None else Path(ds.root) / ".imgreg")
+    parent.mkdir(parents=True, exist_ok=True)
+    run_id = new_run_id(parent, "oof-")
+    run_dir = parent / run_id
+    labels = {s.name: s.label for s in samples}
+    by_groups = len({s.group for s in samples}) >= folds
+    rows: list[PredictionRow] = []
+    fold_metrics: list[dict[str, Any]] = []
+    cancelled = False
+    for k, valid_idx in enumerate(splits):
+        on_event({"type": "fold", "fold": k + 1, "folds": folds})
+        vset = set(valid_idx)
+        train_idx = [i for i in range(len(samples)) if i not in vset]
+        try:
+            res = fit(
+                samples, train_idx, valid_idx, replace(cfg), on_event, cancel, {"fold": k + 1, "folds": folds}
+            )
+        except Cancelled:
+            cancelled = True
+            break
+        items = [ds.item(samples[i].name) for i in valid_idx]
+        rows += predict_model(res.model, res.cfg, items, labels, bs=bs, cancel=cancel)
+        # with fewer groups than folds the folds hold out items, and no group is held out whole
+        groups = list(dict.fromkeys(samples[i].group for i in valid_idx)) if by_groups else []
+        fold_metrics.append(
+            {"fold": k + 1, "valid_groups": groups, "n_valid": len(valid_idx), **res.state.best_metrics}
+        )
+        if res.state.cancelled:
+            cancelled = True
+            break
+    rows = rank_rows(rows)
+    errs = np.array([r.error for r in rows if r.error is not None], dtype=np.float64)
+    metrics = {"mean_error": float(errs.mean()), "median_error": float(np.median(errs))} if len(errs) else {}
+    if rows and store is not None:
+        store.put_predictions(run_id, rows)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    summary = {
+        "run_id": run_id,
+        "kind": "oof",
+        "dataset": str(ds.root),
+        "folds": folds,
+        "arch": cfg.arch,
+        "n_predicted": len(rows),
+        "n_skipped": len(skipped),
+        "metrics": metrics,
+        "fold_metrics": fold_metrics,
+        "cancelled": cancelled,
+        "time_s": time.perf_counter() - t0,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    write_json(run_dir / "summary.json", summary)
+    end = {"run_id": run_id, "run_dir": str(run_dir), "metrics": metrics}
+    if cancelled:
+        on_event(
+            {"type": "cancelled", "message": f"stopped after {len(fold_metrics)} of {folds} folds", **end}
+        )
+    else:
+        on_event({"type": "finished", "best_epoch": None, **end})
+    return OofResult(run_id, run_dir, rows, metrics, cancelled)

@@ -1,0 +1,399 @@
+"""Training: fastai Learner over a dataset's effective labels, with events, cancel, best-epoch weights and run folders."""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from fastai.callback.core import CancelFitException
+from fastai.callback.progress import ProgressCallback
+from fastai.callback.schedule import fit_one_cycle  # noqa: F401  (patches Learner.fit_one_cycle, fine_tune, lr_find)
+from fastai.learner import Learner
+from fastai.losses import MSELossFlat
+from fastai.metrics import mae, rmse
+from fastai.optimizer import Adam
+from fastai.torch_core import set_seed
+from fastcore.basics import noop
+from torch import nn
+
+from engine.arch import ModelConfig, build_model
+from engine.callbacks import CancelCheck, EngineCallback, FitState, PixelError
+from engine.core import Cancelled, CancelToken, Dataset, OnEvent, no_event
+from engine.data import Sample, make_dls, scalar_range, split_groups, usable_samples
+from engine.runs import new_run_id, runs_dir, save_run
+
+
+class TrainingError(Exception):
+    """Training cannot start (too little data, bad split, unknown device) or failed (NaN loss)."""
+
+
+@dataclass
+class TrainConfig(ModelConfig):
+    """Model config plus how to train: epochs, lr, batch size, split, schedule, sizes, device."""
+
+    epochs: int = 5
+    lr: float | None = 2e-3
+    bs: int = 16
+    valid_groups: list[str] | None = None
+    valid_pct: float = 0.2
+    seed: int = 42
+    schedule: str | None = None
+    freeze_epochs: int = 1
+    sizes: list[tuple[int, int]] | None = None
+    device: str = "auto"
+    augment: bool = True
+    mixed_precision: bool = True
+    num_workers: int | None = None
+    max_event_rate: float = 10.0
+    spatial_reg: float = 1.0
+
+    def stage_sizes(self) -> list[tuple[int, int]]:
+        """Image sizes (h, w) of the progressive-resizing stages (just ``size`` without ``sizes``)."""
+        return [tuple(s) for s in self.sizes] if self.sizes else [tuple(self.size)]
+
+    def resolved_schedule(self) -> str:
+        """``fine_tune`` for pretrained starts, ``one_cycle`` for random ones, unless set explicitly."""
+        if self.schedule:
+            if self.schedule not in ("fine_tune", "one_cycle"):
+                raise TrainingError(f"unknown schedule {self.schedule!r}; use fine_tune or one_cycle")
+            return self.schedule
+        return "fine_tune" if (self.pretrained or self.weights) else "one_cycle"
+
+
+@dataclass
+class RunInfo:
+    """The outcome of a saved training run."""
+
+    run_id: str
+    run_dir: Path
+    metrics: dict[str, float]
+    best_epoch: int | None = None
+    cancelled: bool = False
+    summary: dict[str, Any] = field(default_factory=dict)
+    model: nn.Module | None = field(default=None, repr=False)
+
+
+@dataclass
+class FitResult:
+    """An in-memory fit: model with the best epoch's weights loaded, its config and the fit state."""
+
+    model: nn.Module
+    cfg: TrainConfig
+    state: FitState
+    device: torch.device
+    n_train: int
+    n_valid: int
+    lr: float
+    time_s: float
+
+
+def huber_loss(pred: torch.Tensor, targ: torch.Tensor) -> torch.Tensor:
+    """SmoothL1 (Huber) loss for scalar regression, flattened."""
+    return nn.functional.smooth_l1_loss(pred.float().view(-1), targ.float().view(-1))
+
+
+def resolve_device(spec: str | None = "auto") -> torch.device:
+    """A torch device from 'auto' (CUDA, then MPS, then CPU), 'cpu', 'cuda', 'cuda:N' or 'mps'."""
+    if spec in (None, "", "auto"):
+        if torch.cuda.is_available():
+            return torch.device("cuda", torch.cuda.current_device())
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(spec)
+    except (RuntimeError, ValueError):
+        raise TrainingError(f"unknown device {spec!r}; use auto, cpu, cuda, cuda:N or mps") from None
+    if dev.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            raise TrainingError(f"device {spec!r} asked for but no CUDA GPU is available")
+        if dev.index is not None and dev.index >= n:
+            raise TrainingError(f"device {spec!r} asked for but only {n} CUDA GPU(s) exist")
+    elif dev.type == "mps" and not (
+        getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
+    ):
+        raise TrainingError("device 'mps' asked for but MPS is not available")
+    return dev
+
+
+def _metrics(kind: str) -> tuple[list, list[str]]:
+    """fastai metrics and their names for a target kind."""
+    if kind == "point":
+        return [rmse, PixelError("mean"), PixelError("median")], ["rmse", "mean_px", "median_px"]
+    return [mae], ["mae"]
+
+
+def _n_epochs(cfg: TrainConfig) -> int:
+    """Total epochs over all stages for the schedule."""
+    per = cfg.epochs + (cfg.freeze_epochs if cfg.resolved_schedule() == "fine_tune" else 0)
+    return per * len(cfg.stage_sizes())
+
+
+def _learner(
+    samples: list[Sample], valid_idx: list[int], cfg: TrainConfig, size: tuple[int, int], device: torch.device
+) -> Learner:
+    """A silent fastai Learner (no progress bars, no printing) for ``cfg`` at ``size``."""
+    dls = _dls(samples, valid_idx, cfg, size, device)
+    model, splitter = build_model(cfg)
+    loss = _loss(cfg)
+    mets, _ = _metrics(cfg.kind)
+    # fastai's LR finder saves a temporary checkpoint under learn.path/models: keep it out of the working folder
+    path = Path(tempfile.gettempdir()) / "imgreg-fastai"
+    learn = Learner(dls, model, loss_func=loss, opt_func=Adam, splitter=splitter, metrics=mets, path=path)
+    learn.remove_cbs(ProgressCallback)
+    learn.logger = noop
+    if device.type == "cuda" and cfg.mixed_precision:
+        learn.to_fp16()
+    return learn
+
+
+def _loss(cfg: TrainConfig):
+    """MSE for points (DSNT loss with its heatmap regulariser for the spatial head), Huber for scalars."""
+    if cfg.kind == "scalar":
+        return huber_loss
+    if cfg.head == "spatial" and cfg.spatial_reg:
+        from engine.spatial import DSNTLoss
+
+        return DSNTLoss(reg=cfg.spatial_reg)
+    return MSELossFlat()
+
+
+def _dls(samples: list[Sample], valid_idx: list[int], cfg: TrainConfig, size, device: torch.device):
+    """DataLoaders for one stage."""
+    nw = (
+        cfg.num_workers
+        if cfg.num_workers is not None
+        else (0 if device.type == "cpu" else min(8, os.cpu_count() or 1))
+    )
+    return make_dls(
+        samples, valid_idx, cfg.kind, tuple(size), cfg.bs, device, cfg.n_points, cfg.augment, nw, cfg.seed,
+        stats=cfg.normalize,
+    )  # fmt: skip
+
+
+def _run_lr_find(learn: Learner, on_event: OnEvent, cancel: CancelToken | None = None) -> float:
+    """Run fastai's LR finder silently, emit ``lr_find`` with the curve, return the suggestion (valley)."""
+    res = None
+    try:
+        with learn.added_cbs(CancelCheck(cancel)):
+            res = learn.lr_find(show_plot=False)
+    except (IndexError, ValueError):
+        # fastai's suggestion code fails on an empty curve, which is what a cancel at the first batch leaves
+        if not (cancel is not None and cancel.now):
+            raise
+    if res is None or (cancel is not None and cancel.now):
+        on_event({"type": "cancelled", "message": "stopped during the learning-rate finder"})
+        raise Cancelled("stopped during the learning-rate finder")
+    lrs = [float(v) for v in learn.recorder.lrs]
+    losses = [float(v) for v in learn.recorder.losses]
+    sugg = float(res.valley) if math.isfinite(float(res.valley)) else 1e-3
+    on_event({"type": "lr_find", "suggestion": sugg, "lrs": lrs, "losses": losses})
+    return sugg
+
+
+def prepare(
+    ds: Dataset, store: object | None, cfg: TrainConfig
+) -> tuple[TrainConfig, list[Sample], dict[str, str]]:
+    """Usable samples and a config completed from the data (kind, n_points, y_range)."""
+    found = usable_samples(ds, store)
+    if len(found.samples) < 2:
+        raise TrainingError(f"need at least 2 usable labelled items, found {len(found.samples)}")
+    cfg = replace(cfg, kind=ds.kind, n_points=ds.n_points)
+    if cfg.kind == "point":
+        cfg.y_range = (-1.0, 1.0)
+    elif cfg.y_range is None:
+        cfg.y_range = scalar_range(found.samples)
+    return cfg, found.samples, found.skipped
+
+
+def fit(
+    samples: list[Sample],
+    train_idx: list[int],
+    valid_idx: list[int],
+    cfg: TrainConfig,
+    on_event: OnEvent = no_event,
+    cancel: CancelToken | None = None,
+    extra_prepared: dict[str, Any] | None = None,
+) -> FitResult:
+    """Fit a model on ``samples`` (only ``train_idx`` and ``valid_idx`` are used) and keep the best epoch.
+
+    Raises ``TrainingError`` on a NaN loss (after a ``failed`` event) and ``Cancelled`` when stopped before any
+    epoch finished; a later cancel returns the best epoch so far with ``state.cancelled`` set.
+    """
+    t0 = time.perf_counter()
+    set_seed(cfg.seed)
+    device = resolve_device(cfg.device)
+    used = sorted(train_idx) + sorted(valid_idx)
+    sub = [samples[i] for i in used]
+    v_idx = list(range(len(train_idx), len(used)))
+    schedule = cfg.resolved_schedule()
+    sizes = cfg.stage_sizes()
+    state = FitState(epochs=_n_epochs(cfg))
+    _, names = _metrics(cfg.kind)
+    learn = _learner(sub, v_idx, cfg, sizes[0], device)
+    on_cpu = device.type == "cpu"
+    on_event(
+        {
+            "type": "prepared",
+            "device": str(device),
+            "on_cpu": on_cpu,
+            "arch": cfg.arch,
+            "head": cfg.head,
+            "kind": cfg.kind,
+            "n_train": len(train_idx),
+            "n_valid": len(valid_idx),
+            "size": list(sizes[-1]),
+            "bs": learn.dls.train.bs,
+            "epochs": state.epochs,
+            "n_batches": len(learn.dls.train),
+            "schedule": schedule,
+            "message": "training on the CPU (no GPU found): this is slow"
+            if on_cpu
+            else f"training on {device}",
+            **(extra_prepared or {}),
+        }
+    )
+    lr = cfg.lr
+    try:
+        if lr is None:
+            lr = _run_lr_find(learn, on_event, cancel)
+        for stage, size in enumerate(sizes):
+            if stage:
+                learn.dls = _dls(sub, v_idx, cfg, size, device)
+            cb = EngineCallback(
+                state, names, on_event, cancel, cfg.max_event_rate, {"size": f"{size[0]}x{size[1]}"}
+            )
+            with learn.added_cbs(cb):
+                if schedule == "fine_tune":
+                    learn.fine_tune(cfg.epochs, base_lr=lr, freeze_epochs=cfg.freeze_epochs)
+                else:
+                    learn.unfreeze()
+                    learn.fit_one_cycle(cfg.epochs, lr)
+            if state.failed or state.cancelled:
+                break
+    except CancelFitException:
+        state.cancelled = True
+    if state.failed:
+        on_event({"type": "failed", "message": state.failed})
+        raise TrainingError(state.failed)
+    if state.best_state is None:
+        if state.cancelled:
+            on_event({"type": "cancelled", "message": "training stopped before the first epoch finished"})
+            raise Cancelled("training stopped before the first epoch finished")
+        msg = "no epoch produced a finite validation loss"
+        on_event({"type": "failed", "message": msg})
+        raise TrainingError(msg)
+    model = learn.model
+    model.load_state_dict(state.best_state)
+    model.to("cpu").eval()
+    cfg = replace(cfg, size=tuple(sizes[-1]))
+    return FitResult(
+        model, cfg, state, device, len(train_idx), len(valid_idx), float(lr), time.perf_counter() - t0
+    )
+
+
+def _skip_summary(skipped: dict[str, str]) -> dict[str, Any]:
+    """Skipped items: count by reason and a few examples."""
+    return {"by_reason": dict(Counter(skipped.values())), "examples": dict(list(skipped.items())[:20])}
+
+
+def train(
+    ds: Dataset,
+    store: object | None,
+    cfg: TrainConfig,
+    on_event: OnEvent = no_event,
+    cancel: CancelToken | None = None,
+    out_dir: Path | None = None,
+) -> RunInfo:
+    """Train on the store's effective labels, save the run to ``<store.dir>/runs/<id>/`` and return its info."""
+    cfg, samples, skipped = prepare(ds, store, cfg)
+    try:
+        train_idx, valid_idx, vgroups = split_groups(samples, cfg.valid_groups, cfg.valid_pct, cfg.seed)
+    except ValueError as e:
+        raise TrainingError(str(e)) from None
+    res = fit(
+        samples,
+        train_idx,
+        valid_idx,
+        cfg,
+        on_event,
+        cancel,
+        {"n_skipped": len(skipped), "valid_groups": vgroups},
+    )
+    parent = Path(out_dir) if out_dir is not None else runs_dir(_store_dir(ds, store))
+    parent.mkdir(parents=True, exist_ok=True)
+    run_id = new_run_id(parent)
+    run_dir = parent / run_id
+    st = res.state
+    tgroups = list(dict.fromkeys(samples[i].group for i in train_idx))
+    summary = {
+        "run_id": run_id,
+        "dataset": str(ds.root),
+        "format": ds.format,
+        "kind": cfg.kind,
+        "arch": cfg.arch,
+        "head": cfg.head,
+        "n_train": res.n_train,
+        "n_valid": res.n_valid,
+        "n_skipped": len(skipped),
+        "skipped": _skip_summary(skipped),
+        "train_groups": tgroups,
+        "valid_groups": vgroups,
+        "valid_items": [samples[i].name for i in valid_idx],
+        "metrics": st.best_metrics,
+        "best_epoch": st.best_epoch,
+        "epochs_run": st.epoch,
+        "epochs": st.epochs,
+        "cancelled": st.cancelled,
+        "device": str(res.device),
+        "time_s": res.time_s,
+        "lr": res.lr,
+        "schedule": cfg.resolved_schedule(),
+        "sizes": [list(s) for s in cfg.stage_sizes()],
+        "bs": cfg.bs,
+        "seed": cfg.seed,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    train_conf = {
+        "train": {"epochs": cfg.epochs, "lr": res.lr, "bs": cfg.bs, "schedule": summary["schedule"]}
+    }
+    save_run(run_dir, res.cfg, res.model.state_dict(), st.history, summary, train_conf)
+    info = RunInfo(run_id, run_dir, st.best_metrics, st.best_epoch, st.cancelled, summary, res.model)
+    end = {"run_id": run_id, "run_dir": str(run_dir), "metrics": st.best_metrics, "best_epoch": st.best_epoch}
+    if st.cancelled:
+        on_event({"type": "cancelled", "message": f"stopped after epoch {st.epoch}; best epoch saved", **end})
+    else:
+        on_event({"type": "finished", **end})
+    return info
+
+
+def _store_dir(ds: Dataset, store: object | None) -> Path:
+    """The store's folder, or ``<root>/.imgreg`` when training without a store."""
+    return Path(store.dir) if store is not None else Path(ds.root) / ".imgreg"
+
+
+def lr_find(
+    ds: Dataset,
+    store: object | None,
+    cfg: TrainConfig,
+    on_event: OnEvent = no_event,
+    cancel: CancelToken | None = None,
+) -> float:
+    """Run the LR finder on the training split and return its suggestion (also sent as an ``lr_find`` event)."""
+    cfg, samples, _ = prepare(ds, store, cfg)
+    train_idx, valid_idx, _ = split_groups(samples, cfg.valid_groups, cfg.valid_pct, cfg.seed)
+    set_seed(cfg.seed)
+    device = resolve_device(cfg.device)
+    used = sorted(train_idx) + sorted(valid_idx)
+    learn = _learner(
+        [samples[i] for i in used], list(range(len(train_idx), len(used))), cfg, cfg.stage_sizes()[0], device
+    )
+    return _run_lr_find(learn, on_event, cancel)
