@@ -264,4 +264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the importable module's main so that its CliError is the one every subcommand raises.
+    from engine.cli import main as _main
+
+    sys.exit(_main())

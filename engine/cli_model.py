@@ -28,10 +28,6 @@ ARCH_NAMES = [
 
 def _cli_error(msg: str) -> Exception:
     """The main CLI's one-line error (exit code 2)."""
-    main = sys.modules.get("__main__")
-    # Under `python -m engine.cli` the running module is __main__, whose CliError is what main() catches.
-    if getattr(getattr(main, "__spec__", None), "name", None) == "engine.cli":
-        return main.CliError(msg)
     from engine.cli import CliError
 
     return CliError(msg)
@@ -80,7 +76,12 @@ def _add_train_options(s: argparse.ArgumentParser) -> None:
     w.add_argument("--weights", help="torchvision state dict (.pth/.safetensors) to start from (offline)")
     w.add_argument("--no-pretrained", action="store_true", help="start from random weights")
     s.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    s.add_argument("--head", default="pooled", choices=["pooled", "spatial"])
+    s.add_argument(
+        "--head",
+        default="auto",
+        choices=["auto", "spatial", "pooled"],
+        help="point head: spatial heatmap (auto's choice for points) or the book's pooled head; scalars use pooled",
+    )
     s.add_argument("--scalar-head", default="fastai", choices=["fastai", "custom"])
     s.add_argument("--ps", type=float, default=0.5, help="head dropout")
     s.add_argument("--schedule", choices=["fine_tune", "one_cycle"])

@@ -36,8 +36,13 @@ class TrainingError(Exception):
 
 @dataclass
 class TrainConfig(ModelConfig):
-    """Model config plus how to train: epochs, lr, batch size, split, schedule, sizes, device."""
+    """Model config plus how to train: epochs, lr, batch size, split, schedule, sizes, device.
 
+    ``head="auto"`` picks the spatial heatmap head for points (about 10x more accurate in
+    ``benchmarks/bench_accuracy.py``) and the pooled head for scalars.
+    """
+
+    head: str = "auto"
     epochs: int = 5
     lr: float | None = 2e-3
     bs: int = 16
@@ -206,7 +211,9 @@ def prepare(
     found = usable_samples(ds, store)
     if len(found.samples) < 2:
         raise TrainingError(f"need at least 2 usable labelled items, found {len(found.samples)}")
-    cfg = replace(cfg, kind=ds.kind, n_points=ds.n_points)
+    head = cfg.head if cfg.head != "auto" else "spatial"
+    # The spatial head localises points; a scalar target has nothing to localise.
+    cfg = replace(cfg, kind=ds.kind, n_points=ds.n_points, head=head if ds.kind == "point" else "pooled")
     if cfg.kind == "point":
         cfg.y_range = (-1.0, 1.0)
     elif cfg.y_range is None:

@@ -52,7 +52,8 @@ def test_train_predict_rank_json(tmp_path: Path, capsys: pytest.CaptureFixture) 
     events = json_lines(capsys.readouterr().out)
     assert events[-1]["type"] == "summary" and events[-1]["n"] == 18
     rows = list(csv.DictReader(out.open()))
-    assert list(rows[0]) == ["item", "pred_x", "pred_y", "label_x", "label_y", "error"]
+    # The default (spatial) head adds each prediction's heatmap spread as a last column.
+    assert list(rows[0]) == ["item", "pred_x", "pred_y", "label_x", "label_y", "error", "spread"]
     assert len(rows) == 18 and all(float(r["error"]) >= 0 for r in rows)
 
     # a run folder path works too, and without --out the CSV goes to stdout
