@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -153,9 +154,15 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
             from safetensors.torch import load_file
 
             return load_file(str(path), device="cpu")
-        sd = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            sd = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # any decoding error is the file's fault, not ours
-        raise WeightsError(f"cannot read weights file {path}: {e}") from e
+        # torch's weights_only message runs to a page and suggests weights_only=False, which we never do.
+        raise WeightsError(
+            f"{path} is not a readable state dict: it is corrupt, not a weights file, or holds more than tensors "
+            f"({type(e).__name__}); give a .pth saved with torch.save(model.state_dict()) or a .safetensors file"
+        ) from None
     if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
         sd = sd["state_dict"]
     if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
