@@ -25,18 +25,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from engine.cli_model import ARCH_NAMES  # stdlib-only module: the GUI stays free of torch
 from imgreg_gui.settings import settings
 from imgreg_gui.training.process import engine_command
 
-ARCHS = (
-    "resnet18",
-    "resnet34",
-    "resnet50",
-    "mobilenet_v2",
-    "mobilenet_v3_small",
-    "mobilenet_v3_large",
-    "tiny",
-)
+ARCHS = tuple(ARCH_NAMES)
 WEIGHTS = ("pretrained", "scratch", "file")
 WEIGHT_NAMES = {"pretrained": "ImageNet pretrained", "scratch": "From scratch", "file": "Weights file..."}
 KEY = "training/"
