@@ -112,6 +112,11 @@ def register(subparsers: Any) -> None:
     s.add_argument("--bs", type=int, default=32)
     s.add_argument("--device", default="cpu")
     s.add_argument("--json", action="store_true", help="JSON events on stdout and a summary line")
+    s.add_argument(
+        "--heatmaps",
+        action="store_true",
+        help="spatial runs: also write each item's heatmap as <run>/heatmaps/<item>.png (pooled runs: no-op)",
+    )
     s.set_defaults(func=cmd_predict)
 
     s = subparsers.add_parser("rank", help="items ordered by disagreement between model and label")
@@ -351,6 +356,7 @@ def prediction_table(ds: Any, labels: dict[str, Any], rows: list[Any]) -> tuple[
 def cmd_predict(args: argparse.Namespace) -> int:
     """``imgreg predict RUN DATASET``: predict every item, store the rows, write the CSV."""
     from engine.data import effective_labels
+    from engine.heatmaps import heatmap_dir
     from engine.predict import predict
     from engine.runs import resolve_run
 
@@ -359,7 +365,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
     try:
         with engine_errors(rep):
             run_dir = resolve_run(args.run, store.dir)
-            rows = predict(run_dir, ds, store, tta=args.tta, on_event=rep, bs=args.bs, device=args.device)
+            maps = bool(getattr(args, "heatmaps", False)) and _spatial_run(run_dir)
+            if getattr(args, "heatmaps", False) and not maps:
+                print(
+                    f"note: run {run_dir.name} has no heatmap head (pooled): --heatmaps ignored",
+                    file=sys.stderr,
+                )
+            rows = predict(
+                run_dir, ds, store, tta=args.tta, on_event=rep, bs=args.bs, device=args.device, heatmaps=maps
+            )
         labels = effective_labels(ds, store)
         header, table = prediction_table(ds, labels, rows)
         if args.out or not args.json:
@@ -374,12 +388,21 @@ def cmd_predict(args: argparse.Namespace) -> int:
             "n": len(rows),
             "metrics": metrics,
             "out": args.out,
+            "heatmaps": str(heatmap_dir(run_dir)) if maps else None,
         }
         if args.json or args.out:
             rep.summary(data, f"{len(rows)} predictions from {run_dir.name} stored; {_fmt_metrics(metrics)}")
         return 0
     finally:
         store.close()
+
+
+def _spatial_run(run_dir: Path) -> bool:
+    """Whether a run folder's model has the spatial (heatmap) head, from its config.json."""
+    try:
+        return json.loads((Path(run_dir) / "config.json").read_text()).get("head") == "spatial"
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def cmd_rank(args: argparse.Namespace) -> int:

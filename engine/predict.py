@@ -1,4 +1,5 @@
-"""Prediction: batched inference in original-image pixels, errors against effective labels, optional flip TTA."""
+"""Prediction: batched inference in original-image pixels, errors against effective labels, optional flip TTA,
+and the spatial head's heatmaps as PNGs (``heatmap_path``, re-exported from ``engine.heatmaps``)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ from torch import nn
 from engine.arch import ModelConfig
 from engine.core import CancelToken, Dataset, Item, Label, OnEvent, no_event
 from engine.data import effective_labels, squish, to_pixels
+from engine.heatmaps import heatmap_path, write_heatmap
 from engine.images import ImageError, load_image
 from engine.runs import load_run
+from engine.spatial import heatmap_spread, soft_argmax
 from engine.store import PredictionRow
 
 
@@ -68,27 +71,35 @@ def to_batch(
 
 
 def forward(
-    model: nn.Module, x: torch.Tensor, tta: bool, kind: str
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Model outputs (bs, n_out) and per-point spread (bs, n_points) in input pixels when the model gives one."""
+    model: nn.Module, x: torch.Tensor, tta: bool, kind: str, with_heatmaps: bool = False
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """Model outputs (bs, n_out), per-point spread (bs, n_points) in input pixels when the model gives one, and
+    with ``with_heatmaps`` a spatial model's softmaxed maps (bs, n_points, h, w) from the same forward pass."""
     spread_fn = getattr(model, "forward_with_spread", None)
+    maps_fn = getattr(model, "heatmaps", None) if with_heatmaps else None
 
-    def run(inp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def run(inp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        if maps_fn is not None:
+            hm = maps_fn(inp).float()
+            coords = soft_argmax(hm).reshape(len(inp), -1)
+            return coords, heatmap_spread(hm, (inp.shape[-1], inp.shape[-2])), hm
         if spread_fn is not None:
             out, spread = spread_fn(inp)
-            return out.float(), spread.float()
-        return model(inp).float(), None
+            return out.float(), spread.float(), None
+        return model(inp).float(), None, None
 
-    out, spread = run(x)
+    out, spread, hm = run(x)
     if tta:
-        out_f, spread_f = run(x.flip(-1))
+        out_f, spread_f, hm_f = run(x.flip(-1))
         if kind == "point":
             out_f = out_f.view(len(x), -1, 2) * torch.tensor([-1.0, 1.0], device=out_f.device)
             out_f = out_f.view(len(x), -1)
         out = (out + out_f) / 2
         if spread is not None and spread_f is not None:
             spread = (spread + spread_f) / 2
-    return out, spread
+        if hm is not None and hm_f is not None:
+            hm = (hm + hm_f.flip(-1)) / 2
+    return out, spread, hm
 
 
 def label_error(kind: str, pred: Label, label: Label | None) -> float | None:
@@ -113,8 +124,13 @@ def predict_model(
     bs: int = 32,
     device: torch.device | str = "cpu",
     workers: int = 2,
+    heatmaps_to: Path | None = None,
 ) -> list[PredictionRow]:
-    """Predict ``items`` with an in-memory model; rows in original pixels (unreadable images are left out)."""
+    """Predict ``items`` with an in-memory model; rows in original pixels (unreadable images are left out).
+
+    With ``heatmaps_to`` (a run folder) and a spatial model, each item's heatmap is also written as a PNG at
+    ``engine.heatmaps.heatmap_path(heatmaps_to, item)`` from the same forward pass.
+    """
     device = torch.device(device)
     model = model.to(device).eval()
     labels = labels or {}
@@ -122,6 +138,7 @@ def predict_model(
     # Flipping swaps the identity of ordered points (left/right eye), so multi-point TTA would average wrong pairs.
     tta = tta and (cfg.kind == "scalar" or cfg.n_points == 1)
     rows: list[PredictionRow] = []
+    want_maps = heatmaps_to is not None and callable(getattr(model, "heatmaps", None))
     done = 0
     on_event({"type": "predict_progress", "done": 0, "total": len(items)})
     amp = device.type == "cuda"
@@ -132,8 +149,11 @@ def predict_model(
             ok = [b for b in batch if b.img is not None]
             if ok:
                 x = to_batch([b.img for b in ok], cfg.normalize, device)
-                out, spread = forward(model, x, tta, cfg.kind)
+                out, spread, hm = forward(model, x, tta, cfg.kind, want_maps)
                 out = out.cpu().numpy()
+                if hm is not None and heatmaps_to is not None:
+                    for b, maps in zip(ok, hm.cpu().numpy(), strict=True):
+                        write_heatmap(heatmap_path(heatmaps_to, b.item.name), maps)
                 sizes = np.array([b.size for b in ok], dtype=np.float64)
                 preds = to_pixels(out, sizes) if cfg.kind == "point" else out.astype(np.float64)
                 spreads = _spread_pixels(spread, sizes, size) if spread is not None else [None] * len(ok)
@@ -174,8 +194,13 @@ def predict(
     cancel: CancelToken | None = None,
     bs: int = 32,
     device: str = "cpu",
+    heatmaps: bool = False,
 ) -> list[PredictionRow]:
-    """Predict with a saved run; errors against effective labels; stored under the run id when a store is given."""
+    """Predict with a saved run; errors against effective labels; stored under the run id when a store is given.
+
+    ``heatmaps``: a spatial run also writes each item's heatmap under ``<run_dir>/heatmaps`` (see
+    ``engine.heatmaps``); a no-op for pooled runs (``has_heatmap_head`` tells which).
+    """
     run = load_run(run_dir)
     if run.cfg.kind != ds.kind:
         raise ValueError(f"run {run.run_id} predicts {run.cfg.kind}s but the dataset holds {ds.kind}s")
@@ -187,8 +212,13 @@ def predict(
 
     rows = predict_model(
         run.model, run.cfg, default_items(ds, items), effective_labels(ds, store), tta, on_event, cancel, bs,
-        resolve_device(device),
+        resolve_device(device), heatmaps_to=Path(run_dir) if heatmaps else None,
     )  # fmt: skip
     if store is not None:
         store.put_predictions(run.run_id, rows)
     return rows
+
+
+def has_heatmap_head(model: nn.Module) -> bool:
+    """Whether a model gives heatmaps (the spatial head), so ``predict(heatmaps=True)`` writes files."""
+    return callable(getattr(model, "heatmaps", None))

@@ -1,4 +1,4 @@
-"""Entry point of ``imgreg-gui [DATASET] [--demo] [--item NAME] [--screenshot FILE] [--size WxH]``."""
+"""Entry point of ``imgreg-gui [DATASET] [--demo] [--item NAME] [--screenshot FILE] [--size WxH] [--heatmap]``."""
 
 from __future__ import annotations
 
@@ -26,6 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--item", help="item to show first (its path relative to the dataset root)")
     p.add_argument("--screenshot", metavar="FILE", help="render the window to a PNG once loaded, then exit")
     p.add_argument("--size", metavar="WxH", help="window size, e.g. 1280x800")
+    p.add_argument(
+        "--heatmap", action="store_true", help="show the active run's heatmap (View ▸ Show heatmap) at start"
+    )
     p.add_argument("--timeout", type=float, default=60.0, help="seconds --screenshot waits for loading")
     return p
 
@@ -108,6 +111,9 @@ def main(argv: list[str] | None = None) -> int:
         win.persist = False  # a scripted run must not overwrite the user's window layout or recent list
     if size:
         win.resize(*size)
+    heat = win.acts.all.get("show_heatmap")
+    if args.heatmap and heat is not None:
+        heat.setChecked(True)
     dataset = args.dataset
     if args.demo:
         from imgreg_gui.demo import ensure_demo

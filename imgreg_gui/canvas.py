@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 from PySide6.QtCore import QEvent, QPointF, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QImage, QMouseEvent, QPainter, QPen, QPixmap, QTransform
 from PySide6.QtWidgets import (
@@ -20,7 +21,15 @@ from PySide6.QtWidgets import (
 
 from engine.core import Label
 from imgreg_gui.item_model import format_label, label_distance
-from imgreg_gui.overlays import LINE_COLOR, CircleItem, CrossItem, TagItem, draw_chip, draw_placeholder
+from imgreg_gui.overlays import (
+    LINE_COLOR,
+    CircleItem,
+    CrossItem,
+    TagItem,
+    draw_chip,
+    draw_placeholder,
+    heatmap_image,
+)
 
 ZOOM_MIN, ZOOM_MAX, ZOOM_STEP = 0.02, 64.0, 1.25
 HIT_RADIUS = 12.0
@@ -59,6 +68,19 @@ class ImageCanvas(QGraphicsView):
         self.pix_item = QGraphicsPixmapItem()
         self.pix_item.setTransformationMode(Qt.TransformationMode.SmoothTransformation)
         self.scene_.addItem(self.pix_item)
+        # The run's heatmap: above the image, under the line (z 10), rings and crosses.
+        self.heat_item = QGraphicsPixmapItem()
+        self.heat_item.setTransformationMode(Qt.TransformationMode.SmoothTransformation)
+        self.heat_item.setZValue(5)
+        self.heat_item.setVisible(False)
+        self.heat_item.setAcceptedMouseButtons(Qt.MouseButton.NoButton)
+        self.scene_.addItem(self.heat_item)
+        self.heat_key: tuple[str, str] | None = None  # (item, run) the heatmap and spread belong to
+        self.heat_gray: np.ndarray | None = None
+        self.spread: float | None = None
+        self.show_heat = False
+        self._heat_serial = 0  # bumped by every set_heatmap: tells when the coloured pixmap must be rebuilt
+        self._heat_built: tuple | None = None
         self.lines: list[QGraphicsLineItem] = []
         self.crosses: list[CrossItem] = []
         self.rings: list[CircleItem] = []
@@ -182,6 +204,42 @@ class ImageCanvas(QGraphicsView):
         self._layout_overlays()
         self.viewport().update()
 
+    def set_heatmap(
+        self, name: str | None, run_id: str | None, gray: np.ndarray | None, spread: float | None, show: bool
+    ) -> None:
+        """The heatmap (uint8 ``(h, w)``, spanning the whole image) and spread of item ``name``'s prediction by
+        ``run_id``; shown while ``show`` and while that item and run are on the canvas."""
+        self.heat_key = (name, run_id) if name and run_id else None
+        self.heat_gray, self.spread, self.show_heat = gray, spread, show
+        self._heat_serial += 1
+        self._layout_overlays()
+        self.viewport().update()
+
+    def _heat_matches(self) -> bool:
+        return self.heat_key is not None and self.heat_key == (self.name, self.run_id)
+
+    def _layout_heatmap(self) -> None:
+        """Stretch the heatmap over the image (cell edges on image pixels: the map spans the squished input)."""
+        gray = self.heat_gray if self._heat_matches() else None
+        show = (
+            self.show_heat and self.show_pred and gray is not None and self.pred is not None
+            and self.image_size is not None and self.kind == "point" and not self.pending
+        )  # fmt: skip
+        self.heat_item.setVisible(show)
+        if not show:
+            return
+        key = (self._heat_serial, self.image_size)
+        if key != self._heat_built:
+            img = heatmap_image(gray, self.image_size)
+            self.heat_item.setPixmap(QPixmap.fromImage(img))
+            w, h = self.image_size
+            self.heat_item.setTransform(QTransform.fromScale(w / img.width(), h / img.height()))
+            self._heat_built = key
+
+    def heat_visible(self) -> bool:
+        """Whether a heatmap is drawn now."""
+        return self.heat_item.isVisible()
+
     def shown_label(self) -> Label | None:
         """The label as drawn now (mid-drag position included)."""
         return tuple(self._drag) if self._drag is not None else self.label
@@ -203,7 +261,8 @@ class ImageCanvas(QGraphicsView):
             item.setVisible(i < n)
 
     def _layout_overlays(self) -> None:
-        """Place crosses, rings, lines and the distance tag for the current label and prediction."""
+        """Place the heatmap, crosses, rings, lines and the distance tag for the current label and prediction."""
+        self._layout_heatmap()
         has_img = self.image_size is not None and self.kind == "point" and not self.pending
         lab = self._points(self.shown_label()) if has_img and self.show_label else []
         pred = self._points(self.pred) if has_img and self.show_pred else []
@@ -276,6 +335,12 @@ class ImageCanvas(QGraphicsView):
             )
         if self.show_pred and self.pred is not None:
             rows.append(("ring", f"Prediction  {format_label(self.pred)}  ({run})"))
+            spread = self.spread if self._heat_matches() else None
+            if spread is not None:
+                shown = self.heat_visible()
+                rows.append(
+                    ("heat" if shown else "none", f"{'Heatmap  s' if shown else 'S'}pread {spread:.1f} px")
+                )
         dist = label_distance(label, self.pred)
         if self.show_line and self.show_label and self.show_pred and dist is not None:
             rows.append(("line", f"Error  {dist:.1f} px"))

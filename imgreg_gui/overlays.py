@@ -1,9 +1,12 @@
-"""Canvas overlay items (label cross, prediction circle, distance tag) and the painted legend and placeholder."""
+"""Canvas overlay items (label cross, prediction circle, distance tag, heatmap image) and the painted legend and
+placeholder."""
 
 from __future__ import annotations
 
+import cv2
+import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt
-from PySide6.QtGui import QColor, QFont, QFontMetricsF, QPainter, QPainterPath, QPen
+from PySide6.QtGui import QColor, QFont, QFontMetricsF, QImage, QLinearGradient, QPainter, QPainterPath, QPen
 from PySide6.QtWidgets import QGraphicsItem, QStyleOptionGraphicsItem, QWidget
 
 LABEL_COLOR = QColor("#4ade80")
@@ -15,6 +18,40 @@ CHIP_BG = QColor(18, 20, 26, 200)
 CHIP_FG = QColor("#e8eaf0")
 MUTED_FG = QColor("#a9afbc")
 WARN_FG = QColor("#ff8a8e")
+
+
+# Inferno: the dark rim stands out on skin and the pale core marks the peak.
+HEAT_STOPS = ((0.0, (0, 0, 4)), (0.15, (40, 11, 84)), (0.3, (101, 21, 110)), (0.45, (159, 42, 99)),
+              (0.6, (212, 72, 66)), (0.75, (245, 125, 21)), (0.9, (250, 193, 39)), (1.0, (252, 255, 164)))  # fmt: skip
+HEAT_RAMP = 3.0  # opacity reaches its maximum at a third of the peak; fainter cells fade out
+HEAT_OPACITY = 0.8
+HEAT_UPSAMPLE = 8
+
+
+def heat_lut(opacity: float = HEAT_OPACITY) -> np.ndarray:
+    """A (256, 4) uint8 RGBA colour map: inferno colours, alpha rising with the value (cold cells clear)."""
+    v = np.linspace(0, 1, 256)
+    pos = np.array([s[0] for s in HEAT_STOPS])
+    rgb = np.stack([np.interp(v, pos, [s[1][c] for s in HEAT_STOPS]) for c in range(3)], -1)
+    alpha = np.clip(v * HEAT_RAMP, 0, 1) * opacity * 255
+    return np.concatenate([rgb, alpha[:, None]], -1).round().astype(np.uint8)
+
+
+HEAT_LUT = heat_lut()
+
+
+def heatmap_image(gray: np.ndarray, size: tuple[int, int]) -> QImage:
+    """A small uint8 heatmap ``(h, w)`` as a coloured, semi-transparent RGBA image for an image of ``size`` (W, H).
+
+    Values are upsampled bilinearly (cell centres kept) to at most ``HEAT_UPSAMPLE`` times the map and at most the
+    image size before colouring, so the colours are smooth; the caller stretches the result over the image (a
+    smooth pixmap item), which keeps drawing it cheap for large images.
+    """
+    h, w = gray.shape
+    tw, th = min(size[0], w * HEAT_UPSAMPLE), min(size[1], h * HEAT_UPSAMPLE)
+    big = cv2.resize(np.ascontiguousarray(gray, dtype=np.uint8), (tw, th), interpolation=cv2.INTER_LINEAR)
+    rgba = np.ascontiguousarray(HEAT_LUT[big])
+    return QImage(rgba.data, tw, th, 4 * tw, QImage.Format.Format_RGBA8888).copy()
 
 
 def pen(color: QColor | str, width: float, style: Qt.PenStyle = Qt.PenStyle.SolidLine) -> QPen:
@@ -132,7 +169,7 @@ def draw_chip(
     corner: str = "bottom-left",
     max_width: float | None = None,
 ) -> QRectF:
-    """Draw a legend chip at a viewport corner; each row is (symbol, text), symbol cross/ring/line/warn/none."""
+    """Draw a legend chip at a viewport corner; each row is (symbol, text), symbol cross/ring/line/heat/warn/none."""
     font = QFont()
     font.setPointSizeF(9.5)
     fm = QFontMetricsF(font)
@@ -182,6 +219,13 @@ def _draw_symbol(p: QPainter, symbol: str, c: QPointF) -> None:
         p.setPen(pen("white", 2.0))
         p.drawLine(QPointF(c.x(), c.y() - 3.5), QPointF(c.x(), c.y() + 0.5))
         p.drawPoint(QPointF(c.x(), c.y() + 3.5))
+    elif symbol == "heat":
+        grad = QLinearGradient(QPointF(c.x() - 8, c.y()), QPointF(c.x() + 8, c.y()))
+        for t, rgb in HEAT_STOPS:
+            grad.setColorAt(t, QColor(*rgb))
+        p.setPen(Qt.PenStyle.NoPen)
+        p.setBrush(grad)
+        p.drawRoundedRect(QRectF(c.x() - 8, c.y() - 5, 16, 10), 3, 3)
     elif symbol == "line":
         p.setPen(QPen(LINE_COLOR, 2, Qt.PenStyle.DashLine))
         p.drawLine(QPointF(c.x() - 8, c.y()), QPointF(c.x() + 8, c.y()))

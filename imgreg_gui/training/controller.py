@@ -9,6 +9,7 @@ from PySide6.QtCore import QEvent, QObject, Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QApplication, QCheckBox, QMenu
 
+from imgreg_gui.training.heatmap import HeatmapView
 from imgreg_gui.training.options import rank_command
 from imgreg_gui.training.panel import TrainPanel
 from imgreg_gui.training.review import ReviewPanel
@@ -39,6 +40,7 @@ class TrainingController(QObject):
         }
         self._tabify()
         self.review.install_shortcuts(window)
+        self.heat = HeatmapView(window)
         self._menu()
         self.train.run_finished.connect(self._on_run_finished)
         self.runs.active_run_changed.connect(self._on_runs_selection)
@@ -140,6 +142,7 @@ class TrainingController(QObject):
         """Make ``run_id`` the window's active run; the runs list and the review queue follow."""
         if force or getattr(self.window, "active_run", None) != run_id:
             self.window.set_active_run(run_id)
+        self.heat.update()
         self.runs.blockSignals(True)
         if run_id is None or self.runs.run(run_id) is not None:
             self.runs.select(run_id)

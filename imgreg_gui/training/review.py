@@ -1,14 +1,13 @@
-"""The review queue: items sorted by how far a model's prediction is from their label, largest first, with
-next-suspect navigation, accept / verify actions, a reviewed counter, filters and an error histogram."""
+"""The review queue: items sorted by how far a model's prediction is from their label, largest first (or by the
+spatial head's heatmap spread: diffuse, doubtful predictions first), with next-suspect navigation, accept / verify
+actions (the window's V and Ctrl+Enter move on too), a reviewed counter, filters and an error histogram."""
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
 from typing import Any
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, Signal
-from PySide6.QtGui import QBrush, QColor, QKeySequence, QShortcut
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -25,111 +24,21 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from imgreg_gui import settings
 from imgreg_gui.training.options import TrainOptions, rank_command
 from imgreg_gui.training.plots import ErrorHistogram
 from imgreg_gui.training.process import ChildProcess, ChildResult
-
-COLUMNS = ("#", "Item", "Group", "Error", "Status")
-ALL_GROUPS = "All groups"
-Index = QModelIndex | QPersistentModelIndex
-
-
-def disagreement(pred: Any, label: Any, kind: str = "point") -> float | None:
-    """Mean distance in pixels between predicted and labelled points; absolute difference for scalars."""
-    if pred is None or label is None or not len(pred) or not len(label):
-        return None
-    if kind == "scalar" or len(pred) == 1 or len(label) == 1:
-        return abs(float(pred[0]) - float(label[0]))
-    n = min(len(pred), len(label)) // 2
-    if n == 0:
-        return None
-    d = [math.hypot(pred[2 * i] - label[2 * i], pred[2 * i + 1] - label[2 * i + 1]) for i in range(n)]
-    return sum(d) / n
-
-
-@dataclass
-class ReviewRow:
-    """One item of the queue: its rank by disagreement, error against its current label, and review state."""
-
-    rank: int
-    name: str
-    group: str
-    error: float | None
-    verified: bool = False
-    source: str = "original"
-
-    @property
-    def reviewed(self) -> bool:
-        """Verified, corrected or accepted."""
-        return self.verified or self.source != "original"
-
-    @property
-    def status(self) -> str:
-        """Short state text."""
-        parts = (
-            [] if self.source == "original" else [{"prediction": "accepted"}.get(self.source, self.source)]
-        )
-        if self.verified:
-            parts.append("verified")
-        return ", ".join(parts)
-
-
-class ReviewModel(QAbstractTableModel):
-    """The visible queue rows as a table."""
-
-    def __init__(self, parent: Any = None) -> None:
-        super().__init__(parent)
-        self.rows: list[ReviewRow] = []
-        self.unit = "px"
-
-    def set_rows(self, rows: list[ReviewRow]) -> None:
-        """Replace every row."""
-        self.beginResetModel()
-        self.rows = rows
-        self.endResetModel()
-
-    def row_changed(self, i: int) -> None:
-        """Repaint row ``i``."""
-        self.dataChanged.emit(self.index(i, 0), self.index(i, len(COLUMNS) - 1))
-
-    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: N802, B008 (Qt override)
-        """Number of visible rows."""
-        return 0 if parent.isValid() else len(self.rows)
-
-    def columnCount(self, parent: Index = QModelIndex()) -> int:  # noqa: N802, B008 (Qt override)
-        """Number of columns."""
-        return 0 if parent.isValid() else len(COLUMNS)
-
-    def headerData(
-        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
-    ) -> Any:  # noqa: N802
-        """Column titles."""
-        if role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal:
-            return f"Error ({self.unit})" if COLUMNS[section] == "Error" else COLUMNS[section]
-        return None
-
-    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        """Cell text, alignment and the reviewed rows' colour."""
-        if not index.isValid():
-            return None
-        r, col = self.rows[index.row()], index.column()
-        if role == Qt.ItemDataRole.DisplayRole:
-            if col == 0:
-                return str(r.rank)
-            if col == 1:
-                return r.name
-            if col == 2:
-                return r.group
-            if col == 3:
-                return "" if r.error is None else f"{r.error:.1f}" if r.error >= 10 else f"{r.error:.2f}"
-            return r.status
-        if role == Qt.ItemDataRole.TextAlignmentRole and col in (0, 3):
-            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        if role == Qt.ItemDataRole.ForegroundRole and r.reviewed:
-            return QBrush(QColor("#16a34a"))
-        if role == Qt.ItemDataRole.ToolTipRole:
-            return r.name
-        return None
+from imgreg_gui.training.review_model import (  # noqa: F401  (ReviewRow, disagreement, ... are part of this API)
+    ALL_GROUPS,
+    COLUMNS,
+    ORDER_SETTING,
+    ORDERS,
+    SPREAD_COL,
+    ReviewModel,
+    ReviewRow,
+    disagreement,
+    order_key,
+)
 
 
 class ReviewPanel(QWidget):
@@ -184,8 +93,20 @@ class ReviewPanel(QWidget):
         self.group_box.currentIndexChanged.connect(lambda _i: self.rebuild())
         self.counter = QLabel("")
         self.counter.setStyleSheet("font-weight: 600;")
+        self.order_box = QComboBox()
+        for key, text, tip in ORDERS:
+            self.order_box.addItem(text, key)
+            self.order_box.setItemData(self.order_box.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
+        self.order_box.setToolTip(
+            "Order by: error (label vs prediction), spread (diffuse heatmap = doubtful prediction), or both"
+        )
+        i = self.order_box.findData(settings.settings().value(ORDER_SETTING, "error"))
+        self.order_box.setCurrentIndex(max(i, 0))
+        self.order_box.currentIndexChanged.connect(self._on_order)
         filters.addWidget(self.unverified)
         filters.addWidget(self.group_box)
+        filters.addWidget(QLabel("Order"))
+        filters.addWidget(self.order_box)
         filters.addStretch(1)
         filters.addWidget(self.counter)
         lay.addLayout(filters)
@@ -231,8 +152,25 @@ class ReviewPanel(QWidget):
         self.keys_hint.setStyleSheet("color: #6b7280;")
         lay.addWidget(self.keys_hint)
 
+    @property
+    def order(self) -> str:
+        """The queue order: ``error`` (default), ``spread`` or ``error_spread``."""
+        return self.order_box.currentData() or "error"
+
+    def set_order(self, order: str) -> None:
+        """Order the queue by ``error``, ``spread`` or ``error_spread``."""
+        i = self.order_box.findData(order)
+        if i >= 0:
+            self.order_box.setCurrentIndex(i)
+
+    def _on_order(self, _i: int) -> None:
+        settings.set_value(ORDER_SETTING, self.order)
+        self._last_shown = None  # a new order: next suspect starts again from its head
+        self.rebuild()
+
     def install_shortcuts(self, host: QWidget) -> None:
-        """N: next suspect, Shift+N: previous, anywhere in ``host`` (the main window)."""
+        """N: next suspect, Shift+N: previous, anywhere in ``host`` (the main window); the window's verify (V) and
+        accept (Ctrl+Enter) actions move on to the next suspect too while this panel is shown with "then next"."""
         self.shortcuts = []
         for key, slot in (("N", self.next_suspect), ("Shift+N", self.previous)):
             sc = QShortcut(QKeySequence(key), host)
@@ -240,6 +178,10 @@ class ReviewPanel(QWidget):
             sc.activated.connect(slot)
             self.shortcuts.append(sc)
         acts = getattr(host, "acts", None)
+        for name in ("verify", "accept"):
+            act = getattr(acts, "all", {}).get(name) if acts is not None else None
+            if act is not None:  # connected after the window's own slot, so the edit is done when this runs
+                act.triggered.connect(lambda _c=False, n=name: self._after_window_action(n))
 
         def key(name: str, fallback: str) -> str:
             act = getattr(acts, name, None) if acts is not None and not callable(acts) else None
@@ -328,9 +270,10 @@ class ReviewPanel(QWidget):
                         p.error if err is None else err,
                         bool(rec and rec.verified),
                         rec.source if rec else "original",
+                        p.spread,
                     )
                 )
-        rows.sort(key=lambda r: (r.error is None, -(r.error or 0.0)))
+        rows.sort(key=order_key(self.order))
         for i, r in enumerate(rows, 1):
             r.rank = i
         self.all_rows = rows
@@ -341,6 +284,7 @@ class ReviewPanel(QWidget):
             if (group == ALL_GROUPS or r.group == group) and not (self.unverified.isChecked() and r.verified)
         ]
         self.model.set_rows(visible)
+        self.table.setColumnHidden(SPREAD_COL, not any(r.spread is not None for r in rows))
         self._by_name = {r.name: i for i, r in enumerate(visible)}
         self.histogram.set_errors([r.error for r in visible if r.error is not None])
         self._update_counter()
@@ -455,6 +399,20 @@ class ReviewPanel(QWidget):
             rec = self.store.record(name) if self.store is not None else None
             if rec is None or not rec.verified:  # the window's action toggles; never clear a flag from here
                 self.window_.mark_verified()
+            self._after_action()
+
+    def on_screen(self) -> bool:
+        """Whether the panel can be seen: shown, and not a dock tab behind another (Qt moves those off screen)."""
+        return self.isVisible() and not self.visibleRegion().isEmpty()
+
+    def _after_window_action(self, name: str) -> None:
+        """The window's V or Ctrl+Enter acted on the current item: move on like the panel's buttons do, when the
+        panel is on screen, "then next" is ticked, the item is in the queue and the action reviewed it."""
+        cur = self._current()
+        if not (self.advance.isChecked() and self.on_screen() and cur in self._by_name and self.store):
+            return
+        rec = self.store.record(cur)
+        if rec.verified if name == "verify" else rec.source == "prediction":
             self._after_action()
 
     def _after_action(self) -> None:

@@ -76,6 +76,11 @@ class RunRecord:
         return ""
 
 
+def is_spatial(run_dir: Path) -> bool:
+    """Whether a run's model has the spatial heatmap head (its config.json says so)."""
+    return _read_json(Path(run_dir) / "config.json").get("head") == "spatial"
+
+
 def run_columns(r: RunRecord, has_preds: bool) -> list[str]:
     """The texts of a run's BASE_COLUMNS."""
     size = r.config.get("size") or r.summary.get("size")
@@ -185,7 +190,7 @@ class RunsPanel(QWidget):
         self.predicting: str | None = None
         self.error_box: QMessageBox | None = None
         self.device_fn: Callable[[], str] = lambda: "auto"
-        self.make_command = lambda run_dir, dataset: predict_command(run_dir, dataset, self.device_fn())
+        self.make_command = self.predict_command
         lay = QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
         self.tree = QTreeWidget()
@@ -315,6 +320,13 @@ class RunsPanel(QWidget):
         self.child.start(self.make_command(rec.run_dir, self.dataset_path))
         self._update_buttons()
         return True
+
+    def predict_command(self, run_dir: Path, dataset: str) -> list[str]:
+        """The ``imgreg predict`` child command; spatial runs also write their heatmaps (``--heatmaps``)."""
+        cmd = predict_command(run_dir, dataset, self.device_fn())
+        if is_spatial(run_dir):
+            cmd.append("--heatmaps")
+        return cmd
 
     def _on_event(self, ev: dict) -> None:
         if ev.get("type") == "predict_progress":

@@ -1,0 +1,148 @@
+"""The review queue's rows and table model: disagreement, the queue orders (error, spread, both), ReviewRow."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
+from PySide6.QtGui import QBrush, QColor
+
+COLUMNS = ("#", "Item", "Group", "Error", "Spread", "Status")
+SPREAD_COL = COLUMNS.index("Spread")
+ALL_GROUPS = "All groups"
+ORDERS = (
+    ("error", "error", "Largest disagreement between prediction and label first"),
+    ("spread", "spread", "Most diffuse heatmap first: the predictions the model is least sure of"),
+    (
+        "error_spread",
+        "error, then spread",
+        "Largest error first (to the whole pixel); equal errors and unlabelled items by spread",
+    ),
+)
+ORDER_SETTING = "review/order"
+Index = QModelIndex | QPersistentModelIndex
+
+
+def order_key(order: str):
+    """The sort key of a queue order (``error``, ``spread``, ``error_spread``): largest first, unknowns last."""
+
+    def big_first(v: float | None, step: float = 0.0) -> tuple[bool, float]:
+        if v is None:
+            return True, 0.0
+        return False, -(round(v / step) * step if step else v)
+
+    if order == "spread":
+        return lambda r: (big_first(r.spread), big_first(r.error))
+    if order == "error_spread":
+        return lambda r: (big_first(r.error, 1.0), big_first(r.spread))
+    return lambda r: big_first(r.error)
+
+
+def _num(v: float | None) -> str:
+    return "" if v is None else f"{v:.1f}" if v >= 10 else f"{v:.2f}"
+
+
+def disagreement(pred: Any, label: Any, kind: str = "point") -> float | None:
+    """Mean distance in pixels between predicted and labelled points; absolute difference for scalars."""
+    if pred is None or label is None or not len(pred) or not len(label):
+        return None
+    if kind == "scalar" or len(pred) == 1 or len(label) == 1:
+        return abs(float(pred[0]) - float(label[0]))
+    n = min(len(pred), len(label)) // 2
+    if n == 0:
+        return None
+    d = [math.hypot(pred[2 * i] - label[2 * i], pred[2 * i + 1] - label[2 * i + 1]) for i in range(n)]
+    return sum(d) / n
+
+
+@dataclass
+class ReviewRow:
+    """One item of the queue: its rank by disagreement, error against its current label, and review state."""
+
+    rank: int
+    name: str
+    group: str
+    error: float | None
+    verified: bool = False
+    source: str = "original"
+    spread: float | None = None
+
+    @property
+    def reviewed(self) -> bool:
+        """Verified, corrected or accepted."""
+        return self.verified or self.source != "original"
+
+    @property
+    def status(self) -> str:
+        """Short state text."""
+        parts = (
+            [] if self.source == "original" else [{"prediction": "accepted"}.get(self.source, self.source)]
+        )
+        if self.verified:
+            parts.append("verified")
+        return ", ".join(parts)
+
+
+class ReviewModel(QAbstractTableModel):
+    """The visible queue rows as a table."""
+
+    def __init__(self, parent: Any = None) -> None:
+        super().__init__(parent)
+        self.rows: list[ReviewRow] = []
+        self.unit = "px"
+
+    def set_rows(self, rows: list[ReviewRow]) -> None:
+        """Replace every row."""
+        self.beginResetModel()
+        self.rows = rows
+        self.endResetModel()
+
+    def row_changed(self, i: int) -> None:
+        """Repaint row ``i``."""
+        self.dataChanged.emit(self.index(i, 0), self.index(i, len(COLUMNS) - 1))
+
+    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: N802, B008 (Qt override)
+        """Number of visible rows."""
+        return 0 if parent.isValid() else len(self.rows)
+
+    def columnCount(self, parent: Index = QModelIndex()) -> int:  # noqa: N802, B008 (Qt override)
+        """Number of columns."""
+        return 0 if parent.isValid() else len(COLUMNS)
+
+    def headerData(
+        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
+    ) -> Any:  # noqa: N802
+        """Column titles."""
+        if role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal:
+            name = COLUMNS[section]
+            return f"{name} ({self.unit})" if name in ("Error", "Spread") else name
+        return None
+
+    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        """Cell text, alignment and the reviewed rows' colour."""
+        if not index.isValid():
+            return None
+        r, col = self.rows[index.row()], index.column()
+        if role == Qt.ItemDataRole.DisplayRole:
+            if col == 0:
+                return str(r.rank)
+            if col == 1:
+                return r.name
+            if col == 2:
+                return r.group
+            if col == 3:
+                return _num(r.error)
+            if col == SPREAD_COL:
+                return _num(r.spread)
+            return r.status
+        if role == Qt.ItemDataRole.TextAlignmentRole and col in (0, 3, SPREAD_COL):
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        if role == Qt.ItemDataRole.ForegroundRole and r.reviewed:
+            return QBrush(QColor("#16a34a"))
+        if role == Qt.ItemDataRole.ToolTipRole:
+            if col == SPREAD_COL:
+                return "Heatmap spread of the prediction (pixels): large means diffuse, the model is unsure"
+            return r.name
+        return None
