@@ -75,6 +75,11 @@ def _add_train_options(s: argparse.ArgumentParser) -> None:
     w = s.add_mutually_exclusive_group()
     w.add_argument("--weights", help="torchvision state dict (.pth/.safetensors) to start from (offline)")
     w.add_argument("--no-pretrained", action="store_true", help="start from random weights")
+    w.add_argument(
+        "--pretrained-if-cached",
+        action="store_true",
+        help="ImageNet weights when torchvision's cache has them, else random weights (and say so)",
+    )
     s.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     s.add_argument(
         "--head",
@@ -155,7 +160,9 @@ class Reporter:
 
     def _text(self, e: dict[str, Any]) -> None:
         t = e.get("type")
-        if t == "prepared":
+        if t == "note":
+            self._line(f"note: {e['message']}")
+        elif t == "prepared":
             fold = f"fold {e['fold']}/{e['folds']}: " if "fold" in e else ""
             self._line(
                 f"{fold}{e['arch']} {e['kind']} model, {e['n_train']} train / {e['n_valid']} valid items, "
@@ -226,13 +233,21 @@ def _open(path: str) -> tuple[Any, Any]:
     return open_with_store(path)
 
 
-def train_config(args: argparse.Namespace) -> Any:
-    """A TrainConfig from parsed options."""
+def train_config(args: argparse.Namespace, rep: Reporter | None = None) -> Any:
+    """A TrainConfig from parsed options (``rep`` hears a ``note`` when cached weights are missing)."""
     from engine.train import TrainConfig
+
+    pretrained = not args.no_pretrained and not args.weights
+    if pretrained and getattr(args, "pretrained_if_cached", False):
+        from engine.arch import cached_weights
+
+        pretrained = cached_weights(args.arch) is not None
+        if not pretrained and rep is not None:
+            rep({"type": "note", "message": f"no cached ImageNet weights for {args.arch}: random weights"})
 
     return TrainConfig(
         arch=args.arch, head=args.head, scalar_head=args.scalar_head, size=tuple(args.size), ps=args.ps,
-        pretrained=not args.no_pretrained and not args.weights, weights=args.weights, epochs=args.epochs,
+        pretrained=pretrained, weights=args.weights, epochs=args.epochs,
         lr=args.lr, bs=args.bs, valid_groups=args.valid_groups, valid_pct=args.valid_pct, seed=args.seed,
         schedule=args.schedule, freeze_epochs=args.freeze_epochs, sizes=args.sizes, device=args.device,
         augment=not args.no_augment,
@@ -274,7 +289,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     try:
         with engine_errors(rep), stdin_control(args.control_stdin) as token:
-            cfg = train_config(args)
+            cfg = train_config(args, rep)
             try:
                 if getattr(args, "lr_find", False):
                     from engine.train import lr_find
@@ -424,7 +439,7 @@ def cmd_rank(args: argparse.Namespace) -> int:
                     rows = rank_rows(predict(run_dir, ds, store, on_event=rep, cancel=token))
             else:
                 try:
-                    res = out_of_fold(ds, store, train_config(args), args.folds, rep, token)
+                    res = out_of_fold(ds, store, train_config(args, rep), args.folds, rep, token)
                 except Cancelled:
                     raise _cli_error("cancelled before any fold finished") from None
                 run_id, rows = res.run_id, res.rows

@@ -167,3 +167,15 @@ def test_lr_find_only(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     events = json_lines(capsys.readouterr().out)
     assert [e["type"] for e in events][-2:] == ["lr_find", "summary"]
     assert events[-1]["suggestion"] == events[-2]["suggestion"] > 0
+
+
+def test_pretrained_if_cached_falls_back_to_random_weights(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))  # an empty torchvision cache
+    make_biwi(tmp_path / "ds", groups=2, frames=4, size=(64, 48))
+    args = ["train", str(tmp_path / "ds"), "--arch", "resnet18", "--pretrained-if-cached", "--epochs", "1"]
+    assert main([*args, "--size", "48x64", "--bs", "4", "--device", "cpu", "--json"]) == 0
+    events = json_lines(capsys.readouterr().out)
+    assert events[0] == {"type": "note", "message": "no cached ImageNet weights for resnet18: random weights"}
+    assert events[-1]["type"] == "summary" and events[-1]["run_id"]

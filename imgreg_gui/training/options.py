@@ -30,8 +30,13 @@ from imgreg_gui.settings import settings
 from imgreg_gui.training.process import engine_command
 
 ARCHS = tuple(ARCH_NAMES)
-WEIGHTS = ("pretrained", "scratch", "file")
-WEIGHT_NAMES = {"pretrained": "ImageNet pretrained", "scratch": "From scratch", "file": "Weights file..."}
+WEIGHTS = ("auto", "pretrained", "scratch", "file")
+WEIGHT_NAMES = {
+    "auto": "ImageNet if cached, else from scratch",
+    "pretrained": "ImageNet pretrained",
+    "scratch": "From scratch",
+    "file": "Weights file...",
+}
 KEY = "training/"
 
 
@@ -47,7 +52,7 @@ class TrainOptions:
     head: str = "spatial"
     valid_groups: list[str] = field(default_factory=list)
     folds: int = 0
-    weights: str = "pretrained"
+    weights: str = "auto"
     weights_file: str = ""
     device: str = "auto"
 
@@ -89,6 +94,8 @@ def train_args(opts: TrainOptions, kind: str = "point") -> list[str]:
         args += ["--valid-groups", ",".join(opts.valid_groups)]
     if opts.weights == "scratch":
         args += ["--no-pretrained"]
+    elif opts.weights == "auto":
+        args += ["--pretrained-if-cached"]
     elif opts.weights == "file" and opts.weights_file:
         args += ["--weights", opts.weights_file]
     if opts.device and opts.device != "auto":
@@ -218,6 +225,10 @@ class OptionsForm(QWidget):
         self.weights = QComboBox()
         for key in WEIGHTS:
             self.weights.addItem(WEIGHT_NAMES[key], key)
+        self.weights.setToolTip(
+            "Starting weights. ImageNet weights come from torchvision's cache (this app never downloads);\n"
+            "'ImageNet pretrained' fails when they are not cached, 'if cached' falls back to random weights."
+        )
         self.weights_file = QLineEdit()
         self.weights_file.setPlaceholderText("a .pth or .safetensors state dict")
         self.browse = QToolButton(text="...")

@@ -311,6 +311,8 @@ class TrainPanel(QWidget):
             self.batch_bar.setValue(int(ev.get("done") or 0))
         elif kind in ("finished", "cancelled", "failed"):
             self.live.append(f"{kind}: {ev.get('message') or ev.get('run_id') or ''}".rstrip(": "))
+        elif kind == "note":
+            self.live.append(f"note: {ev.get('message', '')}")
         elif kind != "summary":
             self.live.append(str(ev))
 
