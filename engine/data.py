@@ -17,7 +17,7 @@ from fastai.vision.data import ImageBlock, PointBlock
 from PIL import Image
 
 from engine.core import Dataset, Label
-from engine.images import ImageError, image_size, load_image
+from engine.images import ImageError, check_file, image_size, load_image
 
 
 @dataclass(frozen=True)
@@ -47,15 +47,20 @@ def effective_labels(ds: Dataset, store: object | None) -> dict[str, Label]:
 
 
 def usable_samples(ds: Dataset, store: object | None = None, names: list[str] | None = None) -> Samples:
-    """Items with no problem, a readable image and a label of the right length (others are skipped)."""
+    """Items with no problem, a readable image and a label of the right length (others are skipped).
+
+    An item whose source label was unusable (e.g. a malformed pose file) counts once a person has corrected it,
+    provided its image file passes the cheap integrity check.
+    """
     labels = effective_labels(ds, store)
+    fixed = {n for n, r in store.records().items() if r.source != "original"} if store is not None else set()
     want = 2 * ds.n_points if ds.kind == "point" else 1
     keep = set(names) if names is not None else None
     samples, skipped = [], {}
     for it in ds.items:
         if keep is not None and it.name not in keep:
             continue
-        if it.problem:
+        if it.problem and (it.name not in fixed or check_file(it.path) is not None):
             skipped[it.name] = it.problem
             continue
         label = labels.get(it.name)

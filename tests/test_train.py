@@ -355,3 +355,17 @@ def test_fastai_model_meta_registered_for_mobilenets() -> None:
     model = create_vision_model(tvm.mobilenet_v3_small, 2, pretrained=False)
     assert isinstance(model[0][0], torch.nn.Sequential) and len(model[0]) == 1  # body = features only
     assert len(model_meta[tvm.mobilenet_v3_small]["split"](model)) == 3
+
+
+def test_a_corrected_problem_item_is_used_for_training(tmp_path: Path) -> None:
+    make_biwi(tmp_path / "ds", groups=2, frames=3, size=(64, 48))
+    (tmp_path / "ds" / "01" / "frame_00003_pose.txt").write_text("not a pose\n")
+    (tmp_path / "ds" / "02" / "frame_00003_rgb.png").write_bytes(b"")
+    ds = open_dataset(tmp_path / "ds")
+    with LabelStore.open(ds) as store:
+        assert "01/frame_00003_rgb.png" in usable_samples(ds, store).skipped
+        store.correct("01/frame_00003_rgb.png", (30.0, 20.0))
+        store.correct("02/frame_00003_rgb.png", (30.0, 20.0))
+        found = usable_samples(ds, store)
+    assert "01/frame_00003_rgb.png" in {s.name for s in found.samples}
+    assert "02/frame_00003_rgb.png" in found.skipped  # a zero-byte image stays out, corrected or not
