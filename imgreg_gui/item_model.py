@@ -34,8 +34,11 @@ ItemIndex = QModelIndex | QPersistentModelIndex
 
 
 def item_status(item: Item, rec: LabelRecord | None) -> str:
-    """One of ``STATUS_TEXT``'s keys for an item and its label record (problems win, then verified, ...)."""
-    if item.problem:
+    """One of ``STATUS_TEXT``'s keys for an item and its label record (problems win, then verified, ...).
+
+    A problem item whose label a person has since set shows that label's status (its tooltip keeps the problem).
+    """
+    if item.problem and (rec is None or rec.source == "original"):
         return "problem"
     if rec is not None and rec.verified:
         return "verified"

@@ -320,3 +320,16 @@ def test_help_dialogs_list_shortcuts(qtbot, win):
     assert win._shortcuts.isVisible() and table.rowCount() >= len(with_keys) > 30
     assert all(shortcut_text(a) in a.toolTip() for a in with_keys)
     win._shortcuts.close()
+
+
+def test_a_corrected_problem_item_shows_its_correction() -> None:
+    from pathlib import Path
+
+    from engine.core import Item
+    from engine.store import LabelRecord
+    from imgreg_gui.item_model import item_status
+
+    it = Item("01/a.png", "01", Path("a.png"), None, problem="malformed pose file")
+    assert item_status(it, None) == "problem"
+    assert item_status(it, LabelRecord("01/a.png", None, None, "original", False)) == "problem"
+    assert item_status(it, LabelRecord("01/a.png", None, (1.0, 2.0), "corrected", False)) == "corrected"
