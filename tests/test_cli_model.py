@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from engine.cli import main
 from engine.synth import make_biwi, make_utkface
@@ -19,13 +18,7 @@ from engine.synth import make_biwi, make_utkface
 FAST = ["--arch", "tiny", "--no-pretrained", "--size", "48x64", "--bs", "8", "--device", "cpu"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: much faster than two busy-waiting ones on a shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def json_lines(text: str) -> list[dict]:

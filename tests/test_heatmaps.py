@@ -19,14 +19,7 @@ from engine.runs import save_run
 from engine.spatial import SpatialPointModel, cut_backbone
 from engine.synth import make_biwi, write_image
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: much faster than two busy-waiting ones on a shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class BlobLogits(nn.Module):

@@ -17,14 +17,7 @@ from engine.store import LabelStore
 from engine.synth import face_image, make_biwi, make_utkface, write_image
 from engine.train import TrainConfig, train
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: much faster than two busy-waiting ones on a shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class ConstModel(nn.Module):

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 
 from engine.data import Sample
 from engine.formats import open_dataset
@@ -14,14 +13,7 @@ from engine.store import LabelStore, PredictionRow
 from engine.synth import make_biwi
 from engine.train import TrainConfig, TrainingError
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: much faster than two busy-waiting ones on a shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_rank_rows_orders_largest_error_first() -> None:

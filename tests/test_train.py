@@ -26,14 +26,7 @@ from engine.store import LabelStore
 from engine.synth import make_biwi, make_utkface
 from engine.train import TrainConfig, TrainingError, resolve_device, train
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: much faster than two busy-waiting ones on a shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
