@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
+from engine.atomic import atomic_write_text
+
 ARCH_NAMES = [
     "resnet18",
     "resnet34",
@@ -333,17 +335,16 @@ def _pred_columns(kind: str, n_points: int) -> tuple[list[str], list[str]]:
 
 
 def write_csv(path: str | None, header: list[str], rows: list[list[Any]]) -> None:
-    """CSV to a file or standard output."""
-    buf = io.StringIO() if path is None else open(path, "w", newline="")  # noqa: SIM115
-    try:
-        w = csv.writer(buf, lineterminator="\n")
-        w.writerow(header)
-        w.writerows(rows)
-        if path is None:
-            sys.stdout.write(buf.getvalue())
-            sys.stdout.flush()
-    finally:
-        buf.close()
+    """CSV to a file (written atomically) or standard output."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(header)
+    w.writerows(rows)
+    if path is None:
+        sys.stdout.write(buf.getvalue())
+        sys.stdout.flush()
+    else:
+        atomic_write_text(Path(path), buf.getvalue())
 
 
 def _num(v: float | None) -> str:

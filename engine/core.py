@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +20,16 @@ OnEvent = Callable[[Event], None]
 
 def no_event(event: Event) -> None:
     """Default ``on_event``: drop the event."""
+
+
+def label_distance(a: Label | None, b: Label | None) -> float | None:
+    """Mean point distance in pixels (or absolute difference for scalars) between two labels; None if unmatched."""
+    if a is None or b is None or len(a) != len(b) or not len(a):
+        return None
+    if len(a) == 1:
+        return float(abs(a[0] - b[0]))
+    dists = [math.hypot(a[i] - b[i], a[i + 1] - b[i + 1]) for i in range(0, len(a) - 1, 2)]
+    return sum(dists) / len(dists)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from engine.arch import ModelConfig
-from engine.core import CancelToken, Dataset, Item, Label, OnEvent, no_event
+from engine.core import CancelToken, Dataset, Item, Label, OnEvent, label_distance, no_event
 from engine.data import effective_labels, squish, to_pixels
 from engine.heatmaps import heatmap_path, write_heatmap
 from engine.images import ImageError, load_image
@@ -104,13 +104,9 @@ def forward(
 
 def label_error(kind: str, pred: Label, label: Label | None) -> float | None:
     """Mean Euclidean distance over points (pixels), or the absolute difference for scalars; None unlabelled."""
-    if label is None or len(label) != len(pred):
-        return None
-    if kind == "point":
-        p = np.asarray(pred, dtype=np.float64).reshape(-1, 2)
-        t = np.asarray(label, dtype=np.float64).reshape(-1, 2)
-        return float(np.sqrt(((p - t) ** 2).sum(-1)).mean())
-    return float(abs(pred[0] - label[0]))
+    if kind == "scalar" and label is not None and len(label) == len(pred):
+        return float(abs(pred[0] - label[0]))
+    return label_distance(pred, label)
 
 
 def predict_model(

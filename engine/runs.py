@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -14,6 +13,7 @@ import torch
 from torch import nn
 
 from engine.arch import ModelConfig, WeightsError, build_model, load_state_dict
+from engine.atomic import atomic_write_text
 
 CONFIG = "config.json"
 HISTORY = "history.csv"
@@ -88,9 +88,7 @@ def _json_default(o: Any) -> Any:
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
     """Write JSON atomically (temporary file, then rename)."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=_json_default, allow_nan=True))
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(data, indent=2, default=_json_default, allow_nan=True))
 
 
 def save_state_dict(path: Path, sd: dict[str, torch.Tensor]) -> None:
@@ -187,8 +185,3 @@ def load_run(run_dir: Path | str) -> LoadedRun:
         raise RunError(f"weights in {wfile} do not fit the run's config: {str(e).splitlines()[0]}") from None
     model.eval()
     return LoadedRun(run_dir.name, run_dir, cfg, model, read_summary(run_dir))
-
-
-def delete_run(run_dir: Path) -> None:
-    """Remove a run folder."""
-    shutil.rmtree(run_dir, ignore_errors=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from engine.atomic import atomic_write_text
 from engine.core import Dataset
 from engine.store import LabelStore
 from imgreg_gui.actions import Actions, shortcut_text
@@ -95,7 +97,6 @@ def write_labels(store: LabelStore, ds: Dataset, path: str | Path) -> int:
         rows.append(
             (it.name, list(label), rec.source if rec else "original", bool(rec.verified) if rec else False)
         )
-    tmp = path.with_name(path.name + ".tmp")
     if path.suffix.lower() == ".json":
         data = {
             "dataset": str(ds.root),
@@ -103,7 +104,7 @@ def write_labels(store: LabelStore, ds: Dataset, path: str | Path) -> int:
             "kind": ds.kind,
             "labels": [{"image": n, "label": lab, "source": s, "verified": v} for n, lab, s, v in rows],
         }
-        tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
+        atomic_write_text(path, json.dumps(data, indent=1))
     else:
         width = max((len(lab) for _, lab, _, _ in rows), default=2)
         if ds.kind == "scalar":
@@ -112,10 +113,10 @@ def write_labels(store: LabelStore, ds: Dataset, path: str | Path) -> int:
             cols = ["x", "y"]
         else:
             cols = [f"{c}{i // 2 + 1}" for i, c in zip(range(width), "xy" * width)]
-        with open(tmp, "w", newline="", encoding="utf-8") as f:
-            w = csv.writer(f)
-            w.writerow(["image", *cols, "source", "verified"])
-            for n, lab, s, v in rows:
-                w.writerow([n, *(repr(float(x)) for x in lab), s, int(v)])
-    tmp.replace(path)
+        buf = io.StringIO(newline="")
+        w = csv.writer(buf)
+        w.writerow(["image", *cols, "source", "verified"])
+        for n, lab, s, v in rows:
+            w.writerow([n, *(repr(float(x)) for x in lab), s, int(v)])
+        atomic_write_text(path, buf.getvalue())
     return len(rows)

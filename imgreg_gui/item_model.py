@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
-from PySide6.QtGui import QBrush, QColor
+from PySide6.QtGui import QBrush, QColor, QIcon
 
-from engine.core import Item, Label
+from engine.core import Item, Label, label_distance
 from engine.store import LabelRecord, PredictionRow
 from imgreg_gui.settings import status_icon
 
@@ -50,16 +49,6 @@ def item_status(item: Item, rec: LabelRecord | None) -> str:
     return "labelled" if label is not None else "unlabelled"
 
 
-def label_distance(a: Label | None, b: Label | None) -> float | None:
-    """Mean point distance in pixels (or absolute difference for scalars) between two labels."""
-    if a is None or b is None or len(a) != len(b):
-        return None
-    if len(a) == 1:
-        return abs(a[0] - b[0])
-    dists = [math.hypot(a[i] - b[i], a[i + 1] - b[i + 1]) for i in range(0, len(a) - 1, 2)]
-    return sum(dists) / len(dists)
-
-
 def format_label(label: Label | None, kind: str = "point") -> str:
     """A label in words: ``(x, y)`` pixels or the scalar value."""
     if label is None:
@@ -86,6 +75,7 @@ class ItemModel(QAbstractTableModel):
         self.filter_choice = "all"
         self.sort_column = -1
         self.sort_order = Qt.SortOrder.AscendingOrder
+        self._icons: dict[str, QIcon] = {}  # data() runs on every paint: draw each status dot once
 
     # -- content ---------------------------------------------------------------------------------------
 
@@ -295,7 +285,10 @@ class ItemModel(QAbstractTableModel):
             err = self.errors.get(it.name)
             return "" if err is None else f"{err:.1f}"
         if role == Qt.ItemDataRole.DecorationRole and col == COL_NAME:
-            return status_icon(item_status(it, self.records.get(it.name)))
+            status = item_status(it, self.records.get(it.name))
+            if status not in self._icons:
+                self._icons[status] = status_icon(status)
+            return self._icons[status]
         if role == Qt.ItemDataRole.ToolTipRole:
             return self.tooltip(it)
         if role == Qt.ItemDataRole.TextAlignmentRole and col == COL_ERROR:

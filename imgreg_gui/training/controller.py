@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 from typing import Any
 
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QApplication, QCheckBox, QMenu
 
+from engine.store import StoreError
 from imgreg_gui.training.heatmap import HeatmapView
 from imgreg_gui.training.options import rank_command
 from imgreg_gui.training.panel import TrainPanel
@@ -135,7 +137,7 @@ class TrainingController(QObject):
         store = getattr(self.window, "store", None)
         try:
             self.train.set_label_counts(store.counts() if store is not None else None)
-        except Exception:  # a closed store while the window switches datasets
+        except (StoreError, sqlite3.Error):  # a closed store while the window switches datasets
             self.train.set_label_counts(None)
 
     def set_active_run(self, run_id: str | None, force: bool = False) -> None:

@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
 
 from imgreg_gui.training.options import DeviceQuery, OptionsForm, TrainOptions, train_command
 from imgreg_gui.training.plots import LrPlot, TrainingCurves, pick_error_metric
-from imgreg_gui.training.process import ChildProcess, ChildResult
+from imgreg_gui.training.process import ChildProcess, ChildResult, open_error_box
 
 CommandMaker = Callable[..., list[str]]
 
@@ -387,12 +387,5 @@ class TrainPanel(QWidget):
 
     def show_error(self, title: str, message: str, details: str = "") -> None:
         """A non-blocking error dialog (``open()``, so tests and the app keep running)."""
-        box = QMessageBox(
-            QMessageBox.Icon.Critical, title, message or title, QMessageBox.StandardButton.Ok, self
-        )
-        if details:
-            box.setDetailedText(details)
-        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        self.error_box = box
-        box.finished.connect(lambda _r: setattr(self, "error_box", None))
-        box.open()
+        self.error_box = open_error_box(self, title, message, details)
+        self.error_box.finished.connect(lambda _r: setattr(self, "error_box", None))

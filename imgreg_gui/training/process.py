@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, QTimer, Signal
+from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, Qt, QTimer, Signal
+from PySide6.QtWidgets import QMessageBox, QWidget
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TERMINAL = ("finished", "cancelled", "failed")
@@ -38,6 +39,18 @@ class ChildResult:
     def ok(self) -> bool:
         """Whether the child finished its job."""
         return self.status == "finished"
+
+
+def open_error_box(parent: QWidget, title: str, message: str, details: str = "") -> QMessageBox:
+    """A non-blocking error dialog (``open()``, so tests and the app keep running), deleted when closed."""
+    box = QMessageBox(
+        QMessageBox.Icon.Critical, title, message or title, QMessageBox.StandardButton.Ok, parent
+    )
+    if details:
+        box.setDetailedText(details)
+    box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+    box.open()
+    return box
 
 
 def _child_env(threads: int | None) -> QProcessEnvironment:

@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
 from imgreg_gui import settings
 from imgreg_gui.training.options import TrainOptions, rank_command
 from imgreg_gui.training.plots import ErrorHistogram
-from imgreg_gui.training.process import ChildProcess, ChildResult
+from imgreg_gui.training.process import ChildProcess, ChildResult, open_error_box
 from imgreg_gui.training.review_model import (  # noqa: F401  (ReviewRow, disagreement, ... are part of this API)
     ALL_GROUPS,
     COLUMNS,
@@ -55,6 +55,7 @@ class ReviewPanel(QWidget):
         self._by_name: dict[str, int] = {}
         self._last_shown: str | None = None
         self.error_box: QMessageBox | None = None
+        self._preds: dict[str, Any] = {}  # the predictions the rows were built from (edits keep them)
         self._syncing = False
         self.child = ChildProcess(self)
         self.child.ended.connect(self._on_rank_ended)
@@ -252,8 +253,9 @@ class ReviewPanel(QWidget):
             return
         ds, store = self.dataset, self.store
         rows: list[ReviewRow] = []
+        self._preds = {}
         if ds is not None and store is not None and self.source:
-            preds = store.predictions(self.source)
+            preds = self._preds = store.predictions(self.source)
             records = store.records()
             for it in ds.items:
                 p = preds.get(it.name)
@@ -316,16 +318,13 @@ class ReviewPanel(QWidget):
         store = self.store
         if store is None or not self.source or not self.model.rows:
             return
-        preds = None
         for name in names:
             i = self._by_name.get(name)
             if i is None:
                 continue
-            if preds is None:
-                preds = store.predictions(self.source)
             rec = store.record(name)
             r = self.model.rows[i]
-            p = preds.get(name)
+            p = self._preds.get(name)  # the rows were built from these: no store query per edit
             err = disagreement(p.pred, rec.effective, self.kind) if p is not None else None
             r.error = err if err is not None else r.error
             r.verified, r.source = rec.verified, rec.source
@@ -458,12 +457,8 @@ class ReviewPanel(QWidget):
             self.status.setText("Ranking cancelled.")
         else:
             self.status.setText("Ranking failed.")
-            box = QMessageBox(QMessageBox.Icon.Critical, "Ranking failed", res.message, parent=self)
-            box.setDetailedText(res.stderr_tail)
-            box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-            box.finished.connect(lambda _r: setattr(self, "error_box", None))
-            self.error_box = box
-            box.open()
+            self.error_box = open_error_box(self, "Ranking failed", res.message, res.stderr_tail)
+            self.error_box.finished.connect(lambda _r: setattr(self, "error_box", None))
 
     def shutdown(self) -> None:
         """Kill a running ranking (the window is closing)."""

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
 from PySide6.QtGui import QBrush, QColor
+
+from engine.core import label_distance
 
 COLUMNS = ("#", "Item", "Group", "Error", "Spread", "Status")
 SPREAD_COL = COLUMNS.index("Spread")
@@ -50,11 +51,8 @@ def disagreement(pred: Any, label: Any, kind: str = "point") -> float | None:
         return None
     if kind == "scalar" or len(pred) == 1 or len(label) == 1:
         return abs(float(pred[0]) - float(label[0]))
-    n = min(len(pred), len(label)) // 2
-    if n == 0:
-        return None
-    d = [math.hypot(pred[2 * i] - label[2 * i], pred[2 * i + 1] - label[2 * i + 1]) for i in range(n)]
-    return sum(d) / n
+    n = 2 * (min(len(pred), len(label)) // 2)
+    return label_distance(tuple(pred[:n]), tuple(label[:n])) if n else None
 
 
 @dataclass

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,8 +26,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from engine.store import StoreError
 from imgreg_gui.training.options import predict_command
-from imgreg_gui.training.process import ChildProcess, ChildResult
+from imgreg_gui.training.process import ChildProcess, ChildResult, open_error_box
 
 BASE_COLUMNS = ("Run", "Arch", "Head", "Size", "Epochs", "LR", "Train/valid", "Time", "Preds")
 METRIC_ORDER = ("mean_px", "median_px", "mae", "mean_error", "median_error", "valid_loss", "rmse")
@@ -276,7 +278,7 @@ class RunsPanel(QWidget):
     def _prediction_runs(self) -> list[str]:
         try:
             return list(self.store.prediction_runs()) if self.store is not None else []
-        except Exception:
+        except (StoreError, sqlite3.Error):  # a closed store while the window switches datasets
             return []
 
     def selected_run(self) -> str | None:
@@ -345,12 +347,8 @@ class RunsPanel(QWidget):
             self.status.setText("Prediction cancelled.")
         else:
             self.status.setText("Prediction failed.")
-            box = QMessageBox(QMessageBox.Icon.Critical, "Prediction failed", res.message, parent=self)
-            box.setDetailedText(res.stderr_tail)
-            box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-            box.finished.connect(lambda _r: setattr(self, "error_box", None))
-            self.error_box = box
-            box.open()
+            self.error_box = open_error_box(self, "Prediction failed", res.message, res.stderr_tail)
+            self.error_box.finished.connect(lambda _r: setattr(self, "error_box", None))
 
     def _update_buttons(self) -> None:
         busy = self.child.running
