@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import csv
 import io
-import json
 from pathlib import Path
 
 from PySide6.QtCore import Qt
@@ -85,38 +83,12 @@ def about_box(parent: QWidget) -> None:
 
 
 def write_labels(store: LabelStore, ds: Dataset, path: str | Path) -> int:
-    """Export effective labels to ``path`` (``.json`` → JSON, else CSV); returns the number of rows written."""
-    path = Path(path)
-    records = store.records()
-    rows = []
-    for it in ds.items:
-        rec = records.get(it.name)
-        label = rec.effective if rec else it.label
-        if label is None:
-            continue
-        rows.append(
-            (it.name, list(label), rec.source if rec else "original", bool(rec.verified) if rec else False)
-        )
-    if path.suffix.lower() == ".json":
-        data = {
-            "dataset": str(ds.root),
-            "format": ds.format,
-            "kind": ds.kind,
-            "labels": [{"image": n, "label": lab, "source": s, "verified": v} for n, lab, s, v in rows],
-        }
-        atomic_write_text(path, json.dumps(data, indent=1))
-    else:
-        width = max((len(lab) for _, lab, _, _ in rows), default=2)
-        if ds.kind == "scalar":
-            cols = ["value"]
-        elif width == 2:
-            cols = ["x", "y"]
-        else:
-            cols = [f"{c}{i // 2 + 1}" for i, c in zip(range(width), "xy" * width)]
-        buf = io.StringIO(newline="")
-        w = csv.writer(buf)
-        w.writerow(["image", *cols, "source", "verified"])
-        for n, lab, s, v in rows:
-            w.writerow([n, *(repr(float(x)) for x in lab), s, int(v)])
-        atomic_write_text(path, buf.getvalue())
+    """Export effective labels as ``imgreg labels`` does (``.json`` -> JSON, else CSV); returns the row count."""
+    from engine.cli import label_columns, label_rows
+    from engine.cli import write_labels as write_rows
+
+    rows = label_rows(ds, store)
+    buf = io.StringIO(newline="")
+    write_rows(rows, label_columns(ds), "json" if Path(path).suffix.lower() == ".json" else "csv", buf)
+    atomic_write_text(Path(path), buf.getvalue())
     return len(rows)
