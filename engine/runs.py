@@ -1,10 +1,10 @@
-"""Run folders: ids, saving and loading config, history, weights (state dict only) and summary."""
+"""Run folders with models: saving a trained run and rebuilding its model (state dict only, never pickles)."""
 
 from __future__ import annotations
 
 import csv
+import io
 import json
-import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -14,16 +14,23 @@ from torch import nn
 
 from engine.arch import ModelConfig, WeightsError, build_model, load_state_dict
 from engine.atomic import atomic_write_text
-
-CONFIG = "config.json"
-HISTORY = "history.csv"
-WEIGHTS = "model.safetensors"
-SUMMARY = "summary.json"
-RUN_FORMAT = 1
-
-
-class RunError(Exception):
-    """A run folder is missing, incomplete or unreadable."""
+from engine.runfiles import (  # noqa: F401 (re-exported: the run-folder API lives in one place)
+    CONFIG,
+    HISTORY,
+    RUN_FORMAT,
+    SUMMARY,
+    WEIGHTS,
+    RunError,
+    is_run,
+    list_runs,
+    new_run_id,
+    read_history,
+    read_json,
+    read_summary,
+    resolve_run,
+    runs_dir,
+    write_json,
+)
 
 
 @dataclass
@@ -35,22 +42,6 @@ class LoadedRun:
     cfg: ModelConfig
     model: nn.Module
     summary: dict[str, Any]
-
-
-def runs_dir(store_dir: Path) -> Path:
-    """The folder holding the runs of a store (``<store.dir>/runs``)."""
-    return Path(store_dir) / "runs"
-
-
-def new_run_id(parent: Path, prefix: str = "") -> str:
-    """A fresh, sortable run id (``YYYYmmdd-HHMMSS`` plus a counter when taken) not yet used in ``parent``."""
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    base = f"{prefix}{stamp}"
-    run_id, n = base, 1
-    while (parent / run_id).exists():
-        n += 1
-        run_id = f"{base}-{n}"
-    return run_id
 
 
 def model_config_dict(cfg: ModelConfig) -> dict[str, Any]:
@@ -77,20 +68,6 @@ def config_from_dict(d: dict[str, Any]) -> ModelConfig:
     return ModelConfig(**kw)
 
 
-def _json_default(o: Any) -> Any:
-    """JSON for paths, tuples and numpy scalars."""
-    if isinstance(o, Path):
-        return str(o)
-    if hasattr(o, "item"):
-        return o.item()
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-
-
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write JSON atomically (temporary file, then rename)."""
-    atomic_write_text(path, json.dumps(data, indent=2, default=_json_default, allow_nan=True))
-
-
 def save_state_dict(path: Path, sd: dict[str, torch.Tensor]) -> None:
     """Save a state dict as safetensors (contiguous CPU copies; no pickled code)."""
     from safetensors.torch import save_file
@@ -113,54 +90,13 @@ def save_run(
     conf = {"format": RUN_FORMAT, **model_config_dict(cfg), "weights_file": WEIGHTS, **(extra_config or {})}
     write_json(run_dir / CONFIG, conf)
     cols = list(dict.fromkeys(k for row in history for k in row))
-    with open(run_dir / HISTORY, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=cols)
-        w.writeheader()
-        w.writerows(history)
+    buf = io.StringIO(newline="")
+    w = csv.DictWriter(buf, fieldnames=cols)
+    w.writeheader()
+    w.writerows(history)
+    atomic_write_text(run_dir / HISTORY, buf.getvalue())
     # summary.json last: its presence marks the run as complete
     write_json(run_dir / SUMMARY, summary)
-
-
-def read_history(run_dir: Path) -> list[dict[str, str]]:
-    """Rows of ``history.csv`` (strings, as written)."""
-    path = Path(run_dir) / HISTORY
-    if not path.is_file():
-        return []
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
-
-
-def read_summary(run_dir: Path) -> dict[str, Any]:
-    """The run's ``summary.json`` ({} when absent or unreadable)."""
-    try:
-        return json.loads((Path(run_dir) / SUMMARY).read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-def is_run(path: Path) -> bool:
-    """Whether ``path`` is a run folder (has config.json and weights)."""
-    path = Path(path)
-    return (path / CONFIG).is_file() and any((path / n).is_file() for n in (WEIGHTS, "model.pth"))
-
-
-def list_runs(store_dir: Path) -> list[Path]:
-    """Complete run folders of a store, oldest first."""
-    parent = runs_dir(store_dir)
-    if not parent.is_dir():
-        return []
-    return sorted(p for p in parent.iterdir() if p.is_dir() and is_run(p))
-
-
-def resolve_run(spec: str | Path, store_dir: Path | None = None) -> Path:
-    """A run folder from a run id of the store or a path to any run folder (RunError otherwise)."""
-    path = Path(spec)
-    if is_run(path):
-        return path
-    if store_dir is not None and is_run(runs_dir(store_dir) / str(spec)):
-        return runs_dir(store_dir) / str(spec)
-    known = ", ".join(p.name for p in list_runs(store_dir)) if store_dir is not None else ""
-    raise RunError(f"unknown run {spec!r}" + (f" (runs: {known})" if known else " (no runs yet)"))
 
 
 def load_run(run_dir: Path | str) -> LoadedRun:

@@ -53,7 +53,10 @@ def test_importing_the_engine_core_loads_no_qt() -> None:
     assert out.stdout.strip() == "[]"
 
 
-def test_cli_info_does_not_load_torch() -> None:
-    code = "import sys, engine.cli; engine.cli.build_parser(); print([m for m in ('torch', 'fastai') if m in sys.modules])"
+def test_cli_and_the_modules_the_gui_reads_do_not_load_torch() -> None:
+    code = (
+        "import sys, engine.cli, engine.runfiles, engine.heatmaps; engine.cli.build_parser();"
+        "print([m for m in ('torch', 'fastai') if m in sys.modules])"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

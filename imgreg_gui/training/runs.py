@@ -4,7 +4,6 @@ Predict all (a supervised ``imgreg predict`` child that stores predictions for e
 from __future__ import annotations
 
 import csv
-import json
 import math
 import sqlite3
 import time
@@ -26,6 +25,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from engine import runfiles
 from engine.store import StoreError
 from imgreg_gui.training.options import predict_command
 from imgreg_gui.training.process import ChildProcess, ChildResult, open_error_box
@@ -80,7 +80,7 @@ class RunRecord:
 
 def is_spatial(run_dir: Path) -> bool:
     """Whether a run's model has the spatial heatmap head (its config.json says so)."""
-    return _read_json(Path(run_dir) / "config.json").get("head") == "spatial"
+    return runfiles.read_json(Path(run_dir) / runfiles.CONFIG).get("head") == "spatial"
 
 
 def run_columns(r: RunRecord, has_preds: bool) -> list[str]:
@@ -114,14 +114,6 @@ def run_columns(r: RunRecord, has_preds: bool) -> list[str]:
     ]
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def load_runs(runs_dir: Path) -> list[RunRecord]:
     """Every run folder holding a config.json or summary.json, newest first."""
     if not runs_dir.is_dir():
@@ -132,29 +124,32 @@ def load_runs(runs_dir: Path) -> list[RunRecord]:
             continue
         created = min((p.stat().st_mtime for p in d.iterdir() if p.is_file()), default=d.stat().st_mtime)
         out.append(
-            RunRecord(d.name, d, _read_json(d / "config.json"), _read_json(d / "summary.json"), created)
+            RunRecord(
+                d.name,
+                d,
+                runfiles.read_json(d / "config.json"),
+                runfiles.read_json(d / "summary.json"),
+                created,
+            )
         )
     out.sort(key=lambda r: (r.created, r.run_id), reverse=True)
     return out
 
 
 def read_history(run_dir: Path) -> list[dict[str, Any]]:
-    """A run's ``history.csv`` as rows of floats (empty when missing or unreadable)."""
+    """A run's ``history.csv`` as rows of floats where the text is a number (empty when missing or unreadable)."""
     try:
-        with open(run_dir / "history.csv", newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
+        rows = runfiles.read_history(run_dir)
     except (OSError, csv.Error):
         return []
-    out = []
-    for row in rows:
-        conv: dict[str, Any] = {}
-        for k, v in row.items():
-            try:
-                conv[k] = float(v)
-            except (TypeError, ValueError):
-                conv[k] = v
-        out.append(conv)
-    return out
+    return [{k: _number(v) for k, v in row.items()} for row in rows]
+
+
+def _number(v: Any) -> Any:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return v
 
 
 def metric_columns(runs: list[RunRecord]) -> list[str]:
@@ -232,7 +227,7 @@ class RunsPanel(QWidget):
         """Show the runs of this dataset's store (None: nothing open)."""
         self.dataset_path = dataset_path
         self.store = store
-        self.runs_dir = Path(store.dir) / "runs" if store is not None else None
+        self.runs_dir = runfiles.runs_dir(store.dir) if store is not None else None
         self.refresh()
 
     def refresh(self, select: str | None = None) -> None:
