@@ -150,6 +150,22 @@ class CancelCheck(Callback):
             raise CancelFitException()
 
 
+class LRFindProgress(Callback):
+    """Sends ``lr_find_progress`` {done, total} events while the LR finder runs (at most ``rate`` per second)."""
+
+    order = 60  # after fastai's LRFinder (order 50), so its stop decision is already made
+
+    def __init__(self, on_event: OnEvent, total: int = 100, rate: float = 10.0) -> None:
+        self.on_event, self.total, self.gap, self.last = on_event, total, 1.0 / rate, 0.0
+
+    def after_batch(self) -> None:
+        """Report the batch count, throttled."""
+        now = time.monotonic()
+        if now - self.last >= self.gap:
+            self.last = now
+            self.on_event({"type": "lr_find_progress", "done": self.learn.train_iter, "total": self.total})
+
+
 class PixelError(Metric):
     """Mean or median per-sample point error in original-image pixels over the validation set.
 

@@ -188,8 +188,9 @@ class Reporter:
             self._line(f"lr_find suggests {e['suggestion']:.2e}")
         elif t == "fold":
             self._line(f"--- fold {e['fold']}/{e['folds']} ---")
-        elif t == "predict_progress":
-            self.err.write(f"\rpredicted {e['done']}/{e['total']}")
+        elif t in ("predict_progress", "lr_find_progress"):
+            what = "predicted" if t == "predict_progress" else "lr_find batch"
+            self.err.write(f"\r{what} {e['done']}/{e['total']}")
             self.err.flush()
             self._bar = True
         elif t in ("failed", "cancelled"):

@@ -24,7 +24,7 @@ from fastcore.basics import noop
 from torch import nn
 
 from engine.arch import ModelConfig, build_model
-from engine.callbacks import CancelCheck, EngineCallback, FitState, PixelError
+from engine.callbacks import CancelCheck, EngineCallback, FitState, LRFindProgress, PixelError
 from engine.core import Cancelled, CancelToken, Dataset, OnEvent, no_event
 from engine.data import Sample, make_dls, scalar_range, split_groups, usable_samples
 from engine.runs import new_run_id, runs_dir, save_run
@@ -188,8 +188,8 @@ def _run_lr_find(learn: Learner, on_event: OnEvent, cancel: CancelToken | None =
     """Run fastai's LR finder silently, emit ``lr_find`` with the curve, return the suggestion (valley)."""
     res = None
     try:
-        with learn.added_cbs(CancelCheck(cancel)):
-            res = learn.lr_find(show_plot=False)
+        with learn.added_cbs([CancelCheck(cancel), LRFindProgress(on_event, total=100)]):
+            res = learn.lr_find(num_it=100, show_plot=False)
     except (IndexError, ValueError):
         # fastai's suggestion code fails on an empty curve, which is what a cancel at the first batch leaves
         if not (cancel is not None and cancel.now):

@@ -159,6 +159,8 @@ def test_lr_find_only(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["train", str(tmp_path / "ds"), *FAST, "--bs", "2", "--lr-find", "--json"]) == 0
     events = json_lines(capsys.readouterr().out)
     assert [e["type"] for e in events][-2:] == ["lr_find", "summary"]
+    progress = [e for e in events if e["type"] == "lr_find_progress"]
+    assert progress and all(0 < e["done"] <= e["total"] == 100 for e in progress)
     assert events[-1]["suggestion"] == events[-2]["suggestion"] > 0
 
 

@@ -306,6 +306,9 @@ class TrainPanel(QWidget):
             self._fold, self._folds = int(ev.get("fold") or 1), max(1, int(ev.get("folds") or 1))
             self.live.curves.clear("MAE" if self.kind == "scalar" else "px")
             self.live.curves.set_title(f"Out-of-fold model {self._fold} of {self._folds} (live)")
+        elif kind == "lr_find_progress":
+            self.batch_bar.setRange(0, max(1, int(ev.get("total") or 1)))
+            self.batch_bar.setValue(int(ev.get("done") or 0))
         elif kind == "predict_progress":
             self.batch_bar.setRange(0, max(1, int(ev.get("total") or 1)))
             self.batch_bar.setValue(int(ev.get("done") or 0))
