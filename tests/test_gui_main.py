@@ -333,3 +333,18 @@ def test_a_corrected_problem_item_shows_its_correction() -> None:
     assert item_status(it, None) == "problem"
     assert item_status(it, LabelRecord("01/a.png", None, None, "original", False)) == "problem"
     assert item_status(it, LabelRecord("01/a.png", None, (1.0, 2.0), "corrected", False)) == "corrected"
+
+
+def test_multi_point_labels_draw_every_point_and_tab_picks_the_one_to_nudge(qtbot, win, tmp_path):
+    root = make_folder(tmp_path / "two", n=1, size=(80, 60)).root
+    (root / "labels.csv").write_text("image,x1,y1,x2,y2\nimg_000.png,10.5,20.5,50.0,30.0\n")
+    open_ds(qtbot, win, root)
+    assert win.dataset.n_points == 2 and win.canvas.label == (10.5, 20.5, 50.0, 30.0)
+    win.canvas.setFocus()
+    QTest.keyClick(win.canvas, Qt.Key.Key_Right)
+    assert label(win) == (11.5, 20.5, 50.0, 30.0)
+    QTest.keyClick(win.canvas, Qt.Key.Key_Tab)
+    QTest.keyClick(win.canvas, Qt.Key.Key_Down, Qt.KeyboardModifier.ShiftModifier)
+    assert label(win) == (11.5, 20.5, 50.0, 40.0)
+    win.undo_stack.undo()  # the nudges of one visit, on either point, are one undo step
+    assert label(win) == (10.5, 20.5, 50.0, 30.0)
