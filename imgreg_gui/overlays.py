@@ -40,6 +40,18 @@ def heat_lut(opacity: float = HEAT_OPACITY) -> np.ndarray:
 HEAT_LUT = heat_lut()
 
 
+def heat_contrast(gray: np.ndarray) -> np.ndarray:
+    """Values above the map's median, stretched to 0-255: a flat map (a model that localises nothing) shows nothing.
+
+    Stored maps are scaled to their own peak, so without this a near-uniform map would paint the whole image hot.
+    """
+    g = np.asarray(gray, dtype=np.float32)
+    floor, peak = float(np.median(g)), float(g.max(initial=0.0))
+    if peak - floor < 8:
+        return np.zeros(g.shape, np.uint8)
+    return np.clip((g - floor) * (255.0 / (peak - floor)), 0, 255).astype(np.uint8)
+
+
 def heatmap_image(gray: np.ndarray, size: tuple[int, int]) -> QImage:
     """A small uint8 heatmap ``(h, w)`` as a coloured, semi-transparent RGBA image for an image of ``size`` (W, H).
 
@@ -49,7 +61,7 @@ def heatmap_image(gray: np.ndarray, size: tuple[int, int]) -> QImage:
     """
     h, w = gray.shape
     tw, th = min(size[0], w * HEAT_UPSAMPLE), min(size[1], h * HEAT_UPSAMPLE)
-    big = cv2.resize(np.ascontiguousarray(gray, dtype=np.uint8), (tw, th), interpolation=cv2.INTER_LINEAR)
+    big = cv2.resize(heat_contrast(gray), (tw, th), interpolation=cv2.INTER_LINEAR)
     rgba = np.ascontiguousarray(HEAT_LUT[big])
     return QImage(rgba.data, tw, th, 4 * tw, QImage.Format.Format_RGBA8888).copy()
 

@@ -190,3 +190,15 @@ def test_v_and_ctrl_enter_move_on_with_then_next(qtbot, window) -> None:
     qtbot.keyClick(window.canvas, Qt.Key.Key_V)
     qtbot.waitUntil(lambda: not store.record(queue[2]).verified, timeout=5000)
     assert window.current_item_name() == queue[2]
+
+
+def test_a_flat_heatmap_paints_nothing_and_a_peak_stays_hot() -> None:
+    import numpy as np
+
+    from imgreg_gui.overlays import heat_contrast
+
+    assert heat_contrast(np.full((6, 8), 255, np.uint8)).max() == 0
+    peaked = np.zeros((6, 8), np.uint8)
+    peaked[2, 3] = 255
+    out = heat_contrast(peaked)
+    assert out[2, 3] == 255 and out.sum() == 255
