@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -37,3 +39,17 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+def run_headless(code: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    """Run Python ``code`` in a fresh process at the repo root: offscreen Qt, its own settings and data folders."""
+    env = {
+        "QT_QPA_PLATFORM": "offscreen",
+        "IMGREG_SETTINGS_DIR": str(tmp_path / "s"),
+        "IMGREG_DATA_DIR": str(tmp_path / "d"),
+        "PATH": "/usr/bin:/bin",
+    }
+    root = Path(__file__).resolve().parents[1]
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, env=env, timeout=120
+    )

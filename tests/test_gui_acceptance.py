@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import run_headless
 from PySide6.QtCore import QPoint, Qt
 from PySide6.QtTest import QTest
 
@@ -16,8 +15,6 @@ from imgreg_gui.app import is_loaded
 from imgreg_gui.main_window import MainWindow
 from imgreg_gui.training.options import OptionsForm
 from imgreg_gui.training.runs import BASE_COLUMNS, RunsPanel
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -69,15 +66,7 @@ print(first, len(strays(w)), live)
 def test_no_stray_tab_strips_over_the_panels(tmp_path):
     # Docks tabified before show (and a restored layout) left orphan tab bars painted over the dataset list.
     # Seen only in a fresh process with the app's own QApplication, hence the subprocess.
-    env = {
-        "QT_QPA_PLATFORM": "offscreen",
-        "IMGREG_SETTINGS_DIR": str(tmp_path / "s"),
-        "IMGREG_DATA_DIR": str(tmp_path / "d"),
-        "PATH": "/usr/bin:/bin",
-    }
-    out = subprocess.run(
-        [sys.executable, "-c", STRAY_CHECK], cwd=ROOT, capture_output=True, text=True, env=env, timeout=120
-    )
+    out = run_headless(STRAY_CHECK, tmp_path)
     assert out.returncode == 0, out.stderr
     first, second, live = out.stdout.strip().splitlines()[-1].split(" ", 2)
     assert (first, second) == ("0", "0")

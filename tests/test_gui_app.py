@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 from pathlib import Path
 
+from conftest import run_headless
 from PySide6.QtGui import QImage
 
 from engine.synth import make_biwi, make_scalar_csv
 from imgreg_gui.app import is_loaded, main
 from imgreg_gui.demo import DONE_MARK, ensure_demo
 from imgreg_gui.main_window import MainWindow
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def open_ds(qtbot, w: MainWindow, root: Path) -> None:
@@ -30,15 +27,7 @@ def test_startup_does_not_import_torch_or_fastai(tmp_path):
         "from imgreg_gui.main_window import MainWindow; w = MainWindow(); w.show(); app.processEvents();"
         "print([m for m in ('torch', 'fastai', 'torchvision') if m in sys.modules])"
     )
-    env = {
-        "QT_QPA_PLATFORM": "offscreen",
-        "IMGREG_SETTINGS_DIR": str(tmp_path / "s"),
-        "IMGREG_DATA_DIR": str(tmp_path / "d"),
-        "PATH": "/usr/bin:/bin",
-    }
-    out = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, env=env, timeout=120
-    )
+    out = run_headless(code, tmp_path)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "[]"
 
