@@ -40,7 +40,15 @@ def easy_points(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_cfg(**kw) -> TrainConfig:
     """A fast CPU config on the tiny CoordConv net."""
     base = dict(
-        arch="tiny", head="pooled", pretrained=False, size=(48, 64), bs=8, lr=3e-3, ps=0.0, epochs=2, device="cpu"
+        arch="tiny",
+        head="pooled",
+        pretrained=False,
+        size=(48, 64),
+        bs=8,
+        lr=3e-3,
+        ps=0.0,
+        epochs=2,
+        device="cpu",
     )
     return TrainConfig(**{**base, **kw})
 
