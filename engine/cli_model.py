@@ -89,6 +89,12 @@ def _add_train_options(s: argparse.ArgumentParser) -> None:
         choices=["auto", "spatial", "pooled"],
         help="point head: spatial heatmap (auto's choice for points) or the book's pooled head; scalars use pooled",
     )
+    s.add_argument(
+        "--stride",
+        type=int,
+        choices=[8, 16],
+        help="spatial head: backbone output stride (default 16; 8 is finer and slower)",
+    )
     s.add_argument("--scalar-head", default="fastai", choices=["fastai", "custom"])
     s.add_argument("--ps", type=float, default=0.5, help="head dropout")
     s.add_argument("--schedule", choices=["fine_tune", "one_cycle"])
@@ -249,8 +255,8 @@ def train_config(args: argparse.Namespace, rep: Reporter | None = None) -> Any:
             rep({"type": "note", "message": f"no cached ImageNet weights for {args.arch}: random weights"})
 
     return TrainConfig(
-        arch=args.arch, head=args.head, scalar_head=args.scalar_head, size=tuple(args.size), ps=args.ps,
-        pretrained=pretrained, weights=args.weights, epochs=args.epochs,
+        arch=args.arch, head=args.head, spatial_stride=args.stride, scalar_head=args.scalar_head,
+        size=tuple(args.size), ps=args.ps, pretrained=pretrained, weights=args.weights, epochs=args.epochs,
         lr=args.lr, bs=args.bs, valid_groups=args.valid_groups, valid_pct=args.valid_pct, seed=args.seed,
         schedule=args.schedule, freeze_epochs=args.freeze_epochs, sizes=args.sizes, device=args.device,
         augment=not args.no_augment,

@@ -174,3 +174,14 @@ def test_pretrained_if_cached_falls_back_to_random_weights(
     events = json_lines(capsys.readouterr().out)
     assert events[0] == {"type": "note", "message": "no cached ImageNet weights for resnet18: random weights"}
     assert events[-1]["type"] == "summary" and events[-1]["run_id"]
+
+
+def test_spatial_stride_is_an_option_saved_with_the_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    make_biwi(tmp_path / "ds", groups=2, frames=4, size=(64, 48))
+    assert main(["train", str(tmp_path / "ds"), *FAST, "--stride", "8", "--epochs", "1", "--json"]) == 0
+    summary = json_lines(capsys.readouterr().out)[-1]
+    conf = json.loads((Path(summary["run_dir"]) / "config.json").read_text())
+    assert conf["head"] == "spatial" and conf["spatial_stride"] == 8
+    assert main(["predict", summary["run_id"], str(tmp_path / "ds"), "--json"]) == 0
