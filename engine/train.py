@@ -210,7 +210,10 @@ def prepare(
     """Usable samples and a config completed from the data (kind, n_points, y_range)."""
     found = usable_samples(ds, store)
     if len(found.samples) < 2:
-        raise TrainingError(f"need at least 2 usable labelled items, found {len(found.samples)}")
+        raise TrainingError(
+            f"need at least 2 usable labelled items, found {len(found.samples)}: label items by clicking on the "
+            "image in imgreg-gui or with `imgreg correct`"
+        )
     head = cfg.head if cfg.head != "auto" else "spatial"
     # The spatial head localises points; a scalar target has nothing to localise.
     cfg = replace(cfg, kind=ds.kind, n_points=ds.n_points, head=head if ds.kind == "point" else "pooled")
