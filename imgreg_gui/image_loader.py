@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections import OrderedDict
 from pathlib import Path
 
@@ -83,13 +84,19 @@ class ImageLoader(QObject):
     failed = Signal(str, str)
 
     def __init__(
-        self, capacity: int = 48, threads: int = 2, max_bytes: int = 512 << 20, parent: QObject | None = None
+        self,
+        capacity: int = 48,
+        threads: int | None = None,
+        max_bytes: int = 512 << 20,
+        parent: QObject | None = None,
     ) -> None:
         super().__init__(parent)
         self.capacity = capacity
         self.max_bytes = max_bytes
         self._bytes = 0
         self.pool = QThreadPool(self)
+        # Leave a core to the GUI thread: on 2 cores a second decoder doubled the p95 step time (bench_gui.py).
+        threads = threads if threads is not None else min(2, (os.cpu_count() or 2) - 1)
         self.pool.setMaxThreadCount(max(1, threads))
         self._cache: OrderedDict[str, QImage] = OrderedDict()
         self._errors: dict[str, str] = {}
