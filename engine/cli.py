@@ -10,6 +10,7 @@ import math
 import statistics
 import sys
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -190,6 +191,7 @@ def cmd_labels(args: argparse.Namespace) -> int:
 
 
 def _edit(args: argparse.Namespace, action: str) -> int:
+    """``imgreg correct | revert | verify``."""
     ds, store = open_with_store(args.dataset)
     with store:
         _require_item(ds, args.item)
@@ -226,18 +228,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("item")
     s.add_argument("coords", nargs="*", type=float, metavar="X Y")
     s.add_argument("--value", type=float)
-    s.set_defaults(func=lambda a: _edit(a, "correct"))
+    s.set_defaults(func=partial(_edit, action="correct"))
 
     s = sub.add_parser("revert", help="restore an item's original label")
     s.add_argument("dataset")
     s.add_argument("item")
-    s.set_defaults(func=lambda a: _edit(a, "revert"))
+    s.set_defaults(func=partial(_edit, action="revert"))
 
     s = sub.add_parser("verify", help="mark an item's label as verified")
     s.add_argument("dataset")
     s.add_argument("item")
     s.add_argument("--unset", action="store_true", help="clear the verified flag")
-    s.set_defaults(func=lambda a: _edit(a, "verify"))
+    s.set_defaults(func=partial(_edit, action="verify"))
 
     try:
         from engine import cli_model

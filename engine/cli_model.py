@@ -48,6 +48,16 @@ def parse_size(text: str) -> tuple[int, int]:
     return parts[0], parts[1]
 
 
+def parse_sizes(text: str) -> list[tuple[int, int]]:
+    """Comma-separated ``HxW`` sizes."""
+    return [parse_size(p) for p in text.split(",")]
+
+
+def parse_list(text: str) -> list[str]:
+    """A comma-separated list (empty entries dropped)."""
+    return [g for g in text.split(",") if g]
+
+
 def parse_lr(text: str) -> float | None:
     """A learning rate, or ``find`` to run the LR finder first."""
     if text.lower() in ("find", "auto"):
@@ -67,11 +77,9 @@ def _add_train_options(s: argparse.ArgumentParser) -> None:
     s.add_argument("--epochs", type=int, default=5)
     s.add_argument("--lr", type=parse_lr, default=2e-3, help="learning rate, or 'find' for the LR finder")
     s.add_argument("--size", type=parse_size, default=(240, 320), help="input size HxW (default 240x320)")
-    s.add_argument(
-        "--sizes", type=lambda t: [parse_size(p) for p in t.split(",")], help="progressive resizing"
-    )
+    s.add_argument("--sizes", type=parse_sizes, help="progressive resizing, e.g. 120x160,240x320")
     s.add_argument("--bs", type=int, default=16)
-    s.add_argument("--valid-groups", type=lambda t: [g for g in t.split(",") if g], help="e.g. 07,08")
+    s.add_argument("--valid-groups", type=parse_list, help="e.g. 07,08")
     s.add_argument("--valid-pct", type=float, default=0.2)
     s.add_argument("--seed", type=int, default=42)
     w = s.add_mutually_exclusive_group()

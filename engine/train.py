@@ -28,6 +28,7 @@ from engine.callbacks import CancelCheck, EngineCallback, FitState, LRFindProgre
 from engine.core import Cancelled, CancelToken, Dataset, OnEvent, no_event
 from engine.data import Sample, make_dls, scalar_range, split_groups, usable_samples
 from engine.runs import new_run_id, runs_dir, save_run
+from engine.store_location import store_dir
 
 
 class TrainingError(Exception):
@@ -386,8 +387,8 @@ def train(
 
 
 def _store_dir(ds: Dataset, store: object | None) -> Path:
-    """The store's folder, or ``<root>/.imgreg`` when training without a store."""
-    return Path(store.dir) if store is not None else Path(ds.root) / ".imgreg"
+    """The store's folder, or where the dataset's store would live (read-only datasets included) without one."""
+    return Path(store.dir) if store is not None else store_dir(ds.root)
 
 
 def lr_find(

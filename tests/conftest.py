@@ -53,3 +53,27 @@ def run_headless(code: str, tmp_path: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, env=env, timeout=120
     )
+
+
+@pytest.fixture
+def training_window(qtbot):
+    """A factory: the main window opened on a dataset, its training UI ready; shut down at the end."""
+    from imgreg_gui.main_window import MainWindow
+
+    wins = []
+
+    def open_window(root: Path) -> MainWindow:
+        win = MainWindow()
+        qtbot.addWidget(win)
+        win.open_dataset(root)
+        qtbot.waitUntil(
+            lambda: win.dataset is not None and win.current_item_name() is not None, timeout=20000
+        )
+        qtbot.waitUntil(lambda: win.training.train.dataset_path is not None, timeout=5000)
+        wins.append(win)
+        return win
+
+    yield open_window
+    for win in wins:
+        win.training.shutdown()
+        win.close()

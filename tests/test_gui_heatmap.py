@@ -17,21 +17,12 @@ from engine.heatmaps import heatmap_path, write_heatmap  # noqa: E402
 from engine.store import PredictionRow  # noqa: E402
 from engine.synth import make_biwi  # noqa: E402
 from imgreg_gui import settings  # noqa: E402
-from imgreg_gui.main_window import MainWindow  # noqa: E402
 from imgreg_gui.training.review_model import ReviewRow, order_key  # noqa: E402
 
 
 @pytest.fixture
-def window(qtbot, tmp_path: Path):
-    make_biwi(tmp_path / "biwi", groups=2, frames=4, size=(64, 48))
-    win = MainWindow()
-    qtbot.addWidget(win)
-    win.open_dataset(tmp_path / "biwi")
-    qtbot.waitUntil(lambda: win.dataset is not None and win.current_item_name() is not None, timeout=20000)
-    qtbot.waitUntil(lambda: win.training.train.dataset_path is not None, timeout=5000)
-    yield win
-    win.training.shutdown()
-    win.close()
+def window(training_window, tmp_path: Path):
+    return training_window(make_biwi(tmp_path / "biwi", groups=2, frames=4, size=(64, 48)).root)
 
 
 def make_run(win, run_id: str, head: str, maps: bool, spreads: bool = True) -> Path:

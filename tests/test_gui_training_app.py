@@ -15,7 +15,6 @@ from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from engine.store import PredictionRow  # noqa: E402
 from engine.synth import make_biwi  # noqa: E402
-from imgreg_gui.main_window import MainWindow  # noqa: E402
 from imgreg_gui.training.controller import TrainingController  # noqa: E402
 from imgreg_gui.training.options import TrainOptions  # noqa: E402
 
@@ -24,16 +23,8 @@ HAS_TRAIN_CLI = importlib.util.find_spec("engine.cli_model") is not None
 
 
 @pytest.fixture
-def window(qtbot, tmp_path: Path):
-    make_biwi(tmp_path / "biwi", groups=2, frames=5, size=(64, 48), corrupt=2)
-    win = MainWindow()
-    qtbot.addWidget(win)
-    win.open_dataset(tmp_path / "biwi")
-    qtbot.waitUntil(lambda: win.dataset is not None and win.current_item_name() is not None, timeout=20000)
-    qtbot.waitUntil(lambda: win.training.train.dataset_path is not None, timeout=5000)
-    yield win
-    win.training.shutdown()
-    win.close()
+def window(training_window, tmp_path: Path):
+    return training_window(make_biwi(tmp_path / "biwi", groups=2, frames=5, size=(64, 48), corrupt=2).root)
 
 
 def fake_maker(*args: str):
