@@ -71,6 +71,7 @@ class MainWindow(EditingMixin, QMainWindow):
         self._current: str | None = None
         self._wanted: str | None = None
         self._worker: OpenWorker | None = None
+        self._problems_of: tuple[Dataset | None, int] = (None, 0)  # problem count of the open index
         self._old_workers: list[OpenWorker] = []
         self._nudge_session = 0
         self._docks: dict[str, QDockWidget] = {}
@@ -405,7 +406,12 @@ class MainWindow(EditingMixin, QMainWindow):
             self.status.set_summary("No dataset" if self._worker is None else "Indexing…")
             return
         c = self.store.counts() if self.store else {"corrected": 0, "verified": 0}
-        probs = len({it.name for it in ds.items if it.problem} | {p.item for p in ds.problems})
+        if self._problems_of[0] is not ds:  # the index is fixed once open: count once, not per edit
+            self._problems_of = (
+                ds,
+                len({it.name for it in ds.items if it.problem} | {p.item for p in ds.problems}),
+            )
+        probs = self._problems_of[1]
         text = f"{ds.format} · {len(ds.items):,} items · {c['corrected']:,} corrected · {c['verified']:,} verified"
         if probs:
             text += f" · {probs:,} problems"
