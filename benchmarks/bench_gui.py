@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from engine import synth  # noqa: E402
+from engine.data import synth  # noqa: E402
 
 N_FRAMES, N_GROUPS, N_IMAGES, W, H = 15_677, 24, 6, 640, 480
 

@@ -22,9 +22,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine import synth  # noqa: E402
-from engine.formats import open_dataset  # noqa: E402
-from engine.formats.biwi import label_of, parse_cal, read_small  # noqa: E402
+from engine.data import (
+    open_dataset,  # noqa: E402
+    synth,  # noqa: E402
+)
+from engine.data.biwi import label_of, parse_cal, read_small  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 N_FRAMES, N_GROUPS, GENFROMTXT_SAMPLE = 15_677, 24, 600

@@ -25,7 +25,7 @@ import numpy as np  # noqa: E402
 from PySide6.QtCore import QElapsedTimer, QTimer  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
-from engine.synth import make_biwi  # noqa: E402
+from engine.data.synth import make_biwi  # noqa: E402
 from imgreg_gui.training.options import TrainOptions  # noqa: E402
 
 BEAT_MS = 10

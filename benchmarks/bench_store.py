@@ -12,7 +12,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engine.core import Dataset, Item  # noqa: E402
-from engine.store import LabelStore, PredictionRow  # noqa: E402
+from engine.labels.store import LabelStore, PredictionRow  # noqa: E402
 
 N = 15_000
 

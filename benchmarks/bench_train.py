@@ -1,8 +1,8 @@
 """Engine training and prediction throughput against plain PyTorch on the same model, batch and input size.
 
-Training: images/s of ``engine.train.fit`` (fastai Learner with the engine's callbacks and metrics, one-cycle, per-epoch
+Training: images/s of ``engine.learn.train.fit`` (fastai Learner with the engine's callbacks and metrics, one-cycle, per-epoch
 validation) against a hand-written loop that loads the same files, trains with Adam + MSE and validates each epoch.
-The first epoch of each is a warm-up and not timed. Prediction: ``engine.predict.predict`` (run folder reload, threaded
+The first epoch of each is a warm-up and not timed. Prediction: ``engine.learn.predict.predict`` (run folder reload, threaded
 decoding, pixel conversion, errors) against a plain batched forward pass over the same files.
 Prints one JSON object as the last line.
 """
@@ -21,17 +21,18 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.arch import build_model  # noqa: E402
-from engine.data import (  # noqa: E402
+from engine.data import open_dataset  # noqa: E402
+from engine.data.images import load_image  # noqa: E402
+from engine.data.synth import make_biwi  # noqa: E402
+from engine.learn.arch import build_model  # noqa: E402
+from engine.learn.device import resolve_device  # noqa: E402
+from engine.learn.dls import (  # noqa: E402
     split_groups,  # noqa: E402
     squish,
     to_pixels,
 )
-from engine.formats import open_dataset  # noqa: E402
-from engine.images import load_image  # noqa: E402
-from engine.predict import predict  # noqa: E402
-from engine.synth import make_biwi  # noqa: E402
-from engine.train import TrainConfig, fit, prepare, resolve_device, train  # noqa: E402
+from engine.learn.predict import predict  # noqa: E402
+from engine.learn.train import TrainConfig, fit, prepare, train  # noqa: E402
 
 
 class Files(torch.utils.data.Dataset):

@@ -17,6 +17,17 @@ Event = dict[str, Any]
 """An engine event: a JSON-able dict with a ``type`` key."""
 OnEvent = Callable[[Event], None]
 
+ARCH_NAMES = (
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "mobilenet_v2",
+    "mobilenet_v3_small",
+    "mobilenet_v3_large",
+    "tiny",
+)
+"""Backbones a run can use (here, torch-free, so the CLI and the app list them without loading torch)."""
+
 
 def no_event(event: Event) -> None:
     """Default ``on_event``: drop the event."""

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from PySide6.QtGui import QUndoCommand
 
 from engine.core import Label
-from engine.store import LabelRecord, LabelStore
+from engine.labels.store import LabelRecord, LabelStore
 
 NUDGE_ID = 1001
 log = logging.getLogger(__name__)

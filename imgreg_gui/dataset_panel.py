@@ -186,8 +186,8 @@ class OpenWorker(QThread):
 
     def run(self) -> None:
         """Index, open the store, read every record; report through signals, never raise."""
-        from engine.formats import DatasetError, open_dataset
-        from engine.store import LabelStore, StoreError
+        from engine.data import DatasetError, open_dataset
+        from engine.labels.store import LabelStore, StoreError
 
         try:
             ds = open_dataset(self.root, on_batch=self._on_batch, cancel=self.cancel)

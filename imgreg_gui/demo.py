@@ -6,7 +6,7 @@ import os
 import shutil
 from pathlib import Path
 
-from engine.store import user_data_root
+from engine.labels.store import user_data_root
 
 DONE_MARK = ".imgreg-demo-complete"
 
@@ -22,7 +22,7 @@ def ensure_demo(root: Path | None = None) -> Path:
     Four people x ten 320x240 frames with faces, two of them with planted wrong centres (to find and fix).
     It is written to a temporary folder first and renamed, so an interrupted run never leaves half a demo.
     """
-    from engine.synth import make_biwi
+    from engine.data.synth import make_biwi
 
     root = Path(root) if root is not None else demo_root()
     if (root / DONE_MARK).is_file():

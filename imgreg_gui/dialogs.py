@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 from PySide6.QtCore import Qt
@@ -19,7 +18,8 @@ from PySide6.QtWidgets import (
 
 from engine.atomic import atomic_write_text
 from engine.core import Dataset
-from engine.store import LabelStore
+from engine.labels.export import labels_text
+from engine.labels.store import LabelStore
 from imgreg_gui.actions import Actions, shortcut_text
 
 MOUSE_HELP = [
@@ -84,11 +84,6 @@ def about_box(parent: QWidget) -> None:
 
 def write_labels(store: LabelStore, ds: Dataset, path: str | Path) -> int:
     """Export effective labels as ``imgreg labels`` does (``.json`` -> JSON, else CSV); returns the row count."""
-    from engine.cli import label_columns, label_rows
-    from engine.cli import write_labels as write_rows
-
-    rows = label_rows(ds, store)
-    buf = io.StringIO(newline="")
-    write_rows(rows, label_columns(ds), "json" if Path(path).suffix.lower() == ".json" else "csv", buf)
-    atomic_write_text(Path(path), buf.getvalue())
-    return len(rows)
+    text, n = labels_text(ds, store, "json" if Path(path).suffix.lower() == ".json" else "csv")
+    atomic_write_text(Path(path), text)
+    return n

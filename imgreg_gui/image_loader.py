@@ -12,7 +12,7 @@ import numpy as np
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 from PySide6.QtGui import QImage
 
-from engine.images import ImageError, load_image
+from engine.data.images import ImageError, load_image
 
 log = logging.getLogger(__name__)
 

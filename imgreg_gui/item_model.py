@@ -8,7 +8,7 @@ from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelInd
 from PySide6.QtGui import QBrush, QColor, QIcon
 
 from engine.core import Item, Label, label_distance
-from engine.store import LabelRecord, PredictionRow
+from engine.labels.store import LabelRecord, PredictionRow
 from imgreg_gui.settings import status_icon
 
 STATUS_TEXT = {

@@ -3,7 +3,7 @@
 Integration API (used by ``imgreg_gui.training`` and tests; keep stable):
 
 - ``window.dataset``: the open ``engine.core.Dataset`` (None until indexing finished).
-- ``window.store``: its ``engine.store.LabelStore`` (None until opened; every label edit goes through it).
+- ``window.store``: its ``engine.labels.store.LabelStore`` (None until opened; every label edit goes through it).
 - ``window.undo_stack``: the ``QUndoStack`` of label edits (``imgreg_gui.commands``).
 - ``window.current_item_name() -> str | None`` and ``window.go_to_item(name)``.
 - ``window.set_active_run(run_id | None)``: load that run's predictions from the store, show them on the canvas
@@ -33,7 +33,7 @@ from PySide6.QtGui import QCloseEvent, QImage, QUndoStack
 from PySide6.QtWidgets import QDockWidget, QFileDialog, QMainWindow, QMessageBox, QTabBar, QWidget
 
 from engine.core import Dataset, Item
-from engine.store import LabelRecord, LabelStore
+from engine.labels.store import LabelRecord, LabelStore
 from imgreg_gui import settings
 from imgreg_gui.actions import StatusBar, build_actions, build_menus, build_toolbar, shortcut_text
 from imgreg_gui.canvas import ImageCanvas

@@ -9,7 +9,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.store import LabelStore  # noqa: E402
+from engine.labels.store import LabelStore  # noqa: E402
 
 
 def burst(root: str, db_dir: str) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from engine.cli import main
-from engine.synth import make_biwi, make_utkface
+from engine.data.synth import make_biwi, make_utkface
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from engine.cli import main
-from engine.synth import make_biwi, make_utkface
+from engine.data.synth import make_biwi, make_utkface
 
 FAST = ["--arch", "tiny", "--no-pretrained", "--size", "48x64", "--bs", "8", "--device", "cpu"]
 
@@ -100,8 +100,9 @@ def test_errors_are_one_line_with_exit_code_2(tmp_path: Path, capsys: pytest.Cap
 def test_register_adds_subcommands() -> None:
     import argparse
 
-    from engine.arch import ARCHS
-    from engine.cli_model import ARCH_NAMES, register
+    from engine.cli.model import register
+    from engine.core import ARCH_NAMES
+    from engine.learn.backbones import ARCHS
 
     p = argparse.ArgumentParser()
     register(p.add_subparsers(dest="command"))

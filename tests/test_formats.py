@@ -9,10 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
-from engine import synth
 from engine.core import Cancelled, CancelToken, Dataset
-from engine.formats import DatasetError, detect, open_dataset
-from engine.formats.biwi import DEFAULT_CAL
+from engine.data import DatasetError, detect, open_dataset, synth
+from engine.data.biwi import DEFAULT_CAL
 
 SZ = (64, 48)
 

@@ -12,11 +12,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.formats.biwi import DEFAULT_CAL, Calibration, label_of, parse_cal, parse_pose
-from engine.formats.common import ParseError, natural_key
-from engine.formats.csvs import parse_csv, parse_header, parse_row
-from engine.formats.folder import parse_utk_name
-from engine.images import ImageError, check_bytes, image_size, load_image
+from engine.data.biwi import DEFAULT_CAL, Calibration, label_of, parse_cal, parse_pose
+from engine.data.common import ParseError, natural_key
+from engine.data.csvs import parse_csv, parse_header, parse_row
+from engine.data.folder import parse_utk_name
+from engine.data.images import ImageError, check_bytes, image_size, load_image
 
 FUZZ = settings(
     max_examples=int(os.environ.get("IMGREG_FUZZ_EXAMPLES", "150")),

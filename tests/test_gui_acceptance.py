@@ -10,7 +10,7 @@ from conftest import run_headless
 from PySide6.QtCore import QPoint, Qt
 from PySide6.QtTest import QTest
 
-from engine.synth import make_biwi
+from engine.data.synth import make_biwi
 from imgreg_gui.app import is_loaded
 from imgreg_gui.main_window import MainWindow
 from imgreg_gui.training.options import OptionsForm

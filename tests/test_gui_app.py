@@ -9,7 +9,7 @@ from pathlib import Path
 from conftest import run_headless
 from PySide6.QtGui import QImage
 
-from engine.synth import make_biwi, make_scalar_csv
+from engine.data.synth import make_biwi, make_scalar_csv
 from imgreg_gui.app import is_loaded, main
 from imgreg_gui.demo import DONE_MARK, ensure_demo
 from imgreg_gui.main_window import MainWindow

@@ -13,9 +13,9 @@ pytest.importorskip("pytestqt")
 from PySide6.QtCore import Qt  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
-from engine.heatmaps import heatmap_path, write_heatmap  # noqa: E402
-from engine.store import PredictionRow  # noqa: E402
-from engine.synth import make_biwi  # noqa: E402
+from engine.data.synth import make_biwi  # noqa: E402
+from engine.labels.store import PredictionRow  # noqa: E402
+from engine.runs.heatmaps import heatmap_path, write_heatmap  # noqa: E402
 from imgreg_gui import settings  # noqa: E402
 from imgreg_gui.training.review_model import ReviewRow, order_key  # noqa: E402
 

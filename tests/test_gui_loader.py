@@ -9,8 +9,8 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QUndoStack
 
 from engine.core import Item
-from engine.store import LabelStore, PredictionRow
-from engine.synth import make_biwi, write_image
+from engine.data.synth import make_biwi, write_image
+from engine.labels.store import LabelStore, PredictionRow
 from imgreg_gui import commands
 from imgreg_gui.image_loader import ImageLoader, array_to_qimage
 from imgreg_gui.item_model import ItemModel, Navigator, label_distance
@@ -78,7 +78,7 @@ def test_model_filters_sorts_and_navigates(tmp_path: Path):
 
 
 def test_commands_restore_exact_states(tmp_path: Path):
-    from engine.formats import open_dataset
+    from engine.data import open_dataset
 
     ds = open_dataset(make_biwi(tmp_path / "ds", groups=1, frames=2, size=(32, 24)).root)
     store = LabelStore.open(ds)

@@ -9,8 +9,8 @@ import pytest
 from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtTest import QTest
 
-from engine.store import PredictionRow
-from engine.synth import make_biwi, make_folder
+from engine.data.synth import make_biwi, make_folder
+from engine.labels.store import PredictionRow
 from imgreg_gui.app import is_loaded
 from imgreg_gui.main_window import MainWindow
 
@@ -326,7 +326,7 @@ def test_a_corrected_problem_item_shows_its_correction() -> None:
     from pathlib import Path
 
     from engine.core import Item
-    from engine.store import LabelRecord
+    from engine.labels.store import LabelRecord
     from imgreg_gui.item_model import item_status
 
     it = Item("01/a.png", "01", Path("a.png"), None, problem="malformed pose file")

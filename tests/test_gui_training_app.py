@@ -13,13 +13,13 @@ pytest.importorskip("pytestqt")
 from PySide6.QtCore import Qt  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
-from engine.store import PredictionRow  # noqa: E402
-from engine.synth import make_biwi  # noqa: E402
+from engine.data.synth import make_biwi  # noqa: E402
+from engine.labels.store import PredictionRow  # noqa: E402
 from imgreg_gui.training.controller import TrainingController  # noqa: E402
 from imgreg_gui.training.options import TrainOptions  # noqa: E402
 
 FAKE = str(Path(__file__).with_name("fake_child.py"))
-HAS_TRAIN_CLI = importlib.util.find_spec("engine.cli_model") is not None
+HAS_TRAIN_CLI = importlib.util.find_spec("engine.cli.model") is not None
 
 
 @pytest.fixture
@@ -122,7 +122,7 @@ def test_review_queue_in_the_window(qtbot, window) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not HAS_TRAIN_CLI, reason="engine.cli_model (imgreg train) not available yet")
+@pytest.mark.skipif(not HAS_TRAIN_CLI, reason="engine.cli.model (imgreg train) not available yet")
 def test_tiny_real_training_from_the_panel(qtbot, window) -> None:
     ctl = window.training
     panel = ctl.train
@@ -157,7 +157,7 @@ def _tiny_options(epochs: int) -> TrainOptions:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not HAS_TRAIN_CLI, reason="engine.cli_model (imgreg train) not available yet")
+@pytest.mark.skipif(not HAS_TRAIN_CLI, reason="engine.cli.model (imgreg train) not available yet")
 def test_real_training_stop_after_epoch_and_cancel(qtbot, window) -> None:
     ctl = window.training
     panel = ctl.train
@@ -184,7 +184,7 @@ def test_real_training_stop_after_epoch_and_cancel(qtbot, window) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not HAS_TRAIN_CLI, reason="engine.cli_model (imgreg rank) not available yet")
+@pytest.mark.skipif(not HAS_TRAIN_CLI, reason="engine.cli.model (imgreg rank) not available yet")
 def test_real_out_of_fold_ranking_fills_the_review_queue(qtbot, window) -> None:
     ctl = window.training
     ctl.train.form.set_options(_tiny_options(1))

@@ -11,9 +11,9 @@ pytest.importorskip("pytestqt")
 
 from PySide6.QtCore import QObject, Qt, Signal  # noqa: E402
 
-from engine.formats import open_dataset  # noqa: E402
-from engine.store import LabelStore, PredictionRow  # noqa: E402
-from engine.synth import make_biwi  # noqa: E402
+from engine.data import open_dataset  # noqa: E402
+from engine.data.synth import make_biwi  # noqa: E402
+from engine.labels.store import LabelStore, PredictionRow  # noqa: E402
 from imgreg_gui.training.review import ReviewPanel, disagreement  # noqa: E402
 from imgreg_gui.training.runs import RunsPanel, load_runs, metric_columns  # noqa: E402
 
@@ -150,7 +150,7 @@ def test_runs_list_and_active_run(qtbot, setup) -> None:
 
 
 def test_scalar_queue(qtbot, tmp_path: Path) -> None:
-    from engine.synth import make_utkface
+    from engine.data.synth import make_utkface
 
     make_utkface(tmp_path / "utk", n=6, size=32)
     ds = open_dataset(tmp_path / "utk")

@@ -10,14 +10,15 @@ import pytest
 import torch
 from torch import nn
 
-from engine.arch import ModelConfig, TinyNet, build_model
 from engine.cli import main
 from engine.core import Item
-from engine.heatmaps import has_heatmaps, heatmap_path, peak_pixel, read_heatmap, to_gray
-from engine.predict import predict_model
-from engine.runs import save_run
-from engine.spatial import SpatialPointModel, cut_backbone
-from engine.synth import make_biwi, write_image
+from engine.data.synth import make_biwi, write_image
+from engine.learn.arch import ModelConfig, build_model
+from engine.learn.backbones import TinyNet
+from engine.learn.models import save_run
+from engine.learn.predict import predict_model
+from engine.learn.spatial import SpatialPointModel, cut_backbone
+from engine.runs.heatmaps import has_heatmaps, heatmap_path, peak_pixel, read_heatmap, to_gray
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from engine.images import ImageError, check_file, image_size, load_image
+from engine.data.images import ImageError, check_file, image_size, load_image
 
 
 def write(path: Path, img: np.ndarray, ext: str | None = None) -> Path:

@@ -48,7 +48,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_wheel_holds_packages_and_resources(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
-    assert "engine/cli.py" in names and "imgreg_gui/__init__.py" in names
+    assert "engine/cli/__init__.py" in names and "imgreg_gui/__init__.py" in names
     shipped = [p for p in (ROOT / "resources").rglob("*") if p.is_file() and "__pycache__" not in p.parts]
     missing = [
         str(p.relative_to(ROOT)) for p in shipped if str(p.relative_to(ROOT)).replace("\\", "/") not in names

@@ -9,13 +9,13 @@ import pytest
 import torch
 from torch import nn
 
-from engine.arch import ModelConfig
-from engine.core import Cancelled, CancelToken, Dataset, Item
-from engine.formats import open_dataset
-from engine.predict import label_error, predict, predict_model
-from engine.store import LabelStore
-from engine.synth import face_image, make_biwi, make_utkface, write_image
-from engine.train import TrainConfig, train
+from engine.core import Cancelled, CancelToken, Dataset, Item, label_distance
+from engine.data import open_dataset
+from engine.data.synth import face_image, make_biwi, make_utkface, write_image
+from engine.labels.store import LabelStore
+from engine.learn.arch import ModelConfig
+from engine.learn.predict import predict, predict_model
+from engine.learn.train import TrainConfig, train
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -74,7 +74,7 @@ def test_pixels_round_trip_exactly_for_mixed_sizes(tmp_path: Path) -> None:
 
 
 def test_training_targets_map_back_to_labels(tmp_path: Path) -> None:
-    from engine.data import make_dls, to_pixels, usable_samples
+    from engine.learn.dls import make_dls, to_pixels, usable_samples
 
     ds = mixed_sizes(tmp_path)
     found = usable_samples(ds)
@@ -123,9 +123,9 @@ def test_cancel_now_stops_prediction(tmp_path: Path) -> None:
 
 
 def test_label_error() -> None:
-    assert label_error("point", (0.0, 0.0, 10.0, 0.0), (3.0, 4.0, 10.0, 0.0)) == pytest.approx(2.5)
-    assert label_error("scalar", (30.0,), (42.5,)) == pytest.approx(12.5)
-    assert label_error("scalar", (30.0,), None) is None
+    assert label_distance((0.0, 0.0, 10.0, 0.0), (3.0, 4.0, 10.0, 0.0)) == pytest.approx(2.5)
+    assert label_distance((30.0,), (42.5,)) == pytest.approx(12.5)
+    assert label_distance((30.0,), None) is None
 
 
 @pytest.mark.slow
@@ -135,7 +135,7 @@ def test_reloaded_run_predicts_like_memory_and_stores_rows(tmp_path: Path) -> No
     store = LabelStore.open(ds)
     cfg = TrainConfig(arch="tiny", pretrained=False, size=(36, 48), bs=4, epochs=1, device="cpu")
     info = train(ds, store, cfg)
-    from engine.runs import load_run
+    from engine.learn.models import load_run
 
     run = load_run(info.run_dir)
     labels = store.effective_labels()

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from engine.data import Sample
-from engine.formats import open_dataset
-from engine.rank import fold_indices, out_of_fold, rank_rows, rank_run
-from engine.store import LabelStore, PredictionRow
-from engine.synth import make_biwi
-from engine.train import TrainConfig, TrainingError
+from engine.data import open_dataset
+from engine.data.synth import make_biwi
+from engine.labels.store import LabelStore, PredictionRow
+from engine.learn.dls import Sample
+from engine.learn.rank import fold_indices, out_of_fold, rank_rows, rank_run
+from engine.learn.train import TrainConfig, TrainingError
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

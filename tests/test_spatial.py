@@ -15,8 +15,8 @@ from fastai.losses import MSELossFlat
 from fastai.vision.core import PointScaler, TensorPoint
 from torch import nn
 
-from engine.arch import TinyNet
-from engine.spatial import (
+from engine.learn.backbones import TinyNet
+from engine.learn.spatial import (
     DSNTLoss,
     SpatialPointModel,
     cell_centres,
@@ -254,10 +254,10 @@ def test_cut_strides(arch: str) -> None:
 def test_predict_maps_peak_to_original_pixels(tmp_path) -> None:
     """Through the engine's predict: a peak at cell (i, j) comes back as that cell's centre in the original,
     non-square image (squished to a network input of another aspect), with a near-zero spread."""
-    from engine.arch import ModelConfig
     from engine.core import Item
-    from engine.predict import predict_model
-    from engine.synth import write_image
+    from engine.data.synth import write_image
+    from engine.learn.arch import ModelConfig
+    from engine.learn.predict import predict_model
 
     items = []
     for k, (w, h) in enumerate([(300, 200), (90, 160)]):
@@ -275,10 +275,10 @@ def test_predict_maps_peak_to_original_pixels(tmp_path) -> None:
 
 def test_train_spatial_and_reload(tmp_path) -> None:
     """``train(head='spatial')`` runs through fastai with augmentation; the reloaded run predicts the same."""
-    from engine.formats import open_dataset
-    from engine.runs import load_run
-    from engine.synth import make_biwi
-    from engine.train import TrainConfig, train
+    from engine.data import open_dataset
+    from engine.data.synth import make_biwi
+    from engine.learn.models import load_run
+    from engine.learn.train import TrainConfig, train
 
     make_biwi(tmp_path / "data", groups=2, frames=4, size=(64, 48), distractors=1)
     ds = open_dataset(tmp_path / "data")
@@ -296,8 +296,8 @@ def test_train_spatial_and_reload(tmp_path) -> None:
 
 def test_image_heatmaps_line_up_with_original_image() -> None:
     """``image_heatmaps`` gives one map per point at the original size whose mass sits on the peaked cell."""
-    from engine.arch import ModelConfig
-    from engine.spatial import image_heatmaps
+    from engine.learn.arch import ModelConfig
+    from engine.learn.predict import image_heatmaps
 
     model = tiny_model(n_points=2)
     model.head = PeakLogits(6, 8, [(2, 5), (0, 0)])

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine.core import Dataset, Item
-from engine.store import (
+from engine.labels.store import (
     DB_NAME,
     LabelStore,
     PredictionRow,

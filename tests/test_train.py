@@ -10,21 +10,16 @@ import numpy as np
 import pytest
 import torch
 
-from engine.arch import (
-    ARCHS,
-    ModelConfig,
-    PretrainedUnavailable,
-    WeightsError,
-    build_model,
-    torchvision_model,
-)
 from engine.core import Cancelled, CancelToken, Dataset, Item
-from engine.data import Sample, split_groups, to_pixels, to_unit, usable_samples
-from engine.formats import open_dataset
-from engine.runs import load_run
-from engine.store import LabelStore
-from engine.synth import make_biwi, make_utkface
-from engine.train import TrainConfig, TrainingError, resolve_device, train
+from engine.data import open_dataset
+from engine.data.synth import make_biwi, make_utkface
+from engine.labels.store import LabelStore
+from engine.learn.arch import ModelConfig, build_model
+from engine.learn.backbones import ARCHS, PretrainedUnavailable, WeightsError, torchvision_model
+from engine.learn.device import DeviceError, resolve_device
+from engine.learn.dls import Sample, split_groups, to_pixels, to_unit, usable_samples
+from engine.learn.models import load_run
+from engine.learn.train import TrainConfig, TrainingError, train
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -72,7 +67,7 @@ def test_points_beat_mean_baseline(easy_points: Path) -> None:
     baseline = np.sqrt(((valid_pts - train_pts.mean(0)) ** 2).sum(1)).mean()
     assert info.metrics["mean_px"] < 0.7 * baseline, (info.metrics, baseline)
     # the pixel metric seen during fit equals an exact predict pass over the validation items
-    from engine.predict import predict
+    from engine.learn.predict import predict
 
     rows = predict(info.run_dir, ds, items=[it.name for it in ds.items if it.group == "04"])
     assert np.mean([r.error for r in rows]) == pytest.approx(info.metrics["mean_px"], rel=1e-3)
@@ -204,7 +199,7 @@ def test_cancel_epoch_finishes_epoch_and_saves_best(tmp_path: Path) -> None:
 
 def test_nan_loss_fails_clearly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     ds, store = small_points(tmp_path)
-    import engine.train as tr
+    import engine.learn.train as tr
 
     calls = {"n": 0}
     real = tr.MSELossFlat()
@@ -316,9 +311,9 @@ def test_every_arch_builds_with_split(tmp_path: Path) -> None:
 def test_device_resolution() -> None:
     assert resolve_device("cpu").type == "cpu"
     assert resolve_device("auto").type in ("cpu", "cuda", "mps")
-    with pytest.raises(TrainingError):
+    with pytest.raises(DeviceError):
         resolve_device("cuda:99")
-    with pytest.raises(TrainingError):
+    with pytest.raises(DeviceError):
         resolve_device("toaster")
 
 

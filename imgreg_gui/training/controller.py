@@ -10,7 +10,7 @@ from PySide6.QtCore import QEvent, QObject, Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QApplication, QCheckBox, QMenu
 
-from engine.store import StoreError
+from engine.labels.store import StoreError
 from imgreg_gui.training.heatmap import HeatmapView
 from imgreg_gui.training.options import rank_command
 from imgreg_gui.training.panel import TrainPanel

@@ -1,7 +1,7 @@
 """View ▸ Show heatmap: the active spatial run's heatmap of the current item under the markers, and its spread.
 
 ``imgreg predict RUN DATASET --heatmaps`` (Predict all asks for it for spatial runs) writes one small PNG per item
-(``engine.heatmaps``). Reading one (about 40 x 30 pixels) takes about 0.1 ms and colouring it about 0.7 ms
+(``engine.runs.heatmaps``). Reading one (about 40 x 30 pixels) takes about 0.1 ms and colouring it about 0.7 ms
 (measured on this project's 2-core CPU machine, any image size: the colour image is at most 8x the map), so both
 happen on the GUI thread when the item or the run changes.
 """
@@ -14,7 +14,7 @@ from typing import Any
 from PySide6.QtCore import QObject, Qt
 from PySide6.QtGui import QAction, QKeySequence
 
-from engine.heatmaps import has_heatmaps, heatmap_path, read_heatmap
+from engine.runs.heatmaps import has_heatmaps, heatmap_path, read_heatmap
 from imgreg_gui import settings
 from imgreg_gui.settings import icon
 

@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.cli_model import ARCH_NAMES  # stdlib-only module: the GUI stays free of torch
+from engine.core import ARCH_NAMES
 from imgreg_gui.settings import settings
 from imgreg_gui.training.process import engine_command
 

@@ -25,8 +25,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine import runfiles
-from engine.store import StoreError
+from engine.labels.store import StoreError
+from engine.runs import files as runfiles
 from imgreg_gui.training.options import predict_command
 from imgreg_gui.training.process import ChildProcess, ChildResult, open_error_box
 

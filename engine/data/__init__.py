@@ -10,8 +10,8 @@ import os
 from pathlib import Path
 
 from engine.core import CancelToken, Dataset, Kind
-from engine.formats.biwi import has_frames, index_biwi, is_frame_file
-from engine.formats.common import (
+from engine.data.biwi import has_frames, index_biwi, is_frame_file
+from engine.data.common import (
     Builder,
     DatasetError,
     OnBatch,
@@ -20,8 +20,8 @@ from engine.formats.common import (
     scandir_sorted,
     walk_images,
 )
-from engine.formats.csvs import csv_kind, index_csv
-from engine.formats.folder import index_images, looks_utk
+from engine.data.csvs import csv_kind, index_csv
+from engine.data.folder import index_images, looks_utk
 
 __all__ = ["DatasetError", "ParseError", "FORMATS", "detect", "open_dataset"]
 

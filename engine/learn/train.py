@@ -23,12 +23,13 @@ from fastai.torch_core import set_seed
 from fastcore.basics import noop
 from torch import nn
 
-from engine.arch import ModelConfig, build_model
-from engine.callbacks import CancelCheck, EngineCallback, FitState, LRFindProgress, PixelError
 from engine.core import Cancelled, CancelToken, Dataset, OnEvent, no_event
-from engine.data import Sample, make_dls, scalar_range, split_groups, usable_samples
-from engine.runs import new_run_id, runs_dir, save_run
-from engine.store_location import store_dir
+from engine.learn.arch import ModelConfig, build_model
+from engine.learn.callbacks import CancelCheck, EngineCallback, FitState, LRFindProgress, PixelError
+from engine.learn.device import resolve_device
+from engine.learn.dls import Sample, make_dls, scalar_range, split_groups, usable_samples
+from engine.learn.models import save_run
+from engine.runs.files import new_run_id, run_parent
 
 
 class TrainingError(Exception):
@@ -105,31 +106,6 @@ def huber_loss(pred: torch.Tensor, targ: torch.Tensor) -> torch.Tensor:
     return nn.functional.smooth_l1_loss(pred.float().view(-1), targ.float().view(-1))
 
 
-def resolve_device(spec: str | None = "auto") -> torch.device:
-    """A torch device from 'auto' (CUDA, then MPS, then CPU), 'cpu', 'cuda', 'cuda:N' or 'mps'."""
-    if spec in (None, "", "auto"):
-        if torch.cuda.is_available():
-            return torch.device("cuda", torch.cuda.current_device())
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        dev = torch.device(spec)
-    except (RuntimeError, ValueError):
-        raise TrainingError(f"unknown device {spec!r}; use auto, cpu, cuda, cuda:N or mps") from None
-    if dev.type == "cuda":
-        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if n == 0:
-            raise TrainingError(f"device {spec!r} asked for but no CUDA GPU is available")
-        if dev.index is not None and dev.index >= n:
-            raise TrainingError(f"device {spec!r} asked for but only {n} CUDA GPU(s) exist")
-    elif dev.type == "mps" and not (
-        getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
-    ):
-        raise TrainingError("device 'mps' asked for but MPS is not available")
-    return dev
-
-
 def _metrics(kind: str) -> tuple[list, list[str]]:
     """fastai metrics and their names for a target kind."""
     if kind == "point":
@@ -166,7 +142,7 @@ def _loss(cfg: TrainConfig):
     if cfg.kind == "scalar":
         return huber_loss
     if cfg.head == "spatial" and cfg.spatial_reg:
-        from engine.spatial import DSNTLoss
+        from engine.learn.spatial import DSNTLoss
 
         return DSNTLoss(reg=cfg.spatial_reg)
     return MSELossFlat()
@@ -339,7 +315,7 @@ def train(
         cancel,
         {"n_skipped": len(skipped), "valid_groups": vgroups},
     )
-    parent = Path(out_dir) if out_dir is not None else runs_dir(_store_dir(ds, store))
+    parent = Path(out_dir) if out_dir is not None else run_parent(ds.root, store)
     parent.mkdir(parents=True, exist_ok=True)
     run_id = new_run_id(parent)
     run_dir = parent / run_id
@@ -384,11 +360,6 @@ def train(
     else:
         on_event({"type": "finished", **end})
     return info
-
-
-def _store_dir(ds: Dataset, store: object | None) -> Path:
-    """The store's folder, or where the dataset's store would live (read-only datasets included) without one."""
-    return Path(store.dir) if store is not None else store_dir(ds.root)
 
 
 def lr_find(

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from engine.core import CancelToken, Dataset, Item, Kind, Problem
-from engine.images import is_image_name
+from engine.data.images import is_image_name
 
 CHUNK = 256
 """Items per ``on_batch`` call (the first call comes after at most this many items)."""

@@ -12,23 +12,17 @@ from typing import Any
 import torch
 from torch import nn
 
-from engine.arch import ModelConfig, WeightsError, build_model, load_state_dict
 from engine.atomic import atomic_write_text
-from engine.runfiles import (  # noqa: F401 (re-exported: the run-folder API lives in one place)
+from engine.learn.arch import ModelConfig, build_model
+from engine.learn.backbones import WeightsError, load_state_dict
+from engine.runs.files import (
     CONFIG,
     HISTORY,
     RUN_FORMAT,
     SUMMARY,
     WEIGHTS,
     RunError,
-    is_run,
-    list_runs,
-    new_run_id,
-    read_history,
-    read_json,
     read_summary,
-    resolve_run,
-    runs_dir,
     write_json,
 )
 

@@ -1,5 +1,5 @@
 """Prediction: batched inference in original-image pixels, errors against effective labels, optional flip TTA,
-and the spatial head's heatmaps as PNGs (``heatmap_path``, re-exported from ``engine.heatmaps``)."""
+and the spatial head's heatmaps as PNGs (``heatmap_path``, re-exported from ``engine.runs.heatmaps``)."""
 
 from __future__ import annotations
 
@@ -8,19 +8,22 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from engine.arch import ModelConfig
 from engine.core import CancelToken, Dataset, Item, Label, OnEvent, label_distance, no_event
-from engine.data import effective_labels, squish, to_pixels
-from engine.heatmaps import heatmap_path, write_heatmap
-from engine.images import ImageError, load_image
-from engine.runs import load_run
-from engine.spatial import heatmap_spread, soft_argmax
-from engine.store import PredictionRow
+from engine.data.images import ImageError, load_image
+from engine.labels.store import PredictionRow
+from engine.learn.arch import ModelConfig
+from engine.learn.device import resolve_device
+from engine.learn.dls import effective_labels, squish, to_pixels
+from engine.learn.models import load_run
+from engine.learn.spatial import heatmap_spread, heatmaps, soft_argmax
+from engine.runs.heatmaps import heatmap_path, write_heatmap
 
 
 @dataclass
@@ -102,13 +105,6 @@ def forward(
     return out, spread, hm
 
 
-def label_error(kind: str, pred: Label, label: Label | None) -> float | None:
-    """Mean Euclidean distance over points (pixels), or the absolute difference for scalars; None unlabelled."""
-    if kind == "scalar" and label is not None and len(label) == len(pred):
-        return float(abs(pred[0] - label[0]))
-    return label_distance(pred, label)
-
-
 def predict_model(
     model: nn.Module,
     cfg: ModelConfig,
@@ -125,7 +121,7 @@ def predict_model(
     """Predict ``items`` with an in-memory model; rows in original pixels (unreadable images are left out).
 
     With ``heatmaps_to`` (a run folder) and a spatial model, each item's heatmap is also written as a PNG at
-    ``engine.heatmaps.heatmap_path(heatmaps_to, item)`` from the same forward pass.
+    ``engine.runs.heatmaps.heatmap_path(heatmaps_to, item)`` from the same forward pass.
     """
     device = torch.device(device)
     model = model.to(device).eval()
@@ -156,9 +152,7 @@ def predict_model(
                 for b, p, sp in zip(ok, preds, spreads, strict=True):
                     pred = tuple(float(v) for v in p)
                     rows.append(
-                        PredictionRow(
-                            b.item.name, pred, label_error(cfg.kind, pred, labels.get(b.item.name)), sp
-                        )
+                        PredictionRow(b.item.name, pred, label_distance(pred, labels.get(b.item.name)), sp)
                     )
             done += len(batch)
             on_event({"type": "predict_progress", "done": done, "total": len(items)})
@@ -195,7 +189,7 @@ def predict(
     """Predict with a saved run; errors against effective labels; stored under the run id when a store is given.
 
     ``heatmaps``: a spatial run also writes each item's heatmap under ``<run_dir>/heatmaps`` (see
-    ``engine.heatmaps``); a no-op for pooled runs (``has_heatmap_head`` tells which).
+    ``engine.runs.heatmaps``); a no-op for pooled runs (``has_heatmap_head`` tells which).
     """
     run = load_run(run_dir)
     if run.cfg.kind != ds.kind:
@@ -204,8 +198,6 @@ def predict(
         raise ValueError(
             f"run {run.run_id} predicts {run.cfg.n_points} point(s), the dataset has {ds.n_points}"
         )
-    from engine.train import resolve_device
-
     rows = predict_model(
         run.model, run.cfg, default_items(ds, items), effective_labels(ds, store), tta, on_event, cancel, bs,
         resolve_device(device), heatmaps_to=Path(run_dir) if heatmaps else None,
@@ -218,3 +210,19 @@ def predict(
 def has_heatmap_head(model: nn.Module) -> bool:
     """Whether a model gives heatmaps (the spatial head), so ``predict(heatmaps=True)`` writes files."""
     return callable(getattr(model, "heatmaps", None))
+
+
+def image_heatmaps(model: nn.Module, cfg: Any, img: np.ndarray) -> np.ndarray:
+    """Heatmaps ``(n_points, h, w)`` float32 of one RGB image (h, w, 3), resized to the image, each map summing to 1.
+
+    The image is squished and normalised exactly like prediction does (``cfg.size``, ``cfg.normalize``), so the
+    maps line up with the original image pixel for pixel.
+    """
+    size = (int(cfg.size[0]), int(cfg.size[1]))
+    device = next(model.parameters()).device
+    x = to_batch([squish(img, size)], cfg.normalize, device)
+    hm = heatmaps(model.eval(), x)[0].float().cpu()
+    h, w = img.shape[:2]
+    # Nearest keeps each cell a flat block, so the overlay shows the map's real resolution.
+    big = F.interpolate(hm[None], size=(h, w), mode="nearest")[0]
+    return (big / big.sum((-2, -1), keepdim=True).clamp_min(1e-12)).numpy().astype(np.float32)

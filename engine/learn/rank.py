@@ -10,12 +10,12 @@ from typing import Any
 
 import numpy as np
 
-from engine.core import Cancelled, CancelToken, Dataset, OnEvent, no_event
-from engine.data import Sample
-from engine.predict import label_error, predict_model
-from engine.runs import new_run_id, runs_dir, write_json
-from engine.store import PredictionRow
-from engine.train import TrainConfig, TrainingError, fit, prepare
+from engine.core import Cancelled, CancelToken, Dataset, OnEvent, label_distance, no_event
+from engine.labels.store import PredictionRow
+from engine.learn.dls import Sample
+from engine.learn.predict import predict_model
+from engine.learn.train import TrainConfig, TrainingError, fit, prepare
+from engine.runs.files import new_run_id, run_parent, write_json
 
 
 @dataclass
@@ -45,8 +45,7 @@ def rank_run(store: Any, run_id: str) -> list[PredictionRow]:
     labels = store.effective_labels()
     rows = []
     for r in store.predictions(run_id).values():
-        kind = "scalar" if len(r.pred) == 1 else "point"
-        rows.append(replace(r, error=label_error(kind, r.pred, labels.get(r.item))))
+        rows.append(replace(r, error=label_distance(r.pred, labels.get(r.item))))
     return rank_rows(rows)
 
 
@@ -90,7 +89,7 @@ def out_of_fold(
         splits = fold_indices(samples, folds, cfg.seed)
     except ValueError as e:
         raise TrainingError(str(e)) from None
-    parent = runs_dir(Path(store.dir) if store is not None else Path(ds.root) / ".imgreg")
+    parent = run_parent(ds.root, store)
     parent.mkdir(parents=True, exist_ok=True)
     run_id = new_run_id(parent, "oof-")
     run_dir = parent / run_id

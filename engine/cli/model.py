@@ -1,74 +1,29 @@
-"""``imgreg train``, ``imgreg predict`` and ``imgreg rank``: model subcommands registered into the main CLI."""
+"""Model commands: ``imgreg train``, ``predict`` and ``rank`` (torch is imported only when one runs)."""
 
 from __future__ import annotations
 
 import argparse
-import csv
-import io
-import json
-import math
 import statistics
 import sys
-import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
-from engine.atomic import atomic_write_text
-
-ARCH_NAMES = [
-    "resnet18",
-    "resnet34",
-    "resnet50",
-    "mobilenet_v2",
-    "mobilenet_v3_small",
-    "mobilenet_v3_large",
-    "tiny",
-]
-
-
-def _cli_error(msg: str) -> Exception:
-    """The main CLI's one-line error (exit code 2)."""
-    from engine.cli import CliError
-
-    return CliError(msg)
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """``HxW`` (or a single number for a square) as (h, w)."""
-    try:
-        parts = [int(p) for p in text.lower().replace(",", "x").split("x")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size {text!r} is not HxW, e.g. 240x320") from None
-    if len(parts) == 1:
-        parts *= 2
-    if len(parts) != 2 or min(parts) < 8:
-        raise argparse.ArgumentTypeError(f"size {text!r} is not HxW with both sides >= 8")
-    return parts[0], parts[1]
-
-
-def parse_sizes(text: str) -> list[tuple[int, int]]:
-    """Comma-separated ``HxW`` sizes."""
-    return [parse_size(p) for p in text.split(",")]
-
-
-def parse_list(text: str) -> list[str]:
-    """A comma-separated list (empty entries dropped)."""
-    return [g for g in text.split(",") if g]
-
-
-def parse_lr(text: str) -> float | None:
-    """A learning rate, or ``find`` to run the LR finder first."""
-    if text.lower() in ("find", "auto"):
-        return None
-    try:
-        lr = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"learning rate {text!r} is not a number or 'find'") from None
-    if not lr > 0:
-        raise argparse.ArgumentTypeError("learning rate must be positive")
-    return lr
+from engine.cli.common import (
+    CliError,
+    fmt_metrics,
+    num,
+    open_with_store,
+    parse_list,
+    parse_lr,
+    parse_size,
+    parse_sizes,
+    write_csv,
+)
+from engine.cli.reporter import Reporter, stdin_control
+from engine.core import ARCH_NAMES, Cancelled
+from engine.runs.files import read_json
 
 
 def _add_train_options(s: argparse.ArgumentParser) -> None:
@@ -131,7 +86,7 @@ def register(subparsers: Any) -> None:
     s.add_argument("--out", help="CSV file (default: standard output)")
     s.add_argument("--tta", action="store_true", help="average with the horizontally flipped image")
     s.add_argument("--bs", type=int, default=32)
-    s.add_argument("--device", default="cpu")
+    s.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda:N or mps")
     s.add_argument("--json", action="store_true", help="JSON events on stdout and a summary line")
     s.add_argument(
         "--heatmaps",
@@ -150,113 +105,13 @@ def register(subparsers: Any) -> None:
     s.set_defaults(func=cmd_rank)
 
 
-class Reporter:
-    """Prints events: JSON lines on stdout (``--json``) or a text progress bar and epoch lines on stderr."""
-
-    def __init__(self, as_json: bool, err: TextIO | None = None, out: TextIO | None = None) -> None:
-        self.as_json, self.err, self.out = as_json, err or sys.stderr, out or sys.stdout
-        self._lock = threading.Lock()
-        self._bar = False
-
-    def __call__(self, e: dict[str, Any]) -> None:
-        """Handle one engine event."""
-        with self._lock:
-            if self.as_json:
-                self.out.write(json.dumps(e, default=str) + "\n")
-                self.out.flush()
-            else:
-                self._text(e)
-
-    def _line(self, text: str) -> None:
-        if self._bar:
-            self.err.write("\n")
-            self._bar = False
-        self.err.write(text + "\n")
-        self.err.flush()
-
-    def _text(self, e: dict[str, Any]) -> None:
-        t = e.get("type")
-        if t == "note":
-            self._line(f"note: {e['message']}")
-        elif t == "prepared":
-            fold = f"fold {e['fold']}/{e['folds']}: " if "fold" in e else ""
-            self._line(
-                f"{fold}{e['arch']} {e['kind']} model, {e['n_train']} train / {e['n_valid']} valid items, "
-                f"size {e['size'][0]}x{e['size'][1]}, bs {e['bs']}, {e['epochs']} epochs on {e['device']}"
-                + (" (CPU: slow)" if e.get("on_cpu") else "")
-            )
-        elif t == "batch":
-            n = max(1, e["n_batches"])
-            fill = int(20 * e["batch"] / n)
-            self.err.write(
-                f"\repoch {e['epoch']} [{'#' * fill}{'.' * (20 - fill)}] {e['batch']}/{n} loss {e['loss']:.4f}"
-            )
-            self.err.flush()
-            self._bar = True
-        elif t == "epoch":
-            mets = "  ".join(f"{k} {v:.4g}" for k, v in e["metrics"].items())
-            self._line(
-                f"epoch {e['epoch']}/{e['epochs']}  train {e['train_loss']:.4f}  valid {e['valid_loss']:.4f}  {mets}"
-            )
-        elif t == "lr_find":
-            self._line(f"lr_find suggests {e['suggestion']:.2e}")
-        elif t == "fold":
-            self._line(f"--- fold {e['fold']}/{e['folds']} ---")
-        elif t in ("predict_progress", "lr_find_progress"):
-            what = "predicted" if t == "predict_progress" else "lr_find batch"
-            self.err.write(f"\r{what} {e['done']}/{e['total']}")
-            self.err.flush()
-            self._bar = True
-        elif t in ("failed", "cancelled"):
-            self._line(f"{t}: {e['message']}")
-
-    def summary(self, data: dict[str, Any], text: str) -> None:
-        """The final summary: a JSON ``summary`` line, or human text on stdout."""
-        if self.as_json:
-            self({"type": "summary", **data})
-        else:
-            self._line("")
-            self.out.write(text + "\n")
-            self.out.flush()
-
-
-@contextmanager
-def stdin_control(enabled: bool, stream: TextIO | None = None):
-    """A cancel token driven by ``stop-epoch`` / ``cancel`` lines on stdin (read in a daemon thread)."""
-    from engine.core import CancelToken
-
-    token = CancelToken()
-    if enabled:
-        src = stream or sys.stdin
-
-        def read() -> None:
-            for line in src:
-                cmd = line.strip().lower()
-                if cmd in ("stop-epoch", "stop_epoch", "epoch"):
-                    token.cancel("epoch")
-                elif cmd in ("cancel", "stop", "now"):
-                    token.cancel("now")
-
-        threading.Thread(target=read, name="imgreg-stdin-control", daemon=True).start()
-    yield token
-
-
-def _open(path: str) -> tuple[Any, Any]:
-    """Dataset and store at ``path`` (one-line error when missing)."""
-    from engine.cli import open_with_store
-
-    if not Path(path).exists():
-        raise _cli_error(f"dataset {path} does not exist")
-    return open_with_store(path)
-
-
 def train_config(args: argparse.Namespace, rep: Reporter | None = None) -> Any:
     """A TrainConfig from parsed options (``rep`` hears a ``note`` when cached weights are missing)."""
-    from engine.train import TrainConfig
+    from engine.learn.train import TrainConfig
 
     pretrained = not args.no_pretrained and not args.weights
     if pretrained and getattr(args, "pretrained_if_cached", False):
-        from engine.arch import cached_weights
+        from engine.learn.backbones import cached_weights
 
         pretrained = cached_weights(args.arch) is not None
         if not pretrained and rep is not None:
@@ -274,9 +129,9 @@ def train_config(args: argparse.Namespace, rep: Reporter | None = None) -> Any:
 @contextmanager
 def engine_errors(rep: Reporter | None = None):
     """Turn engine exceptions into one-line CLI errors (and a ``failed`` JSON event)."""
-    from engine.arch import PretrainedUnavailable, WeightsError
-    from engine.runs import RunError
-    from engine.train import TrainingError
+    from engine.learn.backbones import PretrainedUnavailable, WeightsError
+    from engine.learn.train import TrainingError
+    from engine.runs.files import RunError
 
     try:
         yield
@@ -290,38 +145,33 @@ def engine_errors(rep: Reporter | None = None):
     ) as e:
         if rep is not None and rep.as_json and not isinstance(e, TrainingError):
             rep({"type": "failed", "message": str(e)})
-        raise _cli_error(str(e)) from None
-
-
-def _fmt_metrics(m: dict[str, Any]) -> str:
-    return ", ".join(f"{k} {v:.4g}" for k, v in m.items() if isinstance(v, (int, float)) and math.isfinite(v))
+        raise CliError(str(e)) from None
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     """``imgreg train``: train (or K out-of-fold models), report progress and a summary."""
-    from engine.core import Cancelled
 
     rep = Reporter(args.json)
-    ds, store = _open(args.dataset)
+    ds, store = open_with_store(args.dataset)
     t0 = time.perf_counter()
     try:
         with engine_errors(rep), stdin_control(args.control_stdin) as token:
             cfg = train_config(args, rep)
             try:
                 if getattr(args, "lr_find", False):
-                    from engine.train import lr_find
+                    from engine.learn.train import lr_find
 
                     sugg = lr_find(ds, store, cfg, rep, token)
                     rep.summary({"suggestion": sugg}, f"suggested learning rate {sugg:.2e}")
                     return 0
                 if args.folds:
-                    from engine.rank import out_of_fold
+                    from engine.learn.rank import out_of_fold
 
                     res = out_of_fold(ds, store, cfg, args.folds, rep, token)
                     data = {"run_id": res.run_id, "run_dir": str(res.run_dir), "metrics": res.metrics,
                             "cancelled": res.cancelled, "n_predicted": len(res.rows), "folds": args.folds}  # fmt: skip
                 else:
-                    from engine.train import train
+                    from engine.learn.train import train
 
                     info = train(ds, store, cfg, rep, token)
                     data = {"run_id": info.run_id, "run_dir": str(info.run_dir), "metrics": info.metrics,
@@ -333,7 +183,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                 )
                 return 1
         data["time_s"] = time.perf_counter() - t0
-        rep.summary(data, f"run {data['run_id']} saved in {data['run_dir']}\n{_fmt_metrics(data['metrics'])}")
+        rep.summary(data, f"run {data['run_id']} saved in {data['run_dir']}\n{fmt_metrics(data['metrics'])}")
         return 0
     finally:
         store.close()
@@ -349,23 +199,6 @@ def _pred_columns(kind: str, n_points: int) -> tuple[list[str], list[str]]:
     return [f"pred_{n}" for n in names], [f"label_{n}" for n in names]
 
 
-def write_csv(path: str | None, header: list[str], rows: list[list[Any]]) -> None:
-    """CSV to a file (written atomically) or standard output."""
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(header)
-    w.writerows(rows)
-    if path is None:
-        sys.stdout.write(buf.getvalue())
-        sys.stdout.flush()
-    else:
-        atomic_write_text(Path(path), buf.getvalue())
-
-
-def _num(v: float | None) -> str:
-    return "" if v is None else repr(float(v))
-
-
 def prediction_table(ds: Any, labels: dict[str, Any], rows: list[Any]) -> tuple[list[str], list[list[Any]]]:
     """Header and rows of the predict CSV: item, predictions, labels, error (and spread when known)."""
     pcols, lcols = _pred_columns(ds.kind, ds.n_points)
@@ -374,25 +207,23 @@ def prediction_table(ds: Any, labels: dict[str, Any], rows: list[Any]) -> tuple[
     out = []
     for r in rows:
         lab = labels.get(r.item)
-        lab_cells = (
-            [_num(v) for v in lab] if lab is not None and len(lab) == len(lcols) else [""] * len(lcols)
-        )
+        lab_cells = [num(v) for v in lab] if lab is not None and len(lab) == len(lcols) else [""] * len(lcols)
         out.append(
-            [r.item, *[_num(v) for v in r.pred], *lab_cells, _num(r.error)]
-            + ([_num(r.spread)] if spread else [])
+            [r.item, *[num(v) for v in r.pred], *lab_cells, num(r.error)]
+            + ([num(r.spread)] if spread else [])
         )
     return header, out
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
     """``imgreg predict RUN DATASET``: predict every item, store the rows, write the CSV."""
-    from engine.data import effective_labels
-    from engine.heatmaps import heatmap_dir
-    from engine.predict import predict
-    from engine.runs import resolve_run
+    from engine.learn.dls import effective_labels
+    from engine.learn.predict import predict
+    from engine.runs.files import resolve_run
+    from engine.runs.heatmaps import heatmap_dir
 
     rep = Reporter(args.json)
-    ds, store = _open(args.dataset)
+    ds, store = open_with_store(args.dataset)
     try:
         with engine_errors(rep):
             run_dir = resolve_run(args.run, store.dir)
@@ -422,7 +253,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             "heatmaps": str(heatmap_dir(run_dir)) if maps else None,
         }
         if args.json or args.out:
-            rep.summary(data, f"{len(rows)} predictions from {run_dir.name} stored; {_fmt_metrics(metrics)}")
+            rep.summary(data, f"{len(rows)} predictions from {run_dir.name} stored; {fmt_metrics(metrics)}")
         return 0
     finally:
         store.close()
@@ -430,21 +261,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def _spatial_run(run_dir: Path) -> bool:
     """Whether a run folder's model has the spatial (heatmap) head, from its config.json."""
-    try:
-        return json.loads((Path(run_dir) / "config.json").read_text()).get("head") == "spatial"
-    except (OSError, ValueError, AttributeError):
-        return False
+    return read_json(Path(run_dir) / "config.json").get("head") == "spatial"
 
 
 def cmd_rank(args: argparse.Namespace) -> int:
     """``imgreg rank``: items by disagreement, from a run's predictions or out-of-fold models."""
-    from engine.core import Cancelled
-    from engine.predict import predict
-    from engine.rank import out_of_fold, rank_rows, rank_run
-    from engine.runs import resolve_run
+    from engine.learn.predict import predict
+    from engine.learn.rank import out_of_fold, rank_rows, rank_run
+    from engine.runs.files import resolve_run
 
     rep = Reporter(args.json)
-    ds, store = _open(args.dataset)
+    ds, store = open_with_store(args.dataset)
     try:
         with engine_errors(rep), stdin_control(args.control_stdin) as token:
             if args.run:
@@ -457,12 +284,12 @@ def cmd_rank(args: argparse.Namespace) -> int:
                 try:
                     res = out_of_fold(ds, store, train_config(args, rep), args.folds, rep, token)
                 except Cancelled:
-                    raise _cli_error("cancelled before any fold finished") from None
+                    raise CliError("cancelled before any fold finished") from None
                 run_id, rows = res.run_id, res.rows
         rows = [r for r in rows if r.error is not None]
         if args.top:
             rows = rows[: args.top]
-        table = [[i + 1, r.item, _num(r.error)] for i, r in enumerate(rows)]
+        table = [[i + 1, r.item, num(r.error)] for i, r in enumerate(rows)]
         if args.out or not args.json:
             write_csv(args.out, ["rank", "item", "error"], table)
         top = [{"rank": i + 1, "item": r.item, "error": r.error} for i, r in enumerate(rows[:20])]

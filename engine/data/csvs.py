@@ -10,8 +10,8 @@ import re
 from pathlib import Path
 
 from engine.core import Item, Label
-from engine.formats.common import CHUNK, Builder, ParseError, group_of, pmap
-from engine.images import check_file
+from engine.data.common import CHUNK, Builder, ParseError, group_of, pmap
+from engine.data.images import check_file
 
 IMAGE_COLUMNS = ("image", "file", "filename", "path")
 _X = re.compile(r"^x(\d*)$")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.core import Item
-from engine.formats.common import (
+from engine.data.common import (
     CHUNK,
     Builder,
     ParseError,
@@ -25,7 +25,7 @@ from engine.formats.common import (
     posix_join,
     scandir_sorted,
 )
-from engine.images import READ_FLAGS, check_file
+from engine.data.images import READ_FLAGS, check_file
 
 FRAME_RE = re.compile(r"^(.+)_rgb\.(png|jpe?g)$", re.IGNORECASE)
 POSE_RE = re.compile(r"^(.+)_pose\.txt$", re.IGNORECASE)

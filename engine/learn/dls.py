@@ -17,7 +17,7 @@ from fastai.vision.data import ImageBlock, PointBlock
 from PIL import Image
 
 from engine.core import Dataset, Label
-from engine.images import ImageError, check_file, image_size, load_image
+from engine.data.images import ImageError, check_file, image_size, load_image
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ from itertools import islice
 from pathlib import Path
 
 from engine.core import Item
-from engine.formats.common import CHUNK, Builder, ParseError, group_of, pmap, walk_images
-from engine.images import check_file
+from engine.data.common import CHUNK, Builder, ParseError, group_of, pmap, walk_images
+from engine.data.images import check_file
 
 MAX_AGE = 150
 _UTK_LIKE = re.compile(r"^\d+_\d+_\d+", re.ASCII)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.core import Dataset, Item, Label
-from engine.store_location import (  # noqa: F401 (re-exported for callers of the store)
+from engine.labels.location import (  # noqa: F401 (re-exported for callers of the store)
     DATA_DIR_ENV,
     DB_NAME,
     FORCE_USER_DATA_ENV,

@@ -1,48 +1,22 @@
-"""The ``imgreg`` command line: dataset info, labels, corrections, and (from cli_model) training."""
+"""Label commands: ``imgreg info``, ``labels``, ``correct``, ``revert``, ``verify``."""
 
 from __future__ import annotations
 
 import argparse
-import csv
 import io
 import json
 import math
 import statistics
 import sys
-from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
 
+from engine.atomic import atomic_write_text
+from engine.cli.common import CliError, open_with_store
 from engine.core import Dataset, Label
-
-
-class CliError(Exception):
-    """A whole job cannot run: printed as one line, exit code 2."""
-
-
-def open_with_store(path: str) -> tuple[Dataset, Any]:
-    """Index the dataset at ``path`` and open its label store."""
-    from engine.formats import DatasetError, open_dataset
-    from engine.store import LabelStore
-
-    try:
-        ds = open_dataset(Path(path))
-    except DatasetError as e:
-        raise CliError(str(e)) from None
-    return ds, LabelStore.open(ds)
-
-
-def point_columns(n_points: int) -> list[str]:
-    """Column names of a point label: ``x, y`` or ``x1, y1, x2, y2, ...``."""
-    if n_points == 1:
-        return ["x", "y"]
-    return [f"{c}{i}" for i in range(1, n_points + 1) for c in ("x", "y")]
-
-
-def label_columns(ds: Dataset) -> list[str]:
-    """Column names of this dataset's labels."""
-    return point_columns(ds.n_points) if ds.kind == "point" else ["value"]
+from engine.labels.export import label_columns, labels_text
+from engine.labels.store import LabelStore
 
 
 def _stats(values: list[float]) -> dict[str, float]:
@@ -56,7 +30,7 @@ def _stats(values: list[float]) -> dict[str, float]:
     }
 
 
-def dataset_info(ds: Dataset, store: Any) -> dict[str, Any]:
+def dataset_info(ds: Dataset, store: LabelStore) -> dict[str, Any]:
     """Format, counts, label statistics, notes and problems of a dataset, as a JSON-able dict."""
     records = store.records()
     eff = {name: rec.effective for name, rec in records.items() if rec.effective is not None}
@@ -109,35 +83,6 @@ def print_info(info: dict[str, Any], out: io.TextIOBase) -> None:
             out.write(f"  {p['item']}: {p['reason']}\n")
 
 
-def label_rows(ds: Dataset, store: Any) -> list[dict[str, Any]]:
-    """Effective labels as rows: item, group, label columns, source, verified (items without a label skipped)."""
-    records = store.records()
-    cols = label_columns(ds)
-    rows = []
-    for it in ds.items:
-        rec = records.get(it.name)
-        if rec is None or rec.effective is None:
-            continue
-        row: dict[str, Any] = {"item": it.name, "group": it.group}
-        row.update(dict(zip(cols, rec.effective)))
-        row.update({"source": rec.source, "verified": bool(rec.verified)})
-        rows.append(row)
-    return rows
-
-
-def write_labels(rows: list[dict[str, Any]], cols: list[str], fmt: str, out: io.TextIOBase) -> None:
-    """Write label rows as CSV or JSON."""
-    if fmt == "json":
-        json.dump(rows, out, indent=1)
-        out.write("\n")
-        return
-    writer = csv.DictWriter(
-        out, fieldnames=["item", "group", *cols, "source", "verified"], lineterminator="\n"
-    )
-    writer.writeheader()
-    writer.writerows(rows)
-
-
 def _require_item(ds: Dataset, name: str) -> None:
     names = {it.name for it in ds.items}
     if name not in names:
@@ -175,18 +120,14 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_labels(args: argparse.Namespace) -> int:
     """``imgreg labels``."""
     ds, store = open_with_store(args.dataset)
-    with store:
-        rows = label_rows(ds, store)
     fmt = args.format or ("json" if args.out and args.out.endswith(".json") else "csv")
+    with store:
+        text, n = labels_text(ds, store, fmt)
     if args.out:
-        buf = io.StringIO()
-        write_labels(rows, label_columns(ds), fmt, buf)
-        from engine.atomic import atomic_write_text
-
-        atomic_write_text(Path(args.out), buf.getvalue())
-        print(f"wrote {len(rows)} labels to {args.out}", file=sys.stderr)
+        atomic_write_text(Path(args.out), text)
+        print(f"wrote {n} labels to {args.out}", file=sys.stderr)
     else:
-        write_labels(rows, label_columns(ds), fmt, sys.stdout)
+        sys.stdout.write(text)
     return 0
 
 
@@ -207,11 +148,8 @@ def _edit(args: argparse.Namespace, action: str) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``imgreg`` argument parser with every subcommand."""
-    p = argparse.ArgumentParser(prog="imgreg", description="Image regression datasets, labels and models.")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def register(sub: Any) -> None:
+    """Add the label commands to the main CLI's subparsers."""
     s = sub.add_parser("info", help="format, counts, label statistics and problems of a dataset")
     s.add_argument("dataset")
     s.add_argument("--json", action="store_true", help="print one JSON object")
@@ -240,33 +178,3 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("item")
     s.add_argument("--unset", action="store_true", help="clear the verified flag")
     s.set_defaults(func=partial(_edit, action="verify"))
-
-    try:
-        from engine import cli_model
-    except ImportError:
-        cli_model = None
-    if cli_model is not None:
-        cli_model.register(sub)
-    return p
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``imgreg``: run a subcommand; one-line errors and exit code 2 when the job cannot run."""
-    args = build_parser().parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except CliError as e:
-        print(f"imgreg: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("imgreg: interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:
-        return 0
-
-
-if __name__ == "__main__":
-    # Run the importable module's main so that its CliError is the one every subcommand raises.
-    from engine.cli import main as _main
-
-    sys.exit(_main())

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from engine.learn.backbones import torchvision_model
 
 STRIDE = 16
 """Default backbone output stride (the head upsamples x2, so heatmaps are at stride 8)."""
@@ -175,25 +176,6 @@ def heatmaps(model: nn.Module, x: Tensor) -> Tensor:
         return model.heatmaps(x)
 
 
-def image_heatmaps(model: nn.Module, cfg: Any, img: np.ndarray) -> np.ndarray:
-    """Heatmaps ``(n_points, h, w)`` float32 of one RGB image (h, w, 3), resized to the image, each map summing to 1.
-
-    The image is squished and normalised exactly like prediction does (``cfg.size``, ``cfg.normalize``), so the
-    maps line up with the original image pixel for pixel.
-    """
-    from engine.data import squish
-    from engine.predict import to_batch
-
-    size = (int(cfg.size[0]), int(cfg.size[1]))
-    device = next(model.parameters()).device
-    x = to_batch([squish(img, size)], cfg.normalize, device)
-    hm = heatmaps(model.eval(), x)[0].float().cpu()
-    h, w = img.shape[:2]
-    # Nearest keeps each cell a flat block, so the overlay shows the map's real resolution.
-    big = F.interpolate(hm[None], size=(h, w), mode="nearest")[0]
-    return (big / big.sum((-2, -1), keepdim=True).clamp_min(1e-12)).numpy().astype(np.float32)
-
-
 def gaussian_maps(targ: Tensor, h: int, w: int, sigma: float) -> Tensor:
     """Normalised Gaussians ``(bs, n, h, w)`` centred on targets ``(bs, n, 2)`` in [-1, 1]; ``sigma`` in cells."""
     xs, ys = cell_centres(w, targ.device, targ.dtype), cell_centres(h, targ.device, targ.dtype)
@@ -245,8 +227,6 @@ def spatial_model(cfg: Any, n_points: int) -> tuple[SpatialPointModel, Any]:
 
     Optional config fields: ``spatial_stride`` (8 or 16, default 16), ``spatial_hidden`` (head channels).
     """
-    from engine.arch import torchvision_model
-
     net = torchvision_model(cfg.arch, getattr(cfg, "pretrained", False), getattr(cfg, "weights", None))
     body, channels = cut_backbone(net, int(getattr(cfg, "spatial_stride", STRIDE) or STRIDE))
     hidden = int(getattr(cfg, "spatial_hidden", HIDDEN) or HIDDEN)

@@ -1,6 +1,6 @@
 """Run folders as files (no torch): names, ids, JSON and CSV readers, listing and resolving runs.
 
-The GUI reads runs through this module; ``engine.runs`` adds saving and loading models on top of it.
+The GUI reads runs through this module; ``engine.learn.models`` adds saving and loading models on top of it.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.atomic import atomic_write_text
+from engine.labels.location import store_dir as default_store_dir
 
 CONFIG = "config.json"
 HISTORY = "history.csv"
@@ -27,6 +28,11 @@ class RunError(Exception):
 def runs_dir(store_dir: Path) -> Path:
     """The folder holding the runs of a store (``<store.dir>/runs``)."""
     return Path(store_dir) / "runs"
+
+
+def run_parent(root: Path | str, store: object | None = None) -> Path:
+    """Where new runs of a dataset go: its store's ``runs`` folder (the per-user one when the data is read-only)."""
+    return runs_dir(Path(store.dir) if store is not None else default_store_dir(root))
 
 
 def new_run_id(parent: Path, prefix: str = "") -> str:

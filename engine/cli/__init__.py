@@ -1,0 +1,34 @@
+"""The ``imgreg`` command line: one parser, label commands and model commands, one-line errors (exit code 2)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from engine.cli import labels, model
+from engine.cli.common import CliError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``imgreg`` argument parser with every subcommand."""
+    p = argparse.ArgumentParser(prog="imgreg", description="Image regression datasets, labels and models.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    labels.register(sub)
+    model.register(sub)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``imgreg``: run a subcommand; one-line errors and exit code 2 when the job cannot run."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except CliError as e:
+        print(f"imgreg: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("imgreg: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0

@@ -1,0 +1,1 @@
+"""Run folders as files, without torch: names, JSON and CSV readers, heatmap images."""
