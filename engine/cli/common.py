@@ -20,12 +20,12 @@ class CliError(Exception):
     """A whole job cannot run: printed as one line, exit code 2."""
 
 
-def open_with_store(path: str) -> tuple[Dataset, LabelStore]:
+def open_with_store(path: str, image_root: str | None = None) -> tuple[Dataset, LabelStore]:
     """Index the dataset at ``path`` and open its label store (one-line errors when either fails)."""
     if not Path(path).exists():
         raise CliError(f"dataset {path} does not exist")
     try:
-        ds = open_dataset(Path(path))
+        ds = open_dataset(Path(path), image_root=image_root)
         return ds, LabelStore.open(ds)
     except (DatasetError, StoreError) as e:
         raise CliError(str(e)) from None

@@ -81,7 +81,7 @@ def register(subparsers: Any) -> None:
     s.set_defaults(func=cmd_train)
 
     s = subparsers.add_parser("predict", help="predict a dataset with a run (original-image pixels)")
-    s.add_argument("run", help="run id of DATASET or path of a run folder")
+    s.add_argument("run", help="run id of DATASET, path of a run folder, or an exported FILE.onnx (no torch)")
     s.add_argument("dataset")
     s.add_argument("--out", help="CSV file (default: standard output)")
     s.add_argument("--tta", action="store_true", help="average with the horizontally flipped image")
@@ -217,6 +217,10 @@ def prediction_table(ds: Any, labels: dict[str, Any], rows: list[Any]) -> tuple[
 
 def cmd_predict(args: argparse.Namespace) -> int:
     """``imgreg predict RUN DATASET``: predict every item, store the rows, write the CSV."""
+    from engine.runs.onnx_predict import is_onnx
+
+    if is_onnx(args.run):
+        return _predict_onnx(args)
     from engine.learn.dls import effective_labels
     from engine.learn.predict import predict
     from engine.runs.files import resolve_run
@@ -254,6 +258,36 @@ def cmd_predict(args: argparse.Namespace) -> int:
         }
         if args.json or args.out:
             rep.summary(data, f"{len(rows)} predictions from {run_dir.name} stored; {fmt_metrics(metrics)}")
+        return 0
+    finally:
+        store.close()
+
+
+def _predict_onnx(args: argparse.Namespace) -> int:
+    """``imgreg predict FILE.onnx DATASET``: onnxruntime prediction that never imports torch."""
+    from engine.runs.onnx_predict import OnnxError, predict_onnx
+
+    if args.heatmaps:
+        raise CliError("--heatmaps needs the run folder; an ONNX model gives coordinates and spread only")
+    rep = Reporter(args.json)
+    ds, store = open_with_store(args.dataset, getattr(args, "image_root", None))
+    try:
+        try:
+            run_id, rows = predict_onnx(args.run, ds, store, tta=args.tta, on_event=rep, bs=args.bs)
+        except OnnxError as e:
+            if rep.as_json:
+                rep({"type": "failed", "message": str(e)})
+            raise CliError(str(e)) from None
+        header, table = prediction_table(ds, dict(store.effective_labels()), rows)
+        if args.out or not args.json:
+            write_csv(args.out, header, table)
+        errs = [r.error for r in rows if r.error is not None]
+        metrics = (
+            {"mean_error": statistics.fmean(errs), "median_error": statistics.median(errs)} if errs else {}
+        )
+        data = {"run_id": run_id, "run_dir": None, "n": len(rows), "metrics": metrics, "out": args.out}
+        if args.json or args.out:
+            rep.summary(data, f"{len(rows)} predictions from {run_id} stored; {fmt_metrics(metrics)}")
         return 0
     finally:
         store.close()

@@ -99,6 +99,7 @@ class Builder:
     items: list[Item] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    point_names: list[str] = field(default_factory=list)
     _sent: int = 0
 
     def add(self, item: Item) -> None:
@@ -125,7 +126,14 @@ class Builder:
         """Flush and return the finished dataset."""
         self.flush()
         return Dataset(
-            self.root, self.format, self.kind, self.items, self.problems, self.notes, self.n_points
+            self.root,
+            self.format,
+            self.kind,
+            self.items,
+            self.problems,
+            self.notes,
+            self.n_points,
+            self.point_names,
         )
 
 
