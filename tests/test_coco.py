@@ -109,6 +109,13 @@ def test_broken_files_are_one_clear_error(tmp_path: Path, text: str, expect: str
     assert err.count("\n") == 1 and expect in err
 
 
+def test_other_json_beside_images_is_not_coco(tmp_path: Path) -> None:
+    write_image(tmp_path / "a.png", np.zeros((10, 10, 3), np.uint8))
+    (tmp_path / "meta.json").write_text('{"images": 3, "note": "not COCO"}')
+    (tmp_path / "broken.json").write_text('{"images": [')
+    assert detect(tmp_path) == "folder"
+
+
 def test_bad_entries_become_problems(tmp_path: Path) -> None:
     write_image(tmp_path / "a.png", np.zeros((10, 10, 3), np.uint8))
     data = {

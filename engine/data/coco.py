@@ -39,10 +39,23 @@ def looks_coco(path: Path) -> bool:
     return head.startswith(b"{") and any(k in head for k in _KEYS)
 
 
+def _is_coco(path: Path) -> bool:
+    """Whether a folder's JSON is a COCO keypoints file: small ones are parsed and checked, big ones sniffed."""
+    if not looks_coco(path):
+        return False
+    try:
+        if path.stat().st_size > SNIFF_BYTES:
+            return True
+        keypoint_category(load_coco(path))
+    except (OSError, ParseError):
+        return False  # some other JSON beside the images: not a reason to stop opening the folder
+    return True
+
+
 def find_coco(entries: list[os.DirEntry]) -> Path | None:
-    """The first COCO JSON among a folder's entries (natural order), or None."""
+    """The first COCO keypoints JSON among a folder's entries (natural order), or None."""
     for e in entries:
-        if e.name.lower().endswith(".json") and entry_kind(e) == "file" and looks_coco(Path(e.path)):
+        if e.name.lower().endswith(".json") and entry_kind(e) == "file" and _is_coco(Path(e.path)):
             return Path(e.path)
     return None
 
