@@ -73,7 +73,7 @@ def test_coco_opens_as_dataset_with_problems(tmp_path: Path) -> None:
         assert store.dir == tmp_path / ".imgreg"
 
 
-def test_image_root_and_group_field(tmp_path: Path) -> None:
+def test_image_root_and_group_field(tmp_path: Path, capsys) -> None:
     write_image(tmp_path / "pics" / "x.png", np.zeros((10, 20, 3), np.uint8))
     (tmp_path / "ann").mkdir()
     data = {
@@ -88,6 +88,12 @@ def test_image_root_and_group_field(tmp_path: Path) -> None:
     ]
     missing = open_dataset(tmp_path / "ann" / "k.json")
     assert missing.items[0].problem
+    assert (
+        main(["info", str(tmp_path / "ann" / "k.json"), "--image-root", str(tmp_path / "pics"), "--json"])
+        == 0
+    )
+    info = json.loads(capsys.readouterr().out)
+    assert info["counts"]["labelled"] == 1 and info["store"] == str(tmp_path / "ann" / ".imgreg")
 
 
 @pytest.mark.parametrize(

@@ -31,6 +31,13 @@ def open_with_store(path: str, image_root: str | None = None) -> tuple[Dataset, 
         raise CliError(str(e)) from None
 
 
+def add_image_root(s: argparse.ArgumentParser) -> None:
+    """The ``--image-root`` option of commands that open a dataset (COCO files whose images live elsewhere)."""
+    s.add_argument(
+        "--image-root", help="COCO datasets: folder the image paths start from (default: the JSON's)"
+    )
+
+
 def parse_size(text: str) -> tuple[int, int]:
     """``HxW`` (or a single number for a square) as (h, w)."""
     try:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.atomic import atomic_write_text
-from engine.cli.common import CliError, open_with_store
+from engine.cli.common import CliError, add_image_root, open_with_store
 from engine.core import Dataset, Label
 from engine.labels.export import label_columns, labels_text
 from engine.labels.store import LabelStore
@@ -157,9 +157,7 @@ def register(sub: Any) -> None:
     """Add the label commands to the main CLI's subparsers."""
     s = sub.add_parser("info", help="format, counts, label statistics and problems of a dataset")
     s.add_argument("dataset")
-    s.add_argument(
-        "--image-root", help="COCO datasets: folder the image paths start from (default: the JSON's)"
-    )
+    add_image_root(s)
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(func=cmd_info)
 
@@ -167,9 +165,7 @@ def register(sub: Any) -> None:
     s.add_argument("dataset")
     s.add_argument("--out", help="write to this file (a folder for yolo-pose) instead of standard output")
     s.add_argument("--format", choices=["csv", "json", "coco", "yolo-pose"])
-    s.add_argument(
-        "--image-root", help="COCO datasets: folder the image paths start from (default: the JSON's)"
-    )
+    add_image_root(s)
     s.set_defaults(func=cmd_labels)
 
     s = sub.add_parser("correct", help="set an item's label: X Y in original-image pixels, or --value V")

@@ -12,6 +12,7 @@ from typing import Any
 
 from engine.cli.common import (
     CliError,
+    add_image_root,
     fmt_metrics,
     num,
     open_with_store,
@@ -67,6 +68,7 @@ def _add_train_options(s: argparse.ArgumentParser) -> None:
         "--json", action="store_true", help="one JSON object per event on stdout, then a summary line"
     )
     s.add_argument("--control-stdin", action="store_true", help="read 'stop-epoch' / 'cancel' lines on stdin")
+    add_image_root(s)
 
 
 def register(subparsers: Any) -> None:
@@ -93,6 +95,7 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="spatial runs: also write each item's heatmap as <run>/heatmaps/<item>.png (pooled runs: no-op)",
     )
+    add_image_root(s)
     s.set_defaults(func=cmd_predict)
 
     s = subparsers.add_parser("rank", help="items ordered by disagreement between model and label")
@@ -152,7 +155,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     """``imgreg train``: train (or K out-of-fold models), report progress and a summary."""
 
     rep = Reporter(args.json)
-    ds, store = open_with_store(args.dataset)
+    ds, store = open_with_store(args.dataset, args.image_root)
     t0 = time.perf_counter()
     try:
         with engine_errors(rep), stdin_control(args.control_stdin) as token:
@@ -227,7 +230,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from engine.runs.heatmaps import heatmap_dir
 
     rep = Reporter(args.json)
-    ds, store = open_with_store(args.dataset)
+    ds, store = open_with_store(args.dataset, args.image_root)
     try:
         with engine_errors(rep):
             run_dir = resolve_run(args.run, store.dir)
@@ -270,7 +273,7 @@ def _predict_onnx(args: argparse.Namespace) -> int:
     if args.heatmaps:
         raise CliError("--heatmaps needs the run folder; an ONNX model gives coordinates and spread only")
     rep = Reporter(args.json)
-    ds, store = open_with_store(args.dataset, getattr(args, "image_root", None))
+    ds, store = open_with_store(args.dataset, args.image_root)
     try:
         try:
             run_id, rows = predict_onnx(args.run, ds, store, tta=args.tta, on_event=rep, bs=args.bs)
@@ -305,7 +308,7 @@ def cmd_rank(args: argparse.Namespace) -> int:
     from engine.runs.files import resolve_run
 
     rep = Reporter(args.json)
-    ds, store = open_with_store(args.dataset)
+    ds, store = open_with_store(args.dataset, args.image_root)
     try:
         with engine_errors(rep), stdin_control(args.control_stdin) as token:
             if args.run:
