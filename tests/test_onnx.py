@@ -107,12 +107,14 @@ def test_squish_is_the_training_resize() -> None:
     assert np.array_equal(squish(img, (20, 40)), torch_squish(img, (20, 40)))
 
 
-def test_cli_predict_onnx_without_torch(tmp_path: Path) -> None:
+def test_cli_predict_onnx_without_torch(tmp_path: Path, capsys) -> None:
     two_point_csv(tmp_path / "ds")
     cfg = ModelConfig(arch="tiny", kind="point", n_points=2, head="spatial", size=(32, 48), pretrained=False)
     run = fake_run(tmp_path / "runs" / "r3", cfg)
     onnx = tmp_path / "out" / "r3.onnx"
-    assert main(["export", str(run), "--out", str(onnx)]) == 0
+    assert main(["export", str(run), "--out", str(onnx), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert summary == {"type": "summary", "run_id": "r3", "onnx": str(onnx), "metadata": str(meta_path(onnx))}
     assert onnx.is_file() and meta_path(onnx).is_file()
     torch_csv, onnx_csv = tmp_path / "t.csv", tmp_path / "o.csv"
     assert main(["predict", str(run), str(tmp_path / "ds"), "--out", str(torch_csv)]) == 0
@@ -132,7 +134,8 @@ def test_cli_predict_onnx_without_torch(tmp_path: Path) -> None:
 
 
 def test_export_failures_are_one_line(tmp_path: Path, capsys) -> None:
-    assert main(["export", str(tmp_path / "nope")]) == 2
+    assert main(["export", str(tmp_path / "nope"), "--json"]) == 2
+    assert json.loads(capsys.readouterr().out)["type"] == "failed"
     assert main(["export", str(tmp_path), "--out", str(tmp_path / "x.txt")]) == 2
     cfg = ModelConfig(arch="tiny", kind="scalar", head="pooled", size=(16, 16), pretrained=False)
     run = fake_run(tmp_path / "runs" / "r4", cfg)
@@ -141,8 +144,8 @@ def test_export_failures_are_one_line(tmp_path: Path, capsys) -> None:
     make_scalar_csv(tmp_path / "ds", n=2)
     assert main(["predict", str(tmp_path / "bad.onnx"), str(tmp_path / "ds")]) == 2
     err = capsys.readouterr().err.splitlines()
-    assert len(err) == 4 and all(e.startswith("imgreg: error: ") for e in err)
-    assert ".onnx" in err[2] and "not a usable ONNX model" in err[3]
+    assert len(err) == 3 and all(e.startswith("imgreg: error: ") for e in err)
+    assert ".onnx" in err[1] and "not a usable ONNX model" in err[2]
 
 
 def test_onnx_of_other_kind_is_refused(tmp_path: Path, capsys) -> None:
