@@ -14,7 +14,7 @@ import pytest
 from engine.cli import main
 from engine.data import DatasetError, detect, open_dataset
 from engine.data.images import image_size
-from engine.data.synth import make_points_csv, make_scalar_csv, write_image
+from engine.data.synth import make_biwi, make_points_csv, make_scalar_csv, write_image
 from engine.labels.interop import ExportError, read_yolo_line, write_coco, write_yolo_pose
 from engine.labels.store import LabelStore
 
@@ -120,6 +120,19 @@ def test_other_json_beside_images_is_not_coco(tmp_path: Path) -> None:
     (tmp_path / "meta.json").write_text('{"images": 3, "note": "not COCO"}')
     (tmp_path / "broken.json").write_text('{"images": [')
     assert detect(tmp_path) == "folder"
+
+
+def test_export_into_biwi_or_csv_dataset_keeps_its_format(tmp_path: Path) -> None:
+    make_biwi(tmp_path / "b", groups=2, frames=2)
+    make_points_csv(tmp_path / "c", n=2)
+    for root, fmt in ((tmp_path / "b", "biwi"), (tmp_path / "c", "points-csv")):
+        ds = open_dataset(root)
+        with LabelStore.open(ds) as store:
+            write_coco(ds, store, root / "labels.json")
+        assert detect(root) == fmt
+        assert {it.name: it.label for it in open_dataset(root / "labels.json").items} == {
+            it.name: it.label for it in ds.items
+        }
 
 
 def test_bad_entries_become_problems(tmp_path: Path) -> None:

@@ -1,8 +1,8 @@
 """Dataset formats, detected automatically: ``biwi``, ``points-csv``, ``scalar-csv``, ``coco``, ``utkface``, ``folder``.
 
-Detection order: a label CSV in the root (or the root itself being one), a COCO keypoints JSON (or the root
-itself being a ``.json`` file), Biwi person folders (or a single
-person folder), UTKFace-named images, any images. Bad files never stop indexing: they become Problems.
+Detection order: a label CSV in the root (or the root itself being one), Biwi person folders (or a single
+person folder), a COCO keypoints JSON (or the root itself being a ``.json`` file), UTKFace-named images, any
+images. Bad files never stop indexing: they become Problems.
 """
 
 from __future__ import annotations
@@ -75,11 +75,11 @@ def _detect(root: Path) -> tuple[str, Path | None]:
         csv_hit = _find_csv(entries)
         if csv_hit:
             return csv_hit[1], csv_hit[0]
+        if _biwi_like(root, entries):
+            return "biwi", None
         coco = find_coco(entries)
         if coco:
             return "coco", coco
-        if _biwi_like(root, entries):
-            return "biwi", None
         names = [n for n, _ in walk_images(root, lambda name, reason: None, limit=_SAMPLE)]
     except OSError as e:
         raise DatasetError(f"{root}: cannot read folder ({e.strerror or e})") from None
