@@ -125,16 +125,9 @@ class Builder:
     def dataset(self) -> Dataset:
         """Flush and return the finished dataset."""
         self.flush()
-        return Dataset(
-            self.root,
-            self.format,
-            self.kind,
-            self.items,
-            self.problems,
-            self.notes,
-            self.n_points,
-            self.point_names,
-        )
+        ds = Dataset(self.root, self.format, self.kind, self.items, self.problems, self.notes, self.n_points)
+        ds.point_names = self.point_names
+        return ds
 
 
 def scandir_sorted(folder: Path | str) -> list[os.DirEntry]:
