@@ -20,15 +20,22 @@ class CliError(Exception):
     """A whole job cannot run: printed as one line, exit code 2."""
 
 
-def open_with_store(path: str) -> tuple[Dataset, LabelStore]:
+def open_with_store(path: str, image_root: str | None = None) -> tuple[Dataset, LabelStore]:
     """Index the dataset at ``path`` and open its label store (one-line errors when either fails)."""
     if not Path(path).exists():
         raise CliError(f"dataset {path} does not exist")
     try:
-        ds = open_dataset(Path(path))
+        ds = open_dataset(Path(path), image_root=image_root)
         return ds, LabelStore.open(ds)
     except (DatasetError, StoreError) as e:
         raise CliError(str(e)) from None
+
+
+def add_image_root(s: argparse.ArgumentParser) -> None:
+    """The ``--image-root`` option of commands that open a dataset (COCO files whose images live elsewhere)."""
+    s.add_argument(
+        "--image-root", help="COCO datasets: folder the image paths start from (default: the JSON's)"
+    )
 
 
 def parse_size(text: str) -> tuple[int, int]:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.atomic import atomic_write_text
-from engine.cli.common import CliError, open_with_store
+from engine.cli.common import CliError, add_image_root, open_with_store
 from engine.core import Dataset, Label
 from engine.labels.export import label_columns, labels_text
 from engine.labels.store import LabelStore
@@ -106,7 +106,7 @@ def _parse_label(ds: Dataset, args: argparse.Namespace) -> Label:
 
 def cmd_info(args: argparse.Namespace) -> int:
     """``imgreg info``."""
-    ds, store = open_with_store(args.dataset)
+    ds, store = open_with_store(args.dataset, args.image_root)
     with store:
         info = dataset_info(ds, store)
     if args.json:
@@ -119,8 +119,13 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def cmd_labels(args: argparse.Namespace) -> int:
     """``imgreg labels``."""
-    ds, store = open_with_store(args.dataset)
+    ds, store = open_with_store(args.dataset, args.image_root)
     fmt = args.format or ("json" if args.out and args.out.endswith(".json") else "csv")
+    if fmt in ("coco", "yolo-pose"):
+        from engine.cli.interop import write_other
+
+        with store:
+            return write_other(ds, store, fmt, args.out)
     with store:
         text, n = labels_text(ds, store, fmt)
     if args.out:
@@ -152,13 +157,15 @@ def register(sub: Any) -> None:
     """Add the label commands to the main CLI's subparsers."""
     s = sub.add_parser("info", help="format, counts, label statistics and problems of a dataset")
     s.add_argument("dataset")
+    add_image_root(s)
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(func=cmd_info)
 
-    s = sub.add_parser("labels", help="effective labels (corrections applied) as CSV or JSON")
+    s = sub.add_parser("labels", help="effective labels (corrections applied): CSV, JSON, COCO or YOLO-pose")
     s.add_argument("dataset")
-    s.add_argument("--out", help="write to this file instead of standard output")
-    s.add_argument("--format", choices=["csv", "json"])
+    s.add_argument("--out", help="write to this file (a folder for yolo-pose) instead of standard output")
+    s.add_argument("--format", choices=["csv", "json", "coco", "yolo-pose"])
+    add_image_root(s)
     s.set_defaults(func=cmd_labels)
 
     s = sub.add_parser("correct", help="set an item's label: X Y in original-image pixels, or --value V")

@@ -12,6 +12,7 @@ from typing import Any
 
 from engine.cli.common import (
     CliError,
+    add_image_root,
     fmt_metrics,
     num,
     open_with_store,
@@ -67,6 +68,7 @@ def _add_train_options(s: argparse.ArgumentParser) -> None:
         "--json", action="store_true", help="one JSON object per event on stdout, then a summary line"
     )
     s.add_argument("--control-stdin", action="store_true", help="read 'stop-epoch' / 'cancel' lines on stdin")
+    add_image_root(s)
 
 
 def register(subparsers: Any) -> None:
@@ -81,7 +83,7 @@ def register(subparsers: Any) -> None:
     s.set_defaults(func=cmd_train)
 
     s = subparsers.add_parser("predict", help="predict a dataset with a run (original-image pixels)")
-    s.add_argument("run", help="run id of DATASET or path of a run folder")
+    s.add_argument("run", help="run id of DATASET, path of a run folder, or an exported FILE.onnx (no torch)")
     s.add_argument("dataset")
     s.add_argument("--out", help="CSV file (default: standard output)")
     s.add_argument("--tta", action="store_true", help="average with the horizontally flipped image")
@@ -93,6 +95,7 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="spatial runs: also write each item's heatmap as <run>/heatmaps/<item>.png (pooled runs: no-op)",
     )
+    add_image_root(s)
     s.set_defaults(func=cmd_predict)
 
     s = subparsers.add_parser("rank", help="items ordered by disagreement between model and label")
@@ -152,7 +155,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     """``imgreg train``: train (or K out-of-fold models), report progress and a summary."""
 
     rep = Reporter(args.json)
-    ds, store = open_with_store(args.dataset)
+    ds, store = open_with_store(args.dataset, args.image_root)
     t0 = time.perf_counter()
     try:
         with engine_errors(rep), stdin_control(args.control_stdin) as token:
@@ -217,13 +220,17 @@ def prediction_table(ds: Any, labels: dict[str, Any], rows: list[Any]) -> tuple[
 
 def cmd_predict(args: argparse.Namespace) -> int:
     """``imgreg predict RUN DATASET``: predict every item, store the rows, write the CSV."""
+    from engine.runs.onnx_predict import is_onnx
+
+    if is_onnx(args.run):
+        return _predict_onnx(args)
     from engine.learn.dls import effective_labels
     from engine.learn.predict import predict
     from engine.runs.files import resolve_run
     from engine.runs.heatmaps import heatmap_dir
 
     rep = Reporter(args.json)
-    ds, store = open_with_store(args.dataset)
+    ds, store = open_with_store(args.dataset, args.image_root)
     try:
         with engine_errors(rep):
             run_dir = resolve_run(args.run, store.dir)
@@ -259,6 +266,36 @@ def cmd_predict(args: argparse.Namespace) -> int:
         store.close()
 
 
+def _predict_onnx(args: argparse.Namespace) -> int:
+    """``imgreg predict FILE.onnx DATASET``: onnxruntime prediction that never imports torch."""
+    from engine.runs.onnx_predict import OnnxError, predict_onnx
+
+    if args.heatmaps:
+        raise CliError("--heatmaps needs the run folder; an ONNX model gives coordinates and spread only")
+    rep = Reporter(args.json)
+    ds, store = open_with_store(args.dataset, args.image_root)
+    try:
+        try:
+            run_id, rows = predict_onnx(args.run, ds, store, tta=args.tta, on_event=rep, bs=args.bs)
+        except OnnxError as e:
+            if rep.as_json:
+                rep({"type": "failed", "message": str(e)})
+            raise CliError(str(e)) from None
+        header, table = prediction_table(ds, dict(store.effective_labels()), rows)
+        if args.out or not args.json:
+            write_csv(args.out, header, table)
+        errs = [r.error for r in rows if r.error is not None]
+        metrics = (
+            {"mean_error": statistics.fmean(errs), "median_error": statistics.median(errs)} if errs else {}
+        )
+        data = {"run_id": run_id, "run_dir": None, "n": len(rows), "metrics": metrics, "out": args.out}
+        if args.json or args.out:
+            rep.summary(data, f"{len(rows)} predictions from {run_id} stored; {fmt_metrics(metrics)}")
+        return 0
+    finally:
+        store.close()
+
+
 def _spatial_run(run_dir: Path) -> bool:
     """Whether a run folder's model has the spatial (heatmap) head, from its config.json."""
     return read_json(Path(run_dir) / "config.json").get("head") == "spatial"
@@ -271,7 +308,7 @@ def cmd_rank(args: argparse.Namespace) -> int:
     from engine.runs.files import resolve_run
 
     rep = Reporter(args.json)
-    ds, store = open_with_store(args.dataset)
+    ds, store = open_with_store(args.dataset, args.image_root)
     try:
         with engine_errors(rep), stdin_control(args.control_stdin) as token:
             if args.run:
