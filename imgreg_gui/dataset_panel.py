@@ -22,22 +22,22 @@ from PySide6.QtWidgets import (
 
 from engine.core import Cancelled, CancelToken, Item
 from imgreg_gui.item_model import COL_ERROR, COL_GROUP, COL_NAME, FILTERS, ItemModel
+from imgreg_gui.state import AppState
 
 log = logging.getLogger(__name__)
 FIRST_IMAGE_WAIT_S = 0.5
 
 
 class DatasetPanel(QWidget):
-    """Browses the items of a dataset; emits ``item_selected(name)`` when the user picks one."""
+    """Browses the app state's items; picking one makes it the state's current item."""
 
-    item_selected = Signal(str)
     filter_changed = Signal()
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, state: AppState, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("DatasetPanel")
-        self.model = ItemModel(self)
-        self._current: str | None = None
+        self.state = state
+        self.model = ItemModel(state, self)
 
         self.filter_edit = QLineEdit(self)
         self.filter_edit.setPlaceholderText("Filter by name…")
@@ -93,15 +93,16 @@ class DatasetPanel(QWidget):
         self.view.selectionModel().currentRowChanged.connect(self._on_current_row)
         self.model.modelReset.connect(self._after_reset)
         self.model.rowsInserted.connect(self._update_count)
+        state.current_changed.connect(self.select)
+        state.active_run_changed.connect(lambda _run: self.show_errors(bool(state.preds)))
 
     # -- public ----------------------------------------------------------------------------------------
 
     def select(self, name: str | None) -> None:
-        """Make ``name`` the current row (scrolled into view) without emitting ``item_selected``."""
-        self._current = name
+        """Make ``name`` the current row (scrolled into view)."""
         row = None if name is None else self.model.row_of(name)
         sel = self.view.selectionModel()
-        # _on_current_row ignores the change: self._current already names it.
+        # _on_current_row ignores the change: the state already names it.
         if row is None:
             sel.clear()
         else:
@@ -139,19 +140,20 @@ class DatasetPanel(QWidget):
 
     def _on_current_row(self, current: QModelIndex, _previous: QModelIndex) -> None:
         it = self.model.item_at(current.row()) if current.isValid() else None
-        if it is not None and it.name != self._current:
-            self._current = it.name
-            self.item_selected.emit(it.name)
+        if it is not None and it.name != self.state.current:
+            self.state.set_current(it.name)
 
     def _after_reset(self) -> None:
         self._update_count()
-        if self._current is not None:
-            self.select(self._current)
+        if self.state.current is not None:
+            self.select(self.state.current)
 
     def _update_count(self, *_args) -> None:
         shown, total = len(self.model.view), len(self.model.items)
         groups = len({it.group for it in self.model.items}) if total < 200_000 else 0
         text = f"{shown:,} of {total:,} items" if shown != total else f"{total:,} items"
+        if self.state.item_filter is not None and self.state.item_filter_label:
+            text += f" ({self.state.item_filter_label})"
         if groups:
             text += f" · {groups:,} groups"
         self.count_label.setText(text)

@@ -7,8 +7,9 @@ import os
 from collections import OrderedDict
 from pathlib import Path
 
-import cv2
 import numpy as np
+import PySide6.QtGui  # noqa: F401  (before qimage2ndarray, which uses the Qt binding already loaded)
+import qimage2ndarray
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 from PySide6.QtGui import QImage
 
@@ -23,10 +24,7 @@ def array_to_qimage(img: np.ndarray) -> QImage:
     RGB32 is the raster paint engine's native format, so turning it into a QPixmap on the GUI thread is a plain
     copy instead of a per-pixel conversion: that work stays on the decoding thread.
     """
-    bgra = cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2BGRA)  # bytes B,G,R,A = 0xAARRGGBB words
-    h, w = bgra.shape[:2]
-    qimg = QImage(bgra.data, w, h, bgra.strides[0], QImage.Format.Format_RGB32)
-    return qimg.copy()  # detach from the numpy buffer, which dies with this frame
+    return qimage2ndarray.array2qimage(img)
 
 
 def decode(path: str | Path) -> QImage:
