@@ -18,9 +18,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from PySide6.QtCore import QByteArray, Qt, QTimer, Signal, SignalInstance
+from PySide6.QtCore import Qt, QTimer, Signal, SignalInstance
 from PySide6.QtGui import QCloseEvent, QImage, QUndoStack
-from PySide6.QtWidgets import QDockWidget, QFileDialog, QMainWindow, QMessageBox, QTabBar, QWidget
+from PySide6.QtWidgets import QDockWidget, QFileDialog, QMainWindow, QMessageBox, QWidget
 
 from engine.core import Dataset, Item
 from engine.labels.store import LabelStore
@@ -37,6 +37,7 @@ from imgreg_gui.actions import (
 from imgreg_gui.canvas import ImageCanvas
 from imgreg_gui.dataset_panel import DatasetPanel, OpenWorker
 from imgreg_gui.dialogs import about_box, shortcuts_dialog, write_labels
+from imgreg_gui.docks import Docks
 from imgreg_gui.editing import Editor
 from imgreg_gui.image_loader import ImageLoader
 from imgreg_gui.item_model import Navigator
@@ -65,9 +66,7 @@ class MainWindow(QMainWindow):
         self.loader = ImageLoader(parent=self)
         self._wanted: str | None = None
         self._worker: OpenWorker | None = None
-        self._problems_of: tuple[Dataset | None, int] = (None, 0)  # problem count of the open index
         self._old_workers: list[OpenWorker] = []
-        self._docks: dict[str, QDockWidget] = {}
         self.persist = True  # save layout and recent datasets (off for scripted screenshots)
 
         for corner, area in (
@@ -88,6 +87,7 @@ class MainWindow(QMainWindow):
         self.menu_bar = menus
         self.menus = menus.by_title
         self.recent_menu, self.docks_menu = menus.subs["Open recent"], menus.subs["Panels"]
+        self.docks = Docks(self, self.docks_menu)
         self.recent_menu.aboutToShow.connect(self.fill_recent_menu)
         self.toolbar, self.value = build_toolbar(self, self.acts)
         self.addToolBar(Qt.ToolBarArea.TopToolBarArea, self.toolbar)
@@ -117,7 +117,7 @@ class MainWindow(QMainWindow):
             self.state, self.editor, self, self.canvas, menus, self.acts, self.add_dock
         )
         insert_after(self.toolbar, self.acts.show_line, self.training.heat.action)
-        self._restore_settings()
+        self.docks.restore(self._toggles())
         self._update_actions()
         self._update_summary()
         self.canvas.setFocus()
@@ -219,18 +219,7 @@ class MainWindow(QMainWindow):
 
     def add_dock(self, widget: QWidget, title: str, area: Qt.DockWidgetArea) -> QDockWidget:
         """Put ``widget`` in a dock (state remembered between sessions) listed under View ▸ Panels."""
-        dock = QDockWidget(title, self)
-        dock.setObjectName(f"dock_{title.replace(' ', '_')}")
-        dock.setWidget(widget)
-        dock.setFeatures(
-            QDockWidget.DockWidgetFeature.DockWidgetMovable
-            | QDockWidget.DockWidgetFeature.DockWidgetClosable
-            | QDockWidget.DockWidgetFeature.DockWidgetFloatable
-        )
-        self.addDockWidget(area, dock)
-        self._docks[title] = dock
-        self.docks_menu.addAction(dock.toggleViewAction())
-        return dock
+        return self.docks.add(widget, title, area)
 
     # -- opening ---------------------------------------------------------------------------------------
 
@@ -425,7 +414,7 @@ class MainWindow(QMainWindow):
 
     def focus_filter(self) -> None:
         """Put the keyboard in the filter box."""
-        self._docks["Dataset"].show()
+        self.docks.by_title["Dataset"].show()
         self.panel.filter_edit.setFocus()
         self.panel.filter_edit.selectAll()
 
@@ -477,22 +466,10 @@ class MainWindow(QMainWindow):
         self.status.set_position(model.row_of(cur) if cur else None, len(model.view))
 
     def _update_summary(self) -> None:
-        ds = self.dataset
-        if ds is None:
+        if self.dataset is None:
             self.status.set_summary("No dataset" if self._worker is None else "Indexing…")
-            return
-        c = self.store.counts() if self.store else {"corrected": 0, "verified": 0}
-        if self._problems_of[0] is not ds:  # the index is fixed once open: count once, not per edit
-            self._problems_of = (
-                ds,
-                len({it.name for it in ds.items if it.problem} | {p.item for p in ds.problems}),
-            )
-        probs = self._problems_of[1]
-        text = f"{ds.format} · {len(ds.items):,} items · {c['corrected']:,} corrected · {c['verified']:,} verified"
-        if probs:
-            text += f" · {probs:,} problems"
-        tip = "\n".join([f"{p.item}: {p.reason}" for p in ds.problems[:20]] + ds.notes[:10])
-        self.status.set_summary(text, tip or str(ds.root))
+        else:
+            self.status.show_dataset(self.dataset, self.store.counts() if self.store else None)
 
     def _update_actions(self) -> None:
         a, stack = self.acts, self.undo_stack
@@ -545,62 +522,20 @@ class MainWindow(QMainWindow):
 
     # -- settings ------------------------------------------------------------------------------------------
 
-    def _restore_settings(self) -> None:
-        s = settings.settings()
-        geometry, state = s.value("geometry"), s.value("windowState")
-        if isinstance(geometry, QByteArray) and not geometry.isEmpty():
-            self.restoreGeometry(geometry)
-        else:
-            self.resize(1440, 900)
-        self._needs_layout = not (
-            isinstance(state, QByteArray) and not state.isEmpty() and self.restoreState(state)
-        )
-        for key in VIEW_TOGGLES:
-            self.acts.all[key].setChecked(settings.get_bool(f"view/{key}", True))
-
-    def _default_layout(self) -> None:
-        """Side panels run full height; the image gets most of the room, bottom panels stay short."""
-        by_area: dict[Qt.DockWidgetArea, list[QDockWidget]] = {}
-        for dock in self._docks.values():
-            by_area.setdefault(self.dockWidgetArea(dock), []).append(dock)
-        horizontal = {Qt.DockWidgetArea.LeftDockWidgetArea: 300, Qt.DockWidgetArea.RightDockWidgetArea: 340}
-        for area, width in horizontal.items():
-            docks = by_area.get(area, [])
-            if docks:
-                self.resizeDocks(docks, [width] * len(docks), Qt.Orientation.Horizontal)
-        bottom = by_area.get(Qt.DockWidgetArea.BottomDockWidgetArea, [])
-        if bottom:
-            self.resizeDocks(bottom, [200] * len(bottom), Qt.Orientation.Vertical)
+    def _toggles(self) -> dict:
+        return {k: self.acts.all[k] for k in VIEW_TOGGLES}
 
     def save_settings(self) -> None:
         """Remember geometry, dock layout and view toggles."""
-        s = settings.settings()
-        s.setValue("geometry", self.saveGeometry())
-        s.setValue("windowState", self.saveState())
-        for key in VIEW_TOGGLES:
-            s.setValue(f"view/{key}", self.acts.all[key].isChecked())
-        s.sync()
+        self.docks.save(self._toggles())
 
     def showEvent(self, ev) -> None:
         """Lay the docks out once the window has its real size (first start only)."""
         super().showEvent(ev)
-        QTimer.singleShot(0, self.hide_stray_tab_bars)
-        if self._needs_layout:
-            self._needs_layout = False
-            self._default_layout()
-
-    def hide_stray_tab_bars(self) -> None:
-        """Hide the dock tab strips Qt left behind over the panels.
-
-        Docks tabified before the window is shown (and a restored layout) leave orphan tab bars that Qt never
-        retires: they stay painted over the dataset list or the image. A live dock tab bar sits beside its
-        docks, never on top of a dock or the central widget, which is how the orphans are told apart.
-        """
-        covered = [d.geometry() for d in self._docks.values() if d.isVisible() and not d.isFloating()]
-        covered.append(self.centralWidget().geometry())
-        for bar in self.findChildren(QTabBar, options=Qt.FindChildOption.FindDirectChildrenOnly):
-            if bar.isVisible() and any(bar.geometry().intersects(r) for r in covered):
-                bar.hide()
+        QTimer.singleShot(0, self.docks.hide_stray_tab_bars)
+        if self.docks.needs_layout:
+            self.docks.needs_layout = False
+            self.docks.default_layout()
 
     def closeEvent(self, ev: QCloseEvent) -> None:
         """Save settings, stop workers, close the store."""

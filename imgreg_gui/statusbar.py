@@ -8,6 +8,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QPainter
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QStatusBar, QWidget
 
+from engine.core import Dataset
 from imgreg_gui.state import AppState
 
 SAVED_MS = 4000
@@ -68,6 +69,7 @@ class StatusBar(QStatusBar):
         self.addPermanentWidget(self.fields)
         self.set_pixel(math.nan, math.nan)
         self.set_zoom(1.0)
+        self._problems_of: tuple[Dataset | None, int] = (None, 0)  # problem count of the open index
         state.message.connect(self.message)
 
     def _field(self, tip: str, widest: str = "") -> QLabel | StatusField:
@@ -105,6 +107,19 @@ class StatusBar(QStatusBar):
     def set_zoom(self, s: float) -> None:
         """The zoom in percent."""
         self.zoom.setText(f"{s * 100:.0f}%")
+
+    def show_dataset(self, ds: Dataset, counts: dict[str, int] | None) -> None:
+        """The dataset summary: format, items, corrections, verified items, problems (tooltip: the problems)."""
+        c = counts or {"corrected": 0, "verified": 0}
+        if self._problems_of[0] is not ds:  # the index is fixed once open: count once, not per edit
+            probs = {it.name for it in ds.items if it.problem} | {p.item for p in ds.problems}
+            self._problems_of = (ds, len(probs))
+        probs = self._problems_of[1]
+        text = f"{ds.format} · {len(ds.items):,} items · {c['corrected']:,} corrected · {c['verified']:,} verified"
+        if probs:
+            text += f" · {probs:,} problems"
+        tip = "\n".join([f"{p.item}: {p.reason}" for p in ds.problems[:20]] + ds.notes[:10])
+        self.set_summary(text, tip or str(ds.root))
 
     def set_summary(self, text: str, tip: str = "") -> None:
         """The dataset summary on the right."""
