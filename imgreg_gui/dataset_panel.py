@@ -62,6 +62,7 @@ class DatasetPanel(QWidget):
         self.view.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         # Keys belong to the canvas (arrows nudge the label, D/A step): the list is driven by the mouse.
         self.view.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.view.setAutoScroll(False)  # select() scrolls, by half pages (_reveal)
         self.view.setSortingEnabled(True)
         self.view.sortByColumn(-1, Qt.SortOrder.AscendingOrder)
         header = self.view.header()
@@ -109,7 +110,18 @@ class DatasetPanel(QWidget):
             idx = self.model.index(row, 0)
             flags = QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows
             sel.setCurrentIndex(idx, flags)
-            self.view.scrollTo(idx)
+            self._reveal(idx)
+
+    def _reveal(self, idx: QModelIndex) -> None:
+        """Scroll ``idx`` into view only when it is outside, a page at a time: below the view it becomes the top
+        row, above it the bottom row. Stepping through the list then scrolls once per page, not on every step
+        (a scroll repaints the whole list, which costs more than showing the image)."""
+        rect, vp = self.view.visualRect(idx), self.view.viewport().rect()
+        if vp.contains(rect):
+            return
+        below = rect.center().y() > vp.center().y()
+        hint = QAbstractItemView.ScrollHint
+        self.view.scrollTo(idx, hint.PositionAtTop if below else hint.PositionAtBottom)
 
     def set_filter_choice(self, key: str) -> None:
         """Choose one of ``FILTERS`` by key."""

@@ -29,6 +29,10 @@ FILTERS = {
 COLUMNS = ("Item", "Group", "Error")
 COL_NAME, COL_GROUP, COL_ERROR = range(3)
 ItemIndex = QModelIndex | QPersistentModelIndex
+R = Qt.ItemDataRole
+ROLES = frozenset(
+    (R.DisplayRole, R.DecorationRole, R.ToolTipRole, R.TextAlignmentRole, R.ForegroundRole, R.UserRole)
+)
 
 
 def item_status(item: Item, rec: LabelRecord | None) -> str:
@@ -260,8 +264,8 @@ class ItemModel(QAbstractTableModel):
 
     def data(self, index: ItemIndex, role: int = Qt.ItemDataRole.DisplayRole):
         """Text, status icon, tooltip and colours of a cell."""
-        if not index.isValid() or index.row() >= len(self.view):
-            return None
+        if role not in ROLES or not index.isValid() or index.row() >= len(self.view):
+            return None  # the view asks for a dozen roles per cell on every paint: answer the rest at once
         it = self.items[self.view[index.row()]]
         col = index.column()
         if role == Qt.ItemDataRole.DisplayRole:
