@@ -47,7 +47,7 @@ class Editor(QObject):
         self._check(cmd)
 
     def _check(self, cmd: object) -> None:
-        err = getattr(cmd, "error", None)
+        err = cmd.error if isinstance(cmd, commands.StoreCommand) else None
         if err is not None:  # disk full, locked or read-only database: say so, show the stored state
             if self.state.current is not None:
                 self.state.refresh_records([self.state.current])
@@ -140,6 +140,6 @@ class Editor(QObject):
         self._check(cmd)
 
     def _show_item_of(self, cmd: object) -> None:
-        item = getattr(cmd, "item", None)
+        item = cmd.item if isinstance(cmd, commands.StoreCommand) else None
         if item is not None and item != self.state.current:
             self.state.set_current(item)

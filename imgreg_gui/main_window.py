@@ -441,9 +441,9 @@ class MainWindow(QMainWindow):
         self.canvas.set_annotations(ann)
         self.status.set_problem(ann.note or self.canvas.image_error)
         if ann.kind == "scalar":
-            self.value.box.blockSignals(True)  # showing the value is not an edit
-            self.value.box.setValue(ann.label[0] if ann.label else 0.0)
-            self.value.box.blockSignals(False)
+            self.value.box.setValue(
+                ann.label[0] if ann.label else 0.0
+            )  # edits come from editingFinished only
         self.acts.verify.setText("Clear &verified mark" if ann.verified else "&Mark verified")
 
     def _on_records_changed(self, names: list[str]) -> None:

@@ -25,18 +25,6 @@ from imgreg_gui.training.runs import RunsPanel, read_history
 RIGHT = Qt.DockWidgetArea.RightDockWidgetArea
 BOTTOM = Qt.DockWidgetArea.BottomDockWidgetArea
 AddDock = Callable[[QWidget, str, Qt.DockWidgetArea], QDockWidget]
-MENU = (
-    ("Start training", "start", "Ctrl+T"),
-    ("Stop after this epoch", "stop_after_epoch", ""),
-    ("Cancel training", "cancel", ""),
-    ("Find learning rate", "find_lr", ""),
-    (None, None, None),
-    ("Predict all with the active run", "predict", "Ctrl+Shift+P"),
-    ("Rank out-of-fold", "rank", ""),
-    (None, None, None),
-    ("Next suspect", "next_suspect", ""),
-    ("Previous suspect", "previous", ""),
-)
 
 
 class TrainingController(QObject):
@@ -101,12 +89,24 @@ class TrainingController(QObject):
     def _menu(self, menus: Menus) -> None:
         self.menu = menus.add("&Training")
         self.actions: dict[str, QAction] = {}
-        owners = (self.train, self.runs, self.review)
-        for name, slot, key in MENU:
-            if name is None:
+        t, rv = self.train, self.review
+        table = (
+            ("Start training", t.start, "Ctrl+T"),
+            ("Stop after this epoch", t.stop_after_epoch, ""),
+            ("Cancel training", t.cancel, ""),
+            ("Find learning rate", t.find_lr, ""),
+            None,
+            ("Predict all with the active run", self.runs.predict, "Ctrl+Shift+P"),
+            ("Rank out-of-fold", rv.rank, ""),
+            None,
+            ("Next suspect", rv.next_suspect, ""),
+            ("Previous suspect", rv.previous, ""),
+        )
+        for row in table:
+            if row is None:
                 self.menu.addSeparator()
                 continue
-            f = next(getattr(o, slot) for o in owners if hasattr(o, slot))
+            name, f, key = row
             act = self.menu.addAction(name)
             act.triggered.connect(lambda _c=False, f=f: f())
             if key:
