@@ -137,3 +137,18 @@ def test_state_signals_each_change_once(qtbot, tmp_path: Path) -> None:
     ]
     st.close()
     assert st.dataset is None and st.current is None and st.active_run is None
+
+
+def test_the_item_list_honours_the_state_item_filter(qtbot, tmp_path: Path) -> None:
+    root = points_csv(tmp_path / "f", [(1.0, 1.0), (2.0, 2.0), (3.0, 3.0)], size=(16, 12))
+    w = opened(qtbot, root, size=(900, 600))
+    model = w.panel.model
+    assert model.names_in_view() == ["f0.png", "f1.png", "f2.png"]
+    w.state.set_item_filter(["f2.png", "f0.png"], "similar to f0.png")
+    assert model.names_in_view() == ["f0.png", "f2.png"]
+    assert "similar to f0.png" in w.panel.count_label.text()
+    w.next_item()  # navigation follows the filtered list
+    assert w.current_item_name() == "f2.png"
+    w.state.set_item_filter(None)
+    assert len(model.names_in_view()) == 3
+    w.close()

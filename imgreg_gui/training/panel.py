@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.events import PROGRESS_TYPES
+from engine import events
 from imgreg_gui.training.options import DeviceQuery, OptionsForm, TrainOptions, train_command
 from imgreg_gui.training.plots import LrPlot, TrainingCurves, pick_error_metric
 from imgreg_gui.training.process import ChildProcess, ChildResult, open_error_box, show_progress
@@ -307,7 +307,7 @@ class TrainPanel(QWidget):
             self._fold, self._folds = int(ev.get("fold") or 1), max(1, int(ev.get("folds") or 1))
             self.live.curves.clear("MAE" if self.kind == "scalar" else "px")
             self.live.curves.set_title(f"Out-of-fold model {self._fold} of {self._folds} (live)")
-        elif kind in PROGRESS_TYPES:
+        elif kind in events.PROGRESS_TYPES:  # read now: new kinds need no change here
             show_progress(self.batch_bar, ev)
         elif kind in ("finished", "cancelled", "failed"):
             self.live.append(f"{kind}: {ev.get('message') or ev.get('run_id') or ''}".rstrip(": "))

@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.events import PROGRESS_TYPES
+from engine import events
 from engine.labels.store import StoreError
 from engine.runs import files as runfiles
 from imgreg_gui.state import AppState
@@ -350,7 +350,7 @@ class RunsPanel(QWidget):
         return cmd
 
     def _on_event(self, ev: dict) -> None:
-        if ev.get("type") in PROGRESS_TYPES:
+        if ev.get("type") in events.PROGRESS_TYPES:  # read now: new kinds need no change here
             show_progress(self.progress, ev)
 
     def _on_ended(self, res: ChildResult) -> None:
