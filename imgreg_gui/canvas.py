@@ -120,7 +120,6 @@ class ImageCanvas(QGraphicsView):
         self._space = False
         self._loading_timer = QTimer(self, singleShot=True, interval=150)
         self._loading_timer.timeout.connect(self._show_loading)
-        state.current_changed.connect(self._follow_state)
         state.records_changed.connect(lambda names: self._follow_state() if state.current in names else None)
         state.active_run_changed.connect(self._follow_state)
 

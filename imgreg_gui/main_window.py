@@ -368,6 +368,7 @@ class MainWindow(QMainWindow):
             self.canvas.set_image(name, None, self.loader.error(it.path))
         else:
             self.canvas.begin_item(name)
+        self.canvas.set_annotations(self.state.annotations(name))  # also when the item is shown again
         self._show_annotations()
         if img is None:
             self._prefetch(name)
@@ -433,12 +434,11 @@ class MainWindow(QMainWindow):
     # -- display -----------------------------------------------------------------------------------------
 
     def _show_annotations(self) -> None:
-        """Push the current item's annotations to the canvas, the value box and the status bar."""
+        """Show the current item's value (scalar datasets), problem and verified state beside the canvas."""
         name = self.state.current
         if name is None:
             return
-        ann = self.state.annotations(name)
-        self.canvas.set_annotations(ann)
+        ann = self.state.annotations(name)  # the canvas follows the state itself
         self.status.set_problem(ann.note or self.canvas.image_error)
         if ann.kind == "scalar":
             self.value.box.setValue(
