@@ -435,7 +435,9 @@ def test_corrupt_database_is_moved_aside_not_an_error(ds, tmp_path):
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / DB_NAME).write_bytes(b"this is not a database" * 100)
-    with LabelStore.open(ds, db_dir=bad) as store:  # recovery is in engine/labels/recovery.py (test_recovery.py)
+    with LabelStore.open(
+        ds, db_dir=bad
+    ) as store:  # recovery is in engine/labels/recovery.py (test_recovery.py)
         assert "damaged" in store.recovery_message and store.effective("a.jpg") == (1.0, 2.0)
     (aside,) = bad.glob(f"{DB_NAME}.damaged-*")
     assert aside.read_bytes() == b"this is not a database" * 100  # never deleted

@@ -24,7 +24,8 @@ BACKUP_EVERY_S = 24 * 3600  # at most one backup a day (taken when the store is 
 LOCK_NAME = ".labels.lock"
 LOCK_TIMEOUT_S = 60.0
 HEADER = b"SQLite format 3\x00"
-_DAMAGE_WORDS = ("malformed", "not a database", "corrupt", "no such table", "file is encrypted")
+_DAMAGE_WORDS = ("malformed", "not a database", "corrupt", "no such table", "file is encrypted", "decode")
+ON_REQUEST = "rebuilt on request"
 
 
 class RecoveryError(Exception):
@@ -38,7 +39,9 @@ def store_lock(folder: Path) -> Iterator[None]:
         with FileLock(str(Path(folder) / LOCK_NAME), timeout=LOCK_TIMEOUT_S):
             yield
     except Timeout:
-        raise RecoveryError(f"another imgreg process has held {folder / LOCK_NAME} for {LOCK_TIMEOUT_S:.0f} s") from None
+        raise RecoveryError(
+            f"another imgreg process has held {folder / LOCK_NAME} for {LOCK_TIMEOUT_S:.0f} s"
+        ) from None
 
 
 def _enc(label: tuple[float, ...] | None) -> str | None:
@@ -148,12 +151,23 @@ def replay(conn: sqlite3.Connection, jr: JournalRead) -> Replayed:
         done = Replayed()
         taken = {r[0] for r in conn.execute("SELECT id FROM history")}
         for e in missing_edits(conn, jr):
-            row = (e.item, _enc(e.old), _enc(e.effective), e.old_source, e.source, int(e.verified), e.time, e.kind)
+            row = (
+                e.item,
+                _enc(e.old),
+                _enc(e.effective),
+                e.old_source,
+                e.source,
+                int(e.verified),
+                e.time,
+                e.kind,
+            )
             cols = "item, old, new, old_source, new_source, verified, time, kind"
             if e.id in taken:  # the id went to another row meanwhile: keep the edit under a new id
                 conn.execute(f"INSERT INTO history ({cols}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row)
             else:
-                conn.execute(f"INSERT INTO history (id, {cols}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", (e.id, *row))
+                conn.execute(
+                    f"INSERT INTO history (id, {cols}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", (e.id, *row)
+                )
                 taken.add(e.id)
             done.edits += 1
         for e in disagreements(conn, jr):
@@ -198,7 +212,9 @@ def rebuild(db: Path, journal: Journal, schema: str, reason: str) -> str:
         conn.executescript(schema)  # a store rebuilt from no backup gets its meta rows when it is opened
         done = replay(conn, jr)
         conn.execute("PRAGMA journal_mode = WAL")
-        n_kept = conn.execute("SELECT COUNT(*) FROM labels WHERE source != 'original' OR verified != 0").fetchone()[0]
+        n_kept = conn.execute(
+            "SELECT COUNT(*) FROM labels WHERE source != 'original' OR verified != 0"
+        ).fetchone()[0]
     with open(tmp, "rb+") as f:
         os.fsync(f.fileno())
     os.replace(tmp, db)
@@ -206,11 +222,12 @@ def rebuild(db: Path, journal: Journal, schema: str, reason: str) -> str:
     moved = f"moved it to {aside.name}" if aside else "nothing was left to move aside"
     src = f"backup {base.name}" if base else "an empty store"
     bad = f" ({jr.bad_lines} unreadable journal lines skipped)" if jr.bad_lines else ""
+    what = "was rebuilt on request" if reason == ON_REQUEST else f"was damaged ({reason})"
     msg = (
-        f"label store {db.name} was damaged ({reason}); {moved} and rebuilt it from {src} plus "
+        f"label store {db.name} {what}; {moved} and rebuilt it from {src} plus "
         f"{done.edits} journaled edits: {n_kept} corrected or verified items recovered{bad}"
     )
-    log.warning(msg)
+    log.info(msg)
     return msg
 
 
@@ -229,7 +246,7 @@ def catch_up(db: Path, journal: Journal) -> str | None:
         f"label store {db.name} lacked {done.edits} journaled edits (a lost or damaged write-ahead log?); "
         f"restored them from {journal.path.name}: {len(done.items)} items recovered"
     )
-    log.warning(msg)
+    log.info(msg)
     return msg
 
 
@@ -254,7 +271,8 @@ def snapshot_entries(conn: sqlite3.Connection) -> list[Entry]:
         "SELECT item, original, current, source, verified FROM labels WHERE source != 'original' OR verified != 0"
     )
     return [
-        Entry(last, now, r[0], SNAPSHOT, None, "original", _dec(r[2]), r[3], bool(r[4]), _dec(r[1])) for r in rows
+        Entry(last, now, r[0], SNAPSHOT, None, "original", _dec(r[2]), r[3], bool(r[4]), _dec(r[1]))
+        for r in rows
     ]
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.core import Dataset, Item, Label
-from engine.labels import recovery
+from engine.labels import filekeys, recovery
 from engine.labels.journal import Entry, Journal
 from engine.labels.location import (  # noqa: F401 (re-exported for callers of the store)
     DATA_DIR_ENV,
@@ -481,7 +481,9 @@ class LabelStore:
                     kind,
                 ),
             ).lastrowid
-            entry = Entry(hid, now, name, kind, old.effective, old.source, current, source, verified, old.original)
+            entry = Entry(
+                hid, now, name, kind, old.effective, old.source, current, source, verified, old.original
+            )
             return new, entry
 
         rec, entry = self._write(work)
@@ -534,6 +536,7 @@ class LabelStore:
         def work(conn: sqlite3.Connection) -> None:
             conn.execute("INSERT OR IGNORE INTO prediction_runs VALUES (?, ?)", (run_id, time.time()))
             conn.executemany("INSERT OR REPLACE INTO predictions VALUES (?, ?, ?, ?, ?)", data)
+            filekeys.record_file_keys(conn, self.root, run_id, [d[1] for d in data])
 
         self._write(work)
 
@@ -554,5 +557,10 @@ class LabelStore:
         def work(conn: sqlite3.Connection) -> None:
             conn.execute("DELETE FROM predictions WHERE run_id = ?", (run_id,))
             conn.execute("DELETE FROM prediction_runs WHERE run_id = ?", (run_id,))
+            filekeys.forget_file_keys(conn, run_id)
 
         self._write(work)
+
+    def stale_predictions(self, run_id: str) -> set[str]:
+        """Items of a run whose image changed on disk since it was predicted (show the image as it is now)."""
+        return self._retry(lambda conn: filekeys.stale_items(conn, self.root, run_id))
