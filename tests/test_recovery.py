@@ -357,3 +357,39 @@ def test_cli_store_errors_are_one_line_exit_2(tmp_path, capsys):
         assert err.count("\n") == 1 and err.startswith("imgreg: error:") and "Traceback" not in err
     assert main(["check", str(tmp_path / "nowhere")]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    "kind,where",
+    [
+        ("zero", 0.0),
+        ("delete_db", 0.0),
+        ("delete_wal", 0.0),
+        ("truncate", 0.5),
+        ("truncate", 0.01),
+        ("overwrite_pages", 0.0),  # the header page
+        ("overwrite_pages", 0.5),
+        ("overwrite_bytes", 0.5),
+        ("overwrite_wal", 0.3),
+    ],
+)
+def test_each_damage_kind(tmp_path, kind, where):
+    """Every kind of damage at least once, whatever hypothesis draws: the edits and the one-line message."""
+    ds = make_ds(tmp_path / "ds")
+    ops = [("correct", k, float(k)) for k in range(0, 30, 3)] + [("verify", 1, 1.0), ("accept", 2, 5.0)]
+    with LabelStore.open(ds, db_dir=tmp_path / "live") as store:
+        want = apply(store, ops[:4])
+    with LabelStore.open(ds, db_dir=tmp_path / "live") as store:
+        want.update(apply(store, ops[4:]))
+        if "wal" in kind:  # a crash copy: the newest edits only in the WAL
+            shutil.copytree(tmp_path / "live", tmp_path / "crashed")
+    if "wal" not in kind:  # closed: every edit checkpointed into the main file
+        shutil.copytree(tmp_path / "live", tmp_path / "crashed")
+    damage(tmp_path / "crashed", kind, where, 2, 1)
+    with LabelStore.open(ds, db_dir=tmp_path / "crashed") as again:
+        assert states(again, want) == want
+        msg = again.recovery_message or ""
+    assert "\n" not in msg
+    if kind != "overwrite_wal":  # a garbled WAL frame is dropped: SQLite reads the older state, caught up
+        assert "recovered" in msg
+    assert store_report(tmp_path / "crashed")["ok"]
