@@ -393,3 +393,18 @@ def test_each_damage_kind(tmp_path, kind, where):
     if kind != "overwrite_wal":  # a garbled WAL frame is dropped: SQLite reads the older state, caught up
         assert "recovered" in msg
     assert store_report(tmp_path / "crashed")["ok"]
+
+
+def test_garbled_journal_line_never_overrides_a_sound_store(tmp_path):
+    ds = make_ds(tmp_path / "ds")
+    with LabelStore.open(ds) as store:
+        store.correct(NAMES[0], (1.25, 2.5))
+        store.correct(NAMES[1], (3.0, 4.0))
+    path = store.journal.path
+    lines = path.read_text().splitlines()
+    garbled = [lines[0].replace("1.25", "9.25"), lines[1].replace(NAMES[1], "imgXX.png")]
+    path.write_text("\n".join(garbled) + "\n")  # a sync client's bad copy of the journal
+    with LabelStore.open(ds) as again:
+        assert again.recovery_message is None
+        assert again.effective(NAMES[0]) == (1.25, 2.5) and again.effective(NAMES[1]) == (3.0, 4.0)
+        assert "imgXX.png" not in again.records()

@@ -118,30 +118,50 @@ class Replayed:
     items: list[str] = field(default_factory=list)
 
 
-def _states(conn: sqlite3.Connection) -> dict[str, tuple]:
-    rows = conn.execute("SELECT item, current, source, verified FROM labels")
-    return {r[0]: (_dec(r[1]), r[2], bool(r[3])) for r in rows}
-
-
 def _last_edit_ids(conn: sqlite3.Connection) -> dict[str, int]:
     return dict(conn.execute("SELECT item, MAX(id) FROM history WHERE kind != 'sync' GROUP BY item"))
 
 
+def _history(conn: sqlite3.Connection, jr: JournalRead) -> dict[int, tuple]:
+    """History rows the journal may name: id -> (item, new effective text, new source, verified)."""
+    lo = min((e.id for e in jr.entries), default=0)
+    rows = conn.execute("SELECT id, item, new, new_source, verified FROM history WHERE id >= ?", (lo,))
+    return {r[0]: (r[1], _dec(r[2]), r[3], bool(r[4])) for r in rows}
+
+
 def disagreements(conn: sqlite3.Connection, jr: JournalRead) -> list[Entry]:
-    """Journal entries (each item's newest) whose state the store lacks and has no newer edit of its own."""
-    states, last = _states(conn), _last_edit_ids(conn)
+    """Journal entries (each item's newest) whose state the store lacks and has no newer edit of its own.
+
+    Where the store's row agrees with its own history row of that edit and the journal line does not, the
+    journal line is the damaged one (a sync client garbled it) and the store is kept.
+    """
+    rows = conn.execute("SELECT item, original, current, source, verified FROM labels")
+    states = {r[0]: (_dec(r[2]), r[3], bool(r[4]), _dec(r[1])) for r in rows}
+    last, hist = _last_edit_ids(conn), _history(conn, jr)
     out = []
     for name, e in jr.final_states().items():
-        if states.get(name) != (e.new, e.source, e.verified) and last.get(name, 0) <= e.id:
-            out.append(e)
+        st = states.get(name)
+        if (st is not None and st[:3] == (e.new, e.source, e.verified)) or last.get(name, 0) > e.id:
+            continue
+        h = hist.get(e.id)
+        if h is not None and e.kind != SNAPSHOT:
+            if h[0] != name:  # that edit was another item's: this line's item name is garbled
+                continue
+            store_eff = None if st is None else (st[3] if st[1] == "original" else st[0])
+            if (
+                st is not None
+                and h[1:] == (store_eff, st[1], st[2])
+                and h[1:] != (e.effective, e.source, e.verified)
+            ):
+                continue
+        out.append(e)
     return out
 
 
 def missing_edits(conn: sqlite3.Connection, jr: JournalRead) -> list[Entry]:
-    """Journaled edits without their history row in the store."""
-    lo = min((e.id for e in jr.entries), default=0)
-    have = dict(conn.execute("SELECT id, item FROM history WHERE id >= ?", (lo,)))
-    return [e for e in jr.entries if e.kind != SNAPSHOT and have.get(e.id) != e.item]
+    """Journaled edits whose history row the store lacks."""
+    hist = _history(conn, jr)
+    return [e for e in jr.entries if e.kind != SNAPSHOT and e.id not in hist]
 
 
 def replay(conn: sqlite3.Connection, jr: JournalRead) -> Replayed:
