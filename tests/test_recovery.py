@@ -408,3 +408,16 @@ def test_garbled_journal_line_never_overrides_a_sound_store(tmp_path):
         assert again.recovery_message is None
         assert again.effective(NAMES[0]) == (1.25, 2.5) and again.effective(NAMES[1]) == (3.0, 4.0)
         assert "imgXX.png" not in again.records()
+
+
+def test_damaged_backup_is_skipped(tmp_path):
+    ds = make_ds(tmp_path / "ds")
+    with LabelStore.open(ds) as store:
+        store.correct(NAMES[5], (5.0, 5.0))
+    LabelStore.open(ds).close()
+    (newest,) = recovery.backups(store.dir)
+    newest.write_bytes(b"\0" * 4096)  # the backup is damaged too
+    store.db_path.write_bytes(b"")
+    with LabelStore.open(ds) as again:
+        assert again.effective(NAMES[5]) == (5.0, 5.0) and "from an empty store" in again.recovery_message
+    assert recovery._good_backup(store.dir) is not None  # the rebuilt store was backed up at once

@@ -20,7 +20,7 @@ Lbl = tuple[float, ...]
 
 
 def _lbl(v: Any) -> Lbl | None:
-    return None if v is None else tuple(float(x) for x in v)
+    return None if v is None else tuple(map(float, v))
 
 
 @dataclass(frozen=True)
@@ -109,6 +109,14 @@ def _parse(line: str) -> Entry | None:
     return None
 
 
+def _byte_at(fd: int, pos: int) -> bytes:
+    """One byte of an open file (appends still go to the end: the file is opened with O_APPEND)."""
+    if hasattr(os, "pread"):
+        return os.pread(fd, 1, pos)
+    os.lseek(fd, pos, os.SEEK_SET)
+    return os.read(fd, 1)
+
+
 def _sync_dir(folder: Path) -> None:
     """Make a new file's directory entry durable (POSIX; a no-op where directories cannot be opened)."""
     try:
@@ -142,7 +150,8 @@ class Journal:
     def _open(self) -> int:
         if self._fd is None or self._pid != os.getpid():
             new = not self.path.exists()
-            self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+            flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_BINARY", 0)
+            self._fd = os.open(self.path, flags, 0o644)
             self._pid = os.getpid()
             if new:
                 _sync_dir(self.path.parent)
@@ -157,7 +166,7 @@ class Journal:
             fd = self._open()
             # A line torn by a crash mid-write must not glue onto the next one: start on a fresh line.
             size = os.fstat(fd).st_size
-            if size and os.pread(fd, 1, size - 1) != b"\n":
+            if size and _byte_at(fd, size - 1) != b"\n":
                 data = b"\n" + data
             view = memoryview(data)
             while view:

@@ -313,13 +313,13 @@ def backup_now(conn: sqlite3.Connection, folder: Path) -> Path:
     return dst
 
 
-def after_open(conn: sqlite3.Connection, journal: Journal, folder: Path) -> None:
-    """Start a missing journal from the store's state, and take the day's backup when one is due."""
+def after_open(conn: sqlite3.Connection, journal: Journal, folder: Path, force_backup: bool = False) -> None:
+    """Start a missing journal from the store's state, and take the day's backup when one is due (or forced)."""
     if not journal.exists():
         entries = snapshot_entries(conn)
         if entries:
             journal.append(entries)
     newest = backups(folder)
-    due = not newest or time.time() - newest[0].stat().st_mtime > BACKUP_EVERY_S
+    due = force_backup or not newest or time.time() - newest[0].stat().st_mtime > BACKUP_EVERY_S
     if due and conn.execute("SELECT EXISTS (SELECT 1 FROM history)").fetchone()[0]:
         backup_now(conn, folder)

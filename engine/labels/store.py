@@ -182,7 +182,8 @@ class LabelStore:
                 # One line saying what was recovered (None when the store was sound): the CLI and app show it.
                 self.recovery_message = recovery.recover_if_needed(self.db_path, self.journal, _SCHEMA)
                 self._init_schema()
-                self._retry(lambda conn: recovery.after_open(conn, self.journal, self.dir))
+                recovered = self.recovery_message is not None  # a rebuilt store gets a fresh backup at once
+                self._retry(lambda conn: recovery.after_open(conn, self.journal, self.dir, recovered))
         except (recovery.RecoveryError, OSError, sqlite3.Error) as e:
             self.close()
             raise StoreError(f"cannot open label store {self.db_path}: {e}") from e
