@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import sys
 from collections.abc import Sequence
 
-from engine.cli import interop, labels, model
+from engine.cli import interop, labels, model, store
 from engine.cli.common import CliError
+from engine.labels.store import StoreError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -17,6 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     labels.register(sub)
     model.register(sub)
     interop.register(sub)
+    store.register(sub)
     return p
 
 
@@ -27,6 +30,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except CliError as e:
         print(f"imgreg: error: {e}", file=sys.stderr)
+        return 2
+    except (StoreError, sqlite3.Error) as e:  # the label store failed mid-command: still one line
+        print(f"imgreg: error: label store: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("imgreg: interrupted", file=sys.stderr)

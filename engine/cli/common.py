@@ -26,9 +26,12 @@ def open_with_store(path: str, image_root: str | None = None) -> tuple[Dataset, 
         raise CliError(f"dataset {path} does not exist")
     try:
         ds = open_dataset(Path(path), image_root=image_root)
-        return ds, LabelStore.open(ds)
+        store = LabelStore.open(ds)
     except (DatasetError, StoreError) as e:
         raise CliError(str(e)) from None
+    if store.recovery_message:  # one line saying what was recovered, before the command's own output
+        print(f"imgreg: {store.recovery_message}", file=sys.stderr)
+    return ds, store
 
 
 def add_image_root(s: argparse.ArgumentParser) -> None:

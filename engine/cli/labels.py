@@ -16,6 +16,7 @@ from engine.atomic import atomic_write_text
 from engine.cli.common import CliError, add_image_root, open_with_store
 from engine.core import Dataset, Label
 from engine.labels.export import label_columns, labels_text
+from engine.labels.ondisk import orphans
 from engine.labels.store import LabelStore
 
 
@@ -47,7 +48,10 @@ def dataset_info(ds: Dataset, store: LabelStore) -> dict[str, Any]:
         ),
         "verified": sum(1 for it in ds.items if it.name in records and records[it.name].verified),
         "problems": len(ds.problems),
+        "orphans": 0,
     }
+    orphaned = orphans(store, ds)
+    counts["orphans"] = len(orphaned)
     return {
         "dataset": str(ds.root),
         "format": ds.format,
@@ -58,6 +62,11 @@ def dataset_info(ds: Dataset, store: LabelStore) -> dict[str, Any]:
         "label_stats": label_stats,
         "notes": list(ds.notes),
         "problems": [{"item": p.item, "reason": p.reason} for p in ds.problems],
+        "orphans": [
+            {"item": r.item, "label": r.effective, "source": r.source, "verified": r.verified}
+            for r in orphaned
+        ],
+        "recovered": store.recovery_message,
     }
 
 
@@ -81,6 +90,11 @@ def print_info(info: dict[str, Any], out: io.TextIOBase) -> None:
         out.write(f"problems ({len(info['problems'])}):\n")
         for p in info["problems"]:
             out.write(f"  {p['item']}: {p['reason']}\n")
+    if info.get("orphans"):
+        out.write(f"orphans ({len(info['orphans'])}, corrections kept for files no longer in the dataset):\n")
+        for o in info["orphans"]:
+            lbl = "none" if o["label"] is None else " ".join(f"{v:g}" for v in o["label"])
+            out.write(f"  {o['item']}: {lbl} ({o['source']}{', verified' if o['verified'] else ''})\n")
 
 
 def _require_item(ds: Dataset, name: str) -> None:

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from engine.core import Dataset, Item, Label
+from engine.labels import filekeys, recovery
+from engine.labels.journal import Entry, Journal
 from engine.labels.location import (  # noqa: F401 (re-exported for callers of the store)
     DATA_DIR_ENV,
     DB_NAME,
@@ -173,7 +175,18 @@ class LabelStore:
         self._listeners: list[Listener] = []
         self._pid = os.getpid()
         self._closed = False
-        self._init_schema()
+        self.journal = Journal(self.dir)  # every edit is also appended here (see engine/labels/journal.py)
+        self.journal_error: str | None = None  # why the last journal append failed, if it did
+        try:
+            with recovery.store_lock(self.dir):
+                # One line saying what was recovered (None when the store was sound): the CLI and app show it.
+                self.recovery_message = recovery.recover_if_needed(self.db_path, self.journal, _SCHEMA)
+                self._init_schema()
+                recovered = self.recovery_message is not None  # a rebuilt store gets a fresh backup at once
+                self._retry(lambda conn: recovery.after_open(conn, self.journal, self.dir, recovered))
+        except (recovery.RecoveryError, OSError, sqlite3.Error) as e:
+            self.close()
+            raise StoreError(f"cannot open label store {self.db_path}: {e}") from e
 
     @classmethod
     def open(
@@ -299,6 +312,8 @@ class LabelStore:
             with contextlib.suppress(sqlite3.Error):
                 conn.close()
         self._local = threading.local()
+        if hasattr(self, "journal"):
+            self.journal.close()
 
     def __enter__(self) -> LabelStore:
         return self
@@ -453,7 +468,7 @@ class LabelStore:
                 "UPDATE labels SET current = ?, source = ?, verified = ?, updated = ? WHERE item = ?",
                 (encode_label(current), source, int(verified), now, name),
             )
-            conn.execute(
+            hid = conn.execute(
                 "INSERT INTO history (item, old, new, old_source, new_source, verified, time, kind) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
@@ -466,12 +481,25 @@ class LabelStore:
                     now,
                     kind,
                 ),
+            ).lastrowid
+            entry = Entry(
+                hid, now, name, kind, old.effective, old.source, current, source, verified, old.original
             )
-            return new
+            return new, entry
 
-        rec = self._write(work)
+        rec, entry = self._write(work)
+        self._journal(entry)
         self._notify([name])
         return rec
+
+    def _journal(self, entry: Entry) -> None:
+        """Append a committed edit to the journal (flushed to disk); a refusing disk is logged, not raised."""
+        try:
+            self.journal.append([entry])
+            self.journal_error = None
+        except OSError as e:
+            self.journal_error = f"the edit of {entry.item} is saved but not journaled: {e}"
+            log.error("label store %s: %s", self.db_path, self.journal_error)
 
     def correct(self, item: ItemRef, label: Iterable[float], source: str = "corrected") -> LabelRecord:
         """Set the item's label (a correction, or with ``source='prediction'`` an accepted prediction)."""
@@ -509,6 +537,7 @@ class LabelStore:
         def work(conn: sqlite3.Connection) -> None:
             conn.execute("INSERT OR IGNORE INTO prediction_runs VALUES (?, ?)", (run_id, time.time()))
             conn.executemany("INSERT OR REPLACE INTO predictions VALUES (?, ?, ?, ?, ?)", data)
+            filekeys.record_file_keys(conn, self.root, run_id, [d[1] for d in data])
 
         self._write(work)
 
@@ -529,5 +558,10 @@ class LabelStore:
         def work(conn: sqlite3.Connection) -> None:
             conn.execute("DELETE FROM predictions WHERE run_id = ?", (run_id,))
             conn.execute("DELETE FROM prediction_runs WHERE run_id = ?", (run_id,))
+            filekeys.forget_file_keys(conn, run_id)
 
         self._write(work)
+
+    def stale_predictions(self, run_id: str) -> set[str]:
+        """Items of a run whose image changed on disk since it was predicted (show the image as it is now)."""
+        return self._retry(lambda conn: filekeys.stale_items(conn, self.root, run_id))
