@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ class OofResult:
     rows: list[PredictionRow]
     metrics: dict[str, float]
     cancelled: bool = False
+    rounds: list[list[PredictionRow]] = field(default_factory=list)  # each repeat's own rows, unscored
 
 
 def rank_rows(rows: list[PredictionRow] | Any, by: str = "auto") -> list[PredictionRow]:
@@ -170,4 +171,4 @@ def out_of_fold(
         )
     else:
         on_event({"type": "finished", "best_epoch": None, **end})
-    return OofResult(run_id, run_dir, rows, metrics, cancelled)
+    return OofResult(run_id, run_dir, rows, metrics, cancelled, rounds)
