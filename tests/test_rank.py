@@ -60,8 +60,8 @@ def test_out_of_fold_ranks_planted_errors_first(tmp_path: Path) -> None:
     top = {r.item for r in res.rows[:5]}
     assert syn.corrupted <= top, (res.rows[:5], syn.corrupted)
     assert res.metrics["median_error"] < 8
-    errs = [r.error for r in res.rows]
-    assert errs == sorted(errs, reverse=True)
+    scores = [r.score for r in res.rows]
+    assert scores == sorted(scores, reverse=True)
     assert [r.item for r in rank_run(store, res.run_id)] == [r.item for r in res.rows]
     assert (res.run_dir / "summary.json").is_file()
     store.close()
