@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.core import Label
+from engine.core import Label, label_distance
 from engine.labels.store import PredictionRow
 
 METHODS = ("local", "cleanlab", "residual")
@@ -34,20 +34,18 @@ def _chi2_median(d: int) -> float:
     return _CHI2_MEDIAN.get(d, d * (1 - 2 / (9 * d)) ** 3)
 
 
-def knn_indices(feats: np.ndarray, k: int, chunk: int = 2048) -> np.ndarray:
-    """Indices (n, k) of each row's ``k`` nearest other rows by Euclidean distance (brute force, in chunks)."""
+def knn_indices(feats: np.ndarray, k: int) -> np.ndarray:
+    """Indices (n, k) of each row's ``k`` nearest other rows by Euclidean distance (scikit-learn's trees)."""
+    from sklearn.neighbors import NearestNeighbors  # only when scoring: keeps the app's start-up light
+
     feats = np.asarray(feats, dtype=np.float64)
     n = len(feats)
     k = max(1, min(k, n - 1))
-    sq = (feats**2).sum(1)
-    out = np.empty((n, k), dtype=np.int64)
-    for a in range(0, n, chunk):
-        d = sq[a : a + chunk, None] + sq[None, :] - 2 * feats[a : a + chunk] @ feats.T
-        d[np.arange(len(d)), np.arange(a, a + len(d))] = np.inf  # never one's own neighbour
-        idx = np.argpartition(d, k - 1, axis=1)[:, :k]
-        order = np.take_along_axis(d, idx, 1).argsort(1)
-        out[a : a + chunk] = np.take_along_axis(idx, order, 1)
-    return out
+    idx = NearestNeighbors(n_neighbors=k + 1).fit(feats).kneighbors(feats, return_distance=False)
+    own = idx == np.arange(n)[:, None]
+    # drop each row's own index (with exact duplicates it need not come first), else the farthest neighbour
+    own[~own.any(1), -1] = True
+    return idx[~own].reshape(n, k)
 
 
 def embedding_neighbours(names: Sequence[str], emb: np.ndarray, k: int = 10) -> dict[str, list[str]]:
@@ -182,7 +180,9 @@ def score_rows(
     """
     rows = list(rows)
     idx = [i for i, r in enumerate(rows) if _fits(labels.get(r.item), r.pred)]
-    out = [replace(r, error=None, score=None) for r in rows]
+    out = list(rows)
+    for i in set(range(len(rows))) - set(idx):
+        out[i] = replace(rows[i], error=None, score=None)
     if not idx:
         return out
     y = np.array([labels[rows[i].item] for i in idx], dtype=np.float64)
@@ -196,10 +196,38 @@ def score_rows(
             got = [labels[m] for m in neighbours.get(rows[i].item, ()) if _fits(labels.get(m), rows[i].pred)]
             nl.append(np.array(got, dtype=np.float64) if got else None)
     scores = doubt(y, p, spread, nl, method)
-    errs = np.linalg.norm(y - p, axis=1)
     for j, i in enumerate(idx):
-        out[i] = replace(rows[i], error=float(errs[j]), score=float(scores[j]))
+        err = label_distance(rows[i].pred, labels[rows[i].item])
+        out[i] = replace(rows[i], error=err, score=float(scores[j]))
     return out
+
+
+def rank_rows(rows: Iterable[PredictionRow], by: str = "auto") -> list[PredictionRow]:
+    """Rows sorted largest first by ``score`` (label doubt) or ``error``; ``auto`` uses the score when the rows have
+    one. Rows without that value (unlabelled) go last, by name."""
+    rows = list(rows)
+    if by == "auto":
+        by = "score" if any(r.score is not None for r in rows) else "error"
+    if by not in ("score", "error"):
+        raise ValueError(f"cannot rank by {by!r}; use score or error")
+
+    def key(r: PredictionRow) -> tuple[bool, float, str]:
+        v = getattr(r, by)
+        return (v is None or not math.isfinite(v), -(v or 0.0), r.item)
+
+    return sorted(rows, key=key)
+
+
+def rank_run(
+    store: Any, run_id: str, neighbours: Mapping[str, Sequence[str]] | None = None, by: str = "auto"
+) -> list[PredictionRow]:
+    """A run's stored predictions ranked by doubt about the current effective labels (largest first).
+
+    Errors and scores are recomputed, so labels corrected since the prediction rank by their new disagreement;
+    ``neighbours`` (item -> its nearest items in embedding space) adds their labels as a second opinion.
+    """
+    rows = score_rows(store.predictions(run_id).values(), store.effective_labels(), neighbours)
+    return rank_rows(rows, by)
 
 
 def _fits(label: Label | None, pred: Label) -> bool:

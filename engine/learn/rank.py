@@ -3,7 +3,6 @@ R times with other seeds and splits, averaged: an ensemble whose spread the scor
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -12,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from engine.core import Cancelled, CancelToken, Dataset, OnEvent, no_event
-from engine.labels.quality import mean_rows, score_rows
+from engine.labels.quality import mean_rows, rank_rows, rank_run, score_rows  # noqa: F401 (rank_run re-exported)
 from engine.labels.store import PredictionRow
 from engine.learn.dls import Sample
 from engine.learn.predict import predict_model
@@ -30,34 +29,6 @@ class OofResult:
     metrics: dict[str, float]
     cancelled: bool = False
     rounds: list[list[PredictionRow]] = field(default_factory=list)  # each repeat's own rows, unscored
-
-
-def rank_rows(rows: list[PredictionRow] | Any, by: str = "auto") -> list[PredictionRow]:
-    """Rows sorted largest first by ``score`` (label doubt) or ``error``; ``auto`` uses the score when the rows have
-    one. Rows without that value (unlabelled) go last, by name."""
-    rows = list(rows)
-    if by == "auto":
-        by = "score" if any(r.score is not None for r in rows) else "error"
-    if by not in ("score", "error"):
-        raise ValueError(f"cannot rank by {by!r}; use score or error")
-
-    def key(r: PredictionRow) -> tuple[bool, float, str]:
-        v = getattr(r, by)
-        return (v is None or not math.isfinite(v), -(v or 0.0), r.item)
-
-    return sorted(rows, key=key)
-
-
-def rank_run(
-    store: Any, run_id: str, neighbours: dict[str, list[str]] | None = None, by: str = "auto"
-) -> list[PredictionRow]:
-    """A run's stored predictions ranked by doubt about the current effective labels (largest first).
-
-    Errors and scores are recomputed, so labels corrected since the prediction rank by their new disagreement;
-    ``neighbours`` (item -> its nearest items in embedding space) adds their labels as a second opinion.
-    """
-    rows = score_rows(store.predictions(run_id).values(), store.effective_labels(), neighbours)
-    return rank_rows(rows, by)
 
 
 def fold_indices(samples: list[Sample], folds: int, seed: int = 42) -> list[list[int]]:
