@@ -118,6 +118,12 @@ def imagenet_features(ds, weights: Path, size: int) -> tuple[list[str], np.ndarr
     return names, np.concatenate(feats)
 
 
+def progress(e: dict) -> None:
+    """Fold starts on stderr (stdout ends with the JSON)."""
+    if e["type"] == "fold":
+        print(f"fold {e['fold']}/{e['folds']} at {time.strftime('%H:%M:%S')}", file=sys.stderr, flush=True)
+
+
 def run_task(ds, cfg: TrainConfig, args, kind: str, bounds=None, embed: Path | None = None) -> dict:
     """Plant errors, run the out-of-fold ranking with repeats, score the rankings."""
     store = LabelStore.open(ds)
@@ -130,7 +136,7 @@ def run_task(ds, cfg: TrainConfig, args, kind: str, bounds=None, embed: Path | N
             names, emb = imagenet_features(ds, embed, 96)
             neighbours = embedding_neighbours(names, emb, 10)
         t0 = time.perf_counter()
-        res = out_of_fold(ds, store, cfg, folds=args.folds, repeats=args.repeats)
+        res = out_of_fold(ds, store, cfg, folds=args.folds, repeats=args.repeats, on_event=progress)
         dt = time.perf_counter() - t0
         out = {"n": len(labels), "planted": len(bad), "moved": [lo, hi], "folds": args.folds}
         out["repeats"] = args.repeats
