@@ -98,11 +98,25 @@ def register(subparsers: Any) -> None:
     add_image_root(s)
     s.set_defaults(func=cmd_predict)
 
-    s = subparsers.add_parser("rank", help="items ordered by disagreement between model and label")
+    s = subparsers.add_parser(
+        "rank", help="items ordered by doubt about their label (score), or by raw error"
+    )
     s.add_argument("dataset")
     s.add_argument("--run", help="rank by this run's predictions (predicting first when needed)")
     s.add_argument("--folds", type=int, default=5, help="out-of-fold models when no --run (default 5)")
-    s.add_argument("--top", type=int, help="only the K largest errors")
+    s.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="out-of-fold rounds with other seeds and splits, averaged (default 1)",
+    )
+    s.add_argument(
+        "--by",
+        default="score",
+        choices=["score", "error"],
+        help="order by label doubt (default) or raw error",
+    )
+    s.add_argument("--top", type=int, help="only the K most doubtful items")
     s.add_argument("--out", help="CSV file (default: standard output)")
     _add_train_options(s)
     s.set_defaults(func=cmd_rank)
@@ -314,25 +328,29 @@ def cmd_rank(args: argparse.Namespace) -> int:
             if args.run:
                 run_dir = resolve_run(args.run, store.dir)
                 run_id = run_dir.name
-                rows = rank_run(store, run_id) if run_id in store.prediction_runs() else []
-                if not rows:
-                    rows = rank_rows(predict(run_dir, ds, store, on_event=rep, cancel=token))
+                if run_id not in store.prediction_runs():
+                    predict(run_dir, ds, store, on_event=rep, cancel=token)
+                rows = rank_run(store, run_id, by=args.by)
             else:
                 try:
-                    res = out_of_fold(ds, store, train_config(args, rep), args.folds, rep, token)
+                    cfg = train_config(args, rep)
+                    res = out_of_fold(ds, store, cfg, args.folds, rep, token, repeats=args.repeats)
                 except Cancelled:
                     raise CliError("cancelled before any fold finished") from None
-                run_id, rows = res.run_id, res.rows
+                run_id, rows = res.run_id, rank_rows(res.rows, args.by)
         rows = [r for r in rows if r.error is not None]
         if args.top:
             rows = rows[: args.top]
-        table = [[i + 1, r.item, num(r.error)] for i, r in enumerate(rows)]
+        table = [[i + 1, r.item, num(r.error), num(r.score)] for i, r in enumerate(rows)]
         if args.out or not args.json:
-            write_csv(args.out, ["rank", "item", "error"], table)
-        top = [{"rank": i + 1, "item": r.item, "error": r.error} for i, r in enumerate(rows[:20])]
-        data = {"run_id": run_id, "n": len(rows), "top": top, "out": args.out}
+            write_csv(args.out, ["rank", "item", "error", "score"], table)
+        top = [
+            {"rank": i + 1, "item": r.item, "error": r.error, "score": r.score}
+            for i, r in enumerate(rows[:20])
+        ]
+        data = {"run_id": run_id, "n": len(rows), "by": args.by, "top": top, "out": args.out}
         if args.json or args.out:
-            rep.summary(data, f"{len(rows)} items ranked by {run_id}")
+            rep.summary(data, f"{len(rows)} items ranked by {args.by} from {run_id}")
         return 0
     finally:
         store.close()

@@ -67,6 +67,7 @@ CREATE TABLE IF NOT EXISTS predictions (
     pred TEXT NOT NULL,
     error REAL,
     spread REAL,
+    score REAL,
     PRIMARY KEY (run_id, item)
 );
 """
@@ -111,12 +112,14 @@ class Change:
 
 @dataclass(frozen=True)
 class PredictionRow:
-    """A model's prediction for one item in original pixels, with its error and spread when known."""
+    """A model's prediction for one item in original pixels, with its error, spread and label-quality score
+    (``engine.labels.quality``: higher is more likely a wrong label) when known."""
 
     item: str
     pred: Label
     error: float | None = None
     spread: float | None = None
+    score: float | None = None
 
 
 def encode_label(label: Iterable[float] | None) -> str | None:
@@ -146,6 +149,13 @@ def _name(item: ItemRef) -> str:
 
 def _opt_float(v: float | None) -> float | None:
     return None if v is None else float(v)
+
+
+def _add_score_column(conn: sqlite3.Connection) -> None:
+    """Migration: stores made before label-quality scores get a NULL ``score`` column on their predictions."""
+    cols = [r[1] for r in conn.execute("PRAGMA table_info(predictions)")]
+    if "score" not in cols:
+        conn.execute("ALTER TABLE predictions ADD COLUMN score REAL")
 
 
 def _is_busy(e: sqlite3.OperationalError) -> bool:
@@ -284,6 +294,7 @@ class LabelStore:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
+            _add_score_column(conn)
             row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
             if row is None:
                 conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
@@ -530,13 +541,18 @@ class LabelStore:
     def put_predictions(self, run_id: str, rows: Iterable[PredictionRow]) -> None:
         """Save a run's predictions (replacing that run's earlier rows for the same items; labels untouched)."""
         data = [
-            (run_id, r.item, encode_label(_check_label(r.pred)), _opt_float(r.error), _opt_float(r.spread))
+            (run_id, r.item, encode_label(_check_label(r.pred)), _opt_float(r.error), _opt_float(r.spread),
+             _opt_float(r.score))
             for r in rows
-        ]
+        ]  # fmt: skip
 
         def work(conn: sqlite3.Connection) -> None:
             conn.execute("INSERT OR IGNORE INTO prediction_runs VALUES (?, ?)", (run_id, time.time()))
-            conn.executemany("INSERT OR REPLACE INTO predictions VALUES (?, ?, ?, ?, ?)", data)
+            conn.executemany(
+                "INSERT OR REPLACE INTO predictions (run_id, item, pred, error, spread, score)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                data,
+            )
             filekeys.record_file_keys(conn, self.root, run_id, [d[1] for d in data])
 
         self._write(work)
@@ -544,9 +560,10 @@ class LabelStore:
     def predictions(self, run_id: str) -> dict[str, PredictionRow]:
         """A run's predictions by item name (empty for an unknown run)."""
         rows = self._read(
-            "SELECT item, pred, error, spread FROM predictions WHERE run_id = ? ORDER BY rowid", (run_id,)
+            "SELECT item, pred, error, spread, score FROM predictions WHERE run_id = ? ORDER BY rowid",
+            (run_id,),
         )
-        return {r[0]: PredictionRow(r[0], decode_label(r[1]), r[2], r[3]) for r in rows}  # type: ignore[arg-type]
+        return {r[0]: PredictionRow(r[0], decode_label(r[1]), r[2], r[3], r[4]) for r in rows}  # type: ignore[arg-type]
 
     def prediction_runs(self) -> list[str]:
         """Run ids that have predictions, oldest first."""
