@@ -35,7 +35,7 @@ def _add_train_options(s: argparse.ArgumentParser) -> None:
         "--size",
         type=parse_size_auto,
         default="auto",
-        help="input size HxW, or auto (default): the images' shape, long side at most 320 (Biwi 240x320, faces 224)",
+        help="input size HxW, or auto (default): the images' shape, long side at most 320 (Biwi 240x320, 200px faces 208x208)",
     )
     s.add_argument("--sizes", type=parse_sizes, help="progressive resizing, e.g. 120x160,240x320")
     s.add_argument("--bs", type=int, default=16)

@@ -11,11 +11,13 @@ DEFAULT_SIZE = (240, 320)
 """(h, w) used when no image size can be read."""
 
 
-def auto_size(ds: Dataset, max_side: int = 320, multiple: int = 32, probe: int = 64) -> tuple[int, int]:
+def auto_size(
+    ds: Dataset, max_side: int = 320, multiple: int = 16, probe: int = 64, upscale: bool = False
+) -> tuple[int, int]:
     """(h, w): the median image shape scaled so its long side is at most ``max_side``, rounded to ``multiple``.
 
-    Images are never enlarged past their own long side (rounded up), so 200x200 faces give 224x224 and 640x480
-    Biwi frames give 240x320. Reads only the headers of up to ``probe`` items spread over the dataset.
+    Images are not enlarged past their own long side (rounded up) unless ``upscale``, so 200x200 faces give
+    208x208 and 640x480 Biwi frames give 240x320. Reads only the headers of up to ``probe`` items.
     """
     items = [it for it in ds.items if not it.problem]
     step = max(1, len(items) // probe)
@@ -30,7 +32,7 @@ def auto_size(ds: Dataset, max_side: int = 320, multiple: int = 32, probe: int =
     w = statistics.median(s[0] for s in sizes)
     h = statistics.median(s[1] for s in sizes)
     long = max(w, h)
-    side = min(max_side, -(-int(long) // multiple) * multiple)
+    side = max_side if upscale else min(max_side, -(-int(long) // multiple) * multiple)
     scale = side / long
 
     def snap(v: float) -> int:

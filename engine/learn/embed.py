@@ -1,7 +1,8 @@
 """Item embeddings: a trained run's (or the ImageNet backbone's) pooled features, taken with a forward hook.
 
-The body's feature map is pooled as the pooled head's first layer does (fastai's ``AdaptiveConcatPool2d``: average
-and max), one vector per item, stored float16 per source by ``engine.runs.embeddings``; only new or changed
+A run's body output is pooled as its pooled head's first layer does (fastai's ``AdaptiveConcatPool2d``: max and
+average); the ImageNet body's as torchvision's classifier does (average, which keeps planted near-duplicates
+further from distinct faces than concat pooling in ``benchmarks/bench_similar.py``). One vector per item, stored float16 per source by ``engine.runs.embeddings``; only new or changed
 images are embedded again.
 """
 
@@ -37,6 +38,8 @@ from engine.runs.embeddings import (
 
 IMAGENET_ARCH = "mobilenet_v2"
 FALLBACK_ARCH = "resnet18"
+SAME = ("run_dir", "size", "arch", "pool")
+"""Metadata that must match for stored vectors to be reused."""
 
 
 @dataclass
@@ -49,6 +52,7 @@ class Embedder:
     stats: tuple[list[float], list[float]]
     source: str
     meta: dict[str, Any]
+    pool: str = "concat"
 
 
 def imagenet_weights(arch: str = IMAGENET_ARCH) -> Path | None:
@@ -74,7 +78,7 @@ def run_embedder(run_dir: Path | str) -> Embedder:
     run = load_run(run_dir)
     body = _body(run.model)
     meta = {"source": run.run_id, "run_dir": str(Path(run_dir).resolve()), "arch": run.cfg.arch,
-            "size": list(run.cfg.size), "what": f"run {run.run_id} ({run.cfg.arch} backbone, pooled features)"}  # fmt: skip
+            "size": list(run.cfg.size), "what": f"run {run.run_id} ({run.cfg.arch} backbone, pooled features)", "pool": "concat"}  # fmt: skip
     return Embedder(run.model, body, tuple(run.cfg.size), run.cfg.normalize, run.run_id, meta)
 
 
@@ -90,8 +94,8 @@ def imagenet_embedder(size: tuple[int, int]) -> Embedder:
         source = f"random-{FALLBACK_ARCH}"
         what = f"no ImageNet weights found: a randomly initialised {FALLBACK_ARCH} (seed 0), weak features"
     meta = {"source": source, "run_dir": None, "arch": IMAGENET_ARCH if path else FALLBACK_ARCH,
-            "size": list(size), "what": what}  # fmt: skip
-    return Embedder(body.eval(), body, tuple(size), IMAGENET_STATS, source, meta)
+            "size": list(size), "what": what, "pool": "avg"}  # fmt: skip
+    return Embedder(body.eval(), body, tuple(size), IMAGENET_STATS, source, meta, pool="avg")
 
 
 def embed_vectors(
@@ -108,7 +112,7 @@ def embed_vectors(
     """Names, pooled vectors (float32) and file keys of the readable ``items`` (stops early on cancel)."""
     device = torch.device(device)
     model = emb.model.to(device).eval()
-    pool = AdaptiveConcatPool2d()
+    pool = AdaptiveConcatPool2d() if emb.pool == "concat" else nn.AdaptiveAvgPool2d(1)
     total = len(items) if total is None else total
     names: list[str] = []
     keys: list[str] = []
@@ -144,19 +148,22 @@ def embed(
 ) -> tuple[Embeddings, Path]:
     """Embed the items of ``ds`` that are new or changed, store all under ``store_dir``, return them and the file.
 
-    Without ``run_dir`` the ImageNet backbone embeds at ``size`` (default: the data's shape, long side 160).
+    Without ``run_dir`` the ImageNet backbone embeds at ``size`` (default: the data's shape, long side 160, small
+    images enlarged: at their own 48-96 px its features of re-encoded copies drift apart).
     A cancel keeps the vectors computed so far (saved) and raises ``Cancelled``.
     """
-    emb_r = run_embedder(run_dir) if run_dir is not None else imagenet_embedder(size or auto_size(ds, 160))
+    emb_r = (
+        run_embedder(run_dir)
+        if run_dir is not None
+        else imagenet_embedder(size or auto_size(ds, 160, upscale=True))
+    )
     path = embeddings_path(store_dir, emb_r.source)
     try:
         old = load_embeddings(path)
     except EmbeddingError as e:
         on_event({"type": "note", "message": f"{e}: computing them again"})
         old = None
-    if old is not None and {k: old.meta.get(k) for k in ("run_dir", "size", "arch")} != {
-        k: emb_r.meta[k] for k in ("run_dir", "size", "arch")
-    }:
+    if old is not None and {k: old.meta.get(k) for k in SAME} != {k: emb_r.meta[k] for k in SAME}:
         old = None
     want = default_items(ds, items)
     todo = stale_items(old, want)

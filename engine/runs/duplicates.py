@@ -11,7 +11,7 @@ import numpy as np
 from engine.core import Label, label_distance
 from engine.runs.embeddings import Embeddings, normalised
 
-DEFAULT_THRESHOLD = 0.2
+DEFAULT_THRESHOLD = 0.35
 """Distance between unit embeddings under which two images count as near-duplicates.
 
 Planted re-encoded, resized, brightened and cropped copies sit under 0.1 with the ImageNet MobileNetV2 while
