@@ -167,4 +167,4 @@ def test_size_auto_follows_the_images(tmp_path: Path) -> None:
     make_biwi(tmp_path / "biwi", groups=1, frames=2, size=(640, 480))
     assert auto_size(open_dataset(tmp_path / "biwi")) == (240, 320)
     make_utkface(tmp_path / "small", n=3, size=40)
-    assert auto_size(open_dataset(tmp_path / "small")) == (64, 64)
+    assert auto_size(open_dataset(tmp_path / "small")) == (48, 48)
