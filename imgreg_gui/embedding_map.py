@@ -280,7 +280,7 @@ class EmbeddingMap(QWidget):
             self.thumb.setText(name)
         self.thumb.setToolTip(name)
         self.thumb.adjustSize()
-        pos = self.plot.mapFromGlobal(self.cursor().pos())
+        pos = self.point_pos(name)  # beside the point (the cursor is on it while hovering)
         x = min(max(0, pos.x() + 16), max(0, self.plot.width() - self.thumb.width()))
         y = min(max(0, pos.y() + 16), max(0, self.plot.height() - self.thumb.height()))
         self.thumb.move(x, y)
