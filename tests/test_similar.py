@@ -168,3 +168,26 @@ def test_size_auto_follows_the_images(tmp_path: Path) -> None:
     assert auto_size(open_dataset(tmp_path / "biwi")) == (240, 320)
     make_utkface(tmp_path / "small", n=3, size=40)
     assert auto_size(open_dataset(tmp_path / "small")) == (48, 48)
+
+
+def test_embed_cancel_keeps_what_was_done_and_resumes(utk: Path, tmp_path: Path) -> None:
+    from engine.core import Cancelled, CancelToken
+
+    ds = open_dataset(utk)
+    token = CancelToken()
+
+    def on_event(e: dict) -> None:
+        if e["type"] == "embed_progress" and e["done"] >= 4:
+            token.cancel("now")
+
+    with pytest.raises(Cancelled):
+        embed(ds, tmp_path / "s", on_event=on_event, cancel=token, device="cpu", bs=4)
+    (path,) = (tmp_path / "s" / "embeddings").glob("*.npz")
+    part = load_embeddings(path)
+    assert part is not None and 4 <= len(part) < 16
+    events: list[dict] = []
+    full, _ = embed(ds, tmp_path / "s", on_event=events.append, device="cpu", bs=4)
+    assert len(full) == 16
+    assert any(
+        e["type"] == "note" and e["message"].startswith(f"embedding {16 - len(part)} of 16") for e in events
+    )
