@@ -1,7 +1,7 @@
 """Similarity search: the index (exact numpy against Annoy) and whether neighbours share labels and groups.
 
 index: recall@10 against exact search and the median query time, at 15k and 150k clustered vectors.
-agreement: per dataset and embedding, the mean absolute label difference between an item and its 10 nearest
+generated, utk: per dataset and embedding, the mean absolute label difference between an item and its 10 nearest
 neighbours against random pairs (scalars), and the share of neighbours from the same group against random pairs
 (Biwi layout): the ImageNet backbone's embedding against a run's trained on the labels.
 duplicates: planted near-duplicate copies in a copy of some UTKFace faces: the planted pairs' distances and the
@@ -140,8 +140,8 @@ def tiny_run(root: Path, out: Path, size: tuple[int, int], epochs: int) -> Path:
     return train(open_dataset(root), None, cfg, out_dir=out).run_dir
 
 
-def bench_agreement(tmp: Path, quick: bool, utk_run: Path | None) -> dict:
-    """Label and group agreement of neighbours on generated and sample data, ImageNet against a trained run."""
+def bench_generated(tmp: Path, quick: bool) -> dict:
+    """Label and group agreement of neighbours on generated data and the Biwi sample, ImageNet against a run."""
     out: dict = {}
     gen = tmp / "gen-utk"
     make_utkface(gen, n=80 if quick else 300, size=64, seed=4)
@@ -161,6 +161,12 @@ def bench_agreement(tmp: Path, quick: bool, utk_run: Path | None) -> dict:
     if biwi.is_dir():
         lab, grp = labels_groups(biwi)
         out["biwi_sample"] = {"imagenet": agreement(embeddings_of(biwi, tmp / "s-biwi"), lab, grp)}
+    return out
+
+
+def bench_utk(tmp: Path, utk_run: Path | None) -> dict:
+    """Label agreement of neighbours on the UTKFace sample: ImageNet against a run trained on its ages."""
+    out: dict = {}
     utk = SHARED / "utkface-sample"
     if utk.is_dir():
         lab, grp = labels_groups(utk)
@@ -219,7 +225,7 @@ def main() -> None:
     """Run the sections and print one JSON object."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--sections", default="index,agreement,duplicates")
+    ap.add_argument("--sections", default="index,generated,utk,duplicates")
     ap.add_argument("--dim", type=int, default=512)
     ap.add_argument("--utk-run", type=Path, help="a run trained on ../shared/data/utkface-sample")
     a = ap.parse_args()
@@ -232,8 +238,10 @@ def main() -> None:
         if "index" in sections:
             sizes = [1500, 15000] if a.quick else [15000, 150000]
             res["index"] = [bench_index(n, a.dim, 50 if a.quick else 200, [10, 50]) for n in sizes]
-        if "agreement" in sections:
-            res["agreement"] = bench_agreement(tmp, a.quick, a.utk_run)
+        if "generated" in sections:
+            res["generated"] = bench_generated(tmp, a.quick)
+        if "utk" in sections:
+            res["utk"] = bench_utk(tmp, a.utk_run)
         if "duplicates" in sections:
             res["duplicates"] = bench_duplicates(tmp, 40 if a.quick else 300)
     print(json.dumps(res))

@@ -138,12 +138,7 @@ def train_config(args: argparse.Namespace, rep: Reporter | None = None, ds: Any 
 
     size = args.size if args.size != "auto" else (auto_size(ds) if ds is not None else DEFAULT_SIZE)
     if args.size == "auto" and rep is not None and ds is not None:
-        rep(
-            {
-                "type": "note",
-                "message": f"input size {size[0]}x{size[1]} follows the images' shape (--size auto)",
-            }
-        )
+        rep({"type": "note", "message": f"input size {size[0]}x{size[1]} follows the images (--size auto)"})
     return TrainConfig(
         arch=args.arch, head=args.head, spatial_stride=args.stride, scalar_head=args.scalar_head,
         size=tuple(size), ps=args.ps, pretrained=pretrained, weights=args.weights, epochs=args.epochs,
