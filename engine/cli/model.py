@@ -124,7 +124,7 @@ def register(subparsers: Any) -> None:
 
 def train_config(args: argparse.Namespace, rep: Reporter | None = None, ds: Any = None) -> Any:
     """A TrainConfig from parsed options (``rep`` hears a ``note`` when cached weights are missing; ``ds`` sizes
-    ``--size auto``)."""
+    ``--size auto``, which the ``prepared`` event reports)."""
     from engine.data.shape import DEFAULT_SIZE, auto_size
     from engine.learn.train import TrainConfig
 
@@ -137,8 +137,6 @@ def train_config(args: argparse.Namespace, rep: Reporter | None = None, ds: Any 
             rep({"type": "note", "message": f"no cached ImageNet weights for {args.arch}: random weights"})
 
     size = args.size if args.size != "auto" else (auto_size(ds) if ds is not None else DEFAULT_SIZE)
-    if args.size == "auto" and rep is not None and ds is not None:
-        rep({"type": "note", "message": f"input size {size[0]}x{size[1]} follows the images (--size auto)"})
     return TrainConfig(
         arch=args.arch, head=args.head, spatial_stride=args.stride, scalar_head=args.scalar_head,
         size=tuple(size), ps=args.ps, pretrained=pretrained, weights=args.weights, epochs=args.epochs,
