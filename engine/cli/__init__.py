@@ -7,7 +7,7 @@ import sqlite3
 import sys
 from collections.abc import Sequence
 
-from engine.cli import interop, labels, model, store
+from engine.cli import interop, labels, model, similar, store
 from engine.cli.common import CliError
 from engine.labels.store import StoreError
 
@@ -20,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     model.register(sub)
     interop.register(sub)
     store.register(sub)
+    similar.register(sub)
     return p
 
 

@@ -54,6 +54,11 @@ def parse_size(text: str) -> tuple[int, int]:
     return parts[0], parts[1]
 
 
+def parse_size_auto(text: str) -> tuple[int, int] | str:
+    """``auto`` (follow the data's image shape) or ``HxW``."""
+    return "auto" if text.strip().lower() == "auto" else parse_size(text)
+
+
 def parse_sizes(text: str) -> list[tuple[int, int]]:
     """Comma-separated ``HxW`` sizes."""
     return [parse_size(p) for p in text.split(",")]

@@ -18,7 +18,7 @@ from engine.cli.common import (
     open_with_store,
     parse_list,
     parse_lr,
-    parse_size,
+    parse_size_auto,
     parse_sizes,
     write_csv,
 )
@@ -32,7 +32,12 @@ def _add_train_options(s: argparse.ArgumentParser) -> None:
     s.add_argument("--arch", default="resnet18", choices=ARCH_NAMES)
     s.add_argument("--epochs", type=int, default=5)
     s.add_argument("--lr", type=parse_lr, default=2e-3, help="learning rate, or 'find' for the LR finder")
-    s.add_argument("--size", type=parse_size, default=(240, 320), help="input size HxW (default 240x320)")
+    s.add_argument(
+        "--size",
+        type=parse_size_auto,
+        default="auto",
+        help="input size HxW, or auto (default): the images' shape, long side at most 320 (Biwi 240x320, 200px faces 208x208)",
+    )
     s.add_argument("--sizes", type=parse_sizes, help="progressive resizing, e.g. 120x160,240x320")
     s.add_argument("--bs", type=int, default=16)
     s.add_argument("--valid-groups", type=parse_list, help="e.g. 07,08")
@@ -63,6 +68,18 @@ def _add_train_options(s: argparse.ArgumentParser) -> None:
     s.add_argument("--ps", type=float, default=0.5, help="head dropout")
     s.add_argument("--schedule", choices=["fine_tune", "one_cycle"])
     s.add_argument("--freeze-epochs", type=int, default=1)
+    s.add_argument(
+        "--lr-ratio",
+        type=float,
+        help="head-to-body learning-rate ratio: the body trains at slice(lr/RATIO, lr) (default: fastai's 100 "
+        "for fine_tune, one lr for one_cycle)",
+    )
+    s.add_argument(
+        "--mixup",
+        type=float,
+        default=0.0,
+        help="mixup alpha for scalar targets (e.g. 0.4; refused for points)",
+    )
     s.add_argument("--no-augment", action="store_true")
     s.add_argument(
         "--json", action="store_true", help="one JSON object per event on stdout, then a summary line"
@@ -122,8 +139,10 @@ def register(subparsers: Any) -> None:
     s.set_defaults(func=cmd_rank)
 
 
-def train_config(args: argparse.Namespace, rep: Reporter | None = None) -> Any:
-    """A TrainConfig from parsed options (``rep`` hears a ``note`` when cached weights are missing)."""
+def train_config(args: argparse.Namespace, rep: Reporter | None = None, ds: Any = None) -> Any:
+    """A TrainConfig from parsed options (``rep`` hears a ``note`` when cached weights are missing; ``ds`` sizes
+    ``--size auto``, which the ``prepared`` event reports)."""
+    from engine.data.shape import DEFAULT_SIZE, auto_size
     from engine.learn.train import TrainConfig
 
     pretrained = not args.no_pretrained and not args.weights
@@ -134,12 +153,13 @@ def train_config(args: argparse.Namespace, rep: Reporter | None = None) -> Any:
         if not pretrained and rep is not None:
             rep({"type": "note", "message": f"no cached ImageNet weights for {args.arch}: random weights"})
 
+    size = args.size if args.size != "auto" else (auto_size(ds) if ds is not None else DEFAULT_SIZE)
     return TrainConfig(
         arch=args.arch, head=args.head, spatial_stride=args.stride, scalar_head=args.scalar_head,
-        size=tuple(args.size), ps=args.ps, pretrained=pretrained, weights=args.weights, epochs=args.epochs,
+        size=tuple(size), ps=args.ps, pretrained=pretrained, weights=args.weights, epochs=args.epochs,
         lr=args.lr, bs=args.bs, valid_groups=args.valid_groups, valid_pct=args.valid_pct, seed=args.seed,
         schedule=args.schedule, freeze_epochs=args.freeze_epochs, sizes=args.sizes, device=args.device,
-        augment=not args.no_augment,
+        augment=not args.no_augment, mixup=getattr(args, "mixup", 0.0), lr_ratio=getattr(args, "lr_ratio", None),
     )  # fmt: skip
 
 
@@ -173,7 +193,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     try:
         with engine_errors(rep), stdin_control(args.control_stdin) as token:
-            cfg = train_config(args, rep)
+            cfg = train_config(args, rep, ds)
             try:
                 if getattr(args, "lr_find", False):
                     from engine.learn.train import lr_find
@@ -333,7 +353,7 @@ def cmd_rank(args: argparse.Namespace) -> int:
                 rows = rank_run(store, run_id, by=args.by)
             else:
                 try:
-                    cfg = train_config(args, rep)
+                    cfg = train_config(args, rep, ds)
                     res = out_of_fold(ds, store, cfg, args.folds, rep, token, repeats=args.repeats)
                 except Cancelled:
                     raise CliError("cancelled before any fold finished") from None

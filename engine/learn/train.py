@@ -60,6 +60,8 @@ class TrainConfig(ModelConfig):
     num_workers: int | None = None
     max_event_rate: float = 10.0
     spatial_reg: float = 1.0
+    mixup: float = 0.0
+    lr_ratio: float | None = None
 
     def stage_sizes(self) -> list[tuple[int, int]]:
         """Image sizes (h, w) of the progressive-resizing stages (just ``size`` without ``sizes``)."""
@@ -130,6 +132,10 @@ def _learner(
     # fastai's LR finder saves a temporary checkpoint under learn.path/models: keep it out of the working folder
     path = Path(tempfile.gettempdir()) / "imgreg-fastai"
     learn = Learner(dls, model, loss_func=loss, opt_func=Adam, splitter=splitter, metrics=mets, path=path)
+    if cfg.mixup:
+        from engine.learn.mixup import mixup_callbacks
+
+        learn.add_cbs(mixup_callbacks(cfg.kind, cfg.mixup))
     learn.remove_cbs(ProgressCallback)
     learn.logger = noop
     if device.type == "cuda" and cfg.mixed_precision:
@@ -194,6 +200,11 @@ def prepare(
     head = cfg.head if cfg.head != "auto" else "spatial"
     # The spatial head localises points; a scalar target has nothing to localise.
     cfg = replace(cfg, kind=ds.kind, n_points=ds.n_points, head=head if ds.kind == "point" else "pooled")
+    if cfg.mixup:
+        from engine.learn.mixup import mixup_error
+
+        if err := mixup_error(cfg.kind, cfg.mixup):
+            raise TrainingError(err)
     if cfg.kind == "point":
         cfg.y_range = (-1.0, 1.0)
     elif cfg.y_range is None:
@@ -260,10 +271,11 @@ def fit(
             )
             with learn.added_cbs(cb):
                 if schedule == "fine_tune":
-                    learn.fine_tune(cfg.epochs, base_lr=lr, freeze_epochs=cfg.freeze_epochs)
+                    mult = cfg.lr_ratio or 100  # fastai's default: the body trains at lr/100 after unfreezing
+                    learn.fine_tune(cfg.epochs, base_lr=lr, freeze_epochs=cfg.freeze_epochs, lr_mult=mult)
                 else:
                     learn.unfreeze()
-                    learn.fit_one_cycle(cfg.epochs, lr)
+                    learn.fit_one_cycle(cfg.epochs, slice(lr / cfg.lr_ratio, lr) if cfg.lr_ratio else lr)
             if state.failed or state.cancelled:
                 break
     except CancelFitException:
@@ -352,6 +364,7 @@ def train(
     train_conf = {
         "train": {"epochs": cfg.epochs, "lr": res.lr, "bs": cfg.bs, "schedule": summary["schedule"]}
     }
+    train_conf["train"].update(mixup=cfg.mixup, lr_ratio=cfg.lr_ratio)
     save_run(run_dir, res.cfg, res.model.state_dict(), st.history, summary, train_conf)
     info = RunInfo(run_id, run_dir, st.best_metrics, st.best_epoch, st.cancelled, summary, res.model)
     end = {"run_id": run_id, "run_dir": str(run_dir), "metrics": st.best_metrics, "best_epoch": st.best_epoch}
