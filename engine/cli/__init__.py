@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from engine.cli import labels, model
+from engine.cli import cache, labels, model
 from engine.cli.common import CliError
 
 
@@ -16,6 +16,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     labels.register(sub)
     model.register(sub)
+    cache.register(sub)
     return p
 
 

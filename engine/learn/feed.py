@@ -20,7 +20,11 @@ from fastai.data.core import DataLoaders
 from fastai.torch_core import TensorImage
 from fastai.vision.augment import aug_transforms
 from fastai.vision.core import TensorPoint
-from fasttransform import Pipeline
+
+try:
+    from fasttransform import Pipeline
+except ImportError:  # fastai before 2.8 kept its transforms in fastcore
+    from fastcore.transform import Pipeline
 
 from engine.core import Cancelled, CancelToken, OnEvent, no_event
 from engine.data.cache import CacheSpaceError, ImageCache, cache_dir, ensure_cache, file_key, open_cache
