@@ -308,3 +308,29 @@ def test_two_builders_overlapping_decode_each_image_once(biwi, tmp_path, monkeyp
     for c in results:
         assert len(c.entries) == 24
         _assert_matches(c, biwi)
+
+
+@pytest.mark.parametrize("shape", [(48, 64), (64, 40)])
+def test_batch_augmentation_moves_points_with_the_image(shape):
+    import torch
+
+    from engine.learn.augment import Aug, augment
+
+    torch.manual_seed(0)
+    h, w = shape
+    bs = 64
+    pts = torch.rand(bs, 1, 2) * 1.2 - 0.6  # inside the image, in [-1, 1]
+    ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    px = (pts[:, 0, 0] + 1) / 2 * (w - 1)
+    py = (pts[:, 0, 1] + 1) / 2 * (h - 1)
+    d2 = (xs[None] - px[:, None, None]) ** 2 + (ys[None] - py[:, None, None]) ** 2
+    img = (0.05 + 0.9 * torch.exp(-d2 / 4.0))[:, None].expand(bs, 3, h, w).contiguous()
+    out, moved = augment(img, pts.clone(), Aug())
+    assert out.shape == img.shape and moved.shape == pts.shape
+    assert not torch.allclose(moved, pts)  # something moved
+    flat = out[:, 0].reshape(bs, -1).argmax(1)
+    peak = torch.stack([(flat % w).float() / (w - 1) * 2 - 1, (flat // w).float() / (h - 1) * 2 - 1], -1)
+    inside = (moved[:, 0].abs() < 0.9).all(-1)
+    err_px = ((peak - moved[:, 0]) * torch.tensor([w - 1, h - 1]) / 2).norm(dim=-1)
+    assert inside.sum() > bs // 2
+    assert err_px[inside].max() < 1.5, err_px[inside]

@@ -18,16 +18,12 @@ import numpy as np
 import torch
 from fastai.data.core import DataLoaders
 from fastai.torch_core import TensorImage
-from fastai.vision.augment import aug_transforms
 from fastai.vision.core import TensorPoint
-
-try:
-    from fasttransform import Pipeline
-except ImportError:  # fastai before 2.8 kept its transforms in fastcore
-    from fastcore.transform import Pipeline
 
 from engine.core import Cancelled, CancelToken, OnEvent, no_event
 from engine.data.cache import CacheSpaceError, ImageCache, cache_dir, ensure_cache, file_key, open_cache
+from engine.learn.augment import Aug
+from engine.learn.augment import augment as augment_batch
 from engine.learn.dls import Sample
 from engine.runs.files import run_parent
 
@@ -149,14 +145,14 @@ class FeedLoader:
         items: list[Sample],
         bs: int,
         train: bool,
-        tfms: list,
+        aug: Aug | None,
         stats: tuple[list[float], list[float]] | None,
         kind: str,
         seed: int = 42,
     ) -> None:
         self.imgs, self.items, self.bs, self.kind = imgs, items, bs, kind
         self.shuffle = self.drop_last = train
-        self.pipe = Pipeline(tfms, split_idx=0 if train else 1) if tfms else None
+        self.aug = aug if train else None
         self.gen = torch.Generator().manual_seed(seed)
         self.device = imgs.device
         self.ys = ys.to(self.device)
@@ -195,16 +191,17 @@ class FeedLoader:
 
     def finish(self, xb: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """uint8 (bs, h, w, 3) images and their indices to the model's (x, y): float, augmented, normalised."""
-        x = TensorImage(xb.permute(0, 3, 1, 2).float().div_(255))
+        x = xb.permute(0, 3, 1, 2).float().div_(255)
         y = self.ys[idx.to(self.device)]
-        if self.kind == "point":
-            y = TensorPoint(y)
-        if self.pipe is not None:
-            x, y = self.pipe((x, y))
+        if self.aug is not None:
+            x, pts = augment_batch(x, y if self.kind == "point" else None, self.aug)
+            y = pts if pts is not None else y
         if self.stats is not None:
             x = (x - self.stats[0]) / self.stats[1]
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
-        return x.contiguous(memory_format=fmt), y
+        # fastai's types, as its own loaders give them (losses and metrics see the same batches)
+        x = TensorImage(x.contiguous(memory_format=fmt))
+        return x, TensorPoint(y) if self.kind == "point" else y
 
     def one_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The first batch."""
@@ -240,7 +237,8 @@ def feed_dls(
     vset = set(valid_idx)
     t_idx = [i for i in range(len(samples)) if i not in vset]
     v_idx = sorted(valid_idx)
-    tfms = aug_transforms(size=size, do_flip=kind == "scalar" or n_points == 1) if augment else []
+    # Flipping swaps the meaning of ordered points (left/right eye), so only single points are flipped.
+    aug = Aug(flip=kind == "scalar" or n_points == 1) if augment else None
     ys = targets(samples, kind)
     out = []
     for idx, train in ((t_idx, True), (v_idx, False)):
@@ -248,7 +246,7 @@ def feed_dls(
         items = [samples[i] for i in idx]
         # a batch size above the training set would leave no full batch (the last partial one is dropped)
         b = max(1, min(bs, len(idx))) if train else bs
-        out.append(FeedLoader(imgs, ys[idx], items, b, train, tfms, stats, kind, seed))
+        out.append(FeedLoader(imgs, ys[idx], items, b, train, aug, stats, kind, seed))
     return DataLoaders(*out, device=device)
 
 
