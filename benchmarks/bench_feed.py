@@ -70,7 +70,8 @@ def limit_img_s(cfg: TrainConfig, dls, device: torch.device, iters: int) -> floa
     loss_fn = _loss(cfg)
     dl = dls.train
     idx = torch.arange(dl.bs)
-    xb = dl.imgs.fetch(idx)
+    xb = dl.imgs.fetch(idx, idx.to(device))
+    idx = idx.to(device)
     model.train()
 
     def step() -> None:

@@ -334,3 +334,20 @@ def test_batch_augmentation_moves_points_with_the_image(shape):
     err_px = ((peak - moved[:, 0]) * torch.tensor([w - 1, h - 1]) / 2).norm(dim=-1)
     assert inside.sum() > bs // 2
     assert err_px[inside].max() < 1.5, err_px[inside]
+
+
+def test_resident_images_gather_the_same_batches(biwi):
+    import torch
+
+    from engine.learn.dls import usable_samples
+    from engine.learn.feed import Images, build_for
+
+    s = usable_samples(biwi).samples
+    cache, slots = build_for(s, biwi.root / ".imgreg", SIZE)
+    idx = torch.tensor([5, 0, 17, 3])
+    mapped = Images(cache.array, slots, torch.device("cpu"))
+    resident = Images(cache.array, slots, torch.device("cpu"), mode="device")
+    assert mapped.mode == "host" and resident.mode == "device"
+    a, b = mapped.fetch(idx, idx), resident.fetch(idx, idx)
+    assert torch.equal(a, b) and a.shape == (4, *SIZE, 3)
+    assert torch.equal(a[2], torch.from_numpy(np.asarray(cache.array[slots[17]])))

@@ -87,12 +87,23 @@ def apply_perspective(coords: torch.Tensor, coeffs: torch.Tensor) -> torch.Tenso
     return (c1[..., :2] / z).reshape(sz)
 
 
+_CORNERS: dict[tuple, torch.Tensor] = {}
+
+
+def _corners(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """The image corners in [-1, 1], made once per device (a host-to-GPU copy each batch would wait for the GPU)."""
+    key = (dtype, str(device))
+    if key not in _CORNERS:
+        _CORNERS[key] = torch.tensor([[-1, -1], [-1, 1], [1, -1], [1, 1]], dtype=dtype, device=device)
+    return _CORNERS[key]
+
+
 def warp_points(x: torch.Tensor, a: Aug) -> tuple[torch.Tensor, torch.Tensor]:
     """(original corners, warped corners) (bs, 4, 2) of fastai's random perspective warp."""
     bs = x.shape[0]
     xt = _masked(_uniform(bs, -a.max_warp, a.max_warp, x), a.p_affine, 0.0)
     yt = _masked(_uniform(bs, -a.max_warp, a.max_warp, x), a.p_affine, 0.0)
-    orig = torch.tensor([[-1, -1], [-1, 1], [1, -1], [1, 1]], dtype=x.dtype, device=x.device)
+    orig = _corners(x.dtype, x.device)
     targ = torch.stack(
         [
             torch.stack([-1 - yt, -1 - xt]),

@@ -84,51 +84,55 @@ class Images:
     """The used cached images (n, h, w, 3) uint8, where batches are gathered: GPU memory, pinned host memory
     (copied one batch ahead) or the memory map (CPU)."""
 
-    def __init__(self, arr: np.ndarray, slots: np.ndarray, device: torch.device) -> None:
+    def __init__(
+        self, arr: np.ndarray, slots: np.ndarray, device: torch.device, mode: str | None = None
+    ) -> None:
         self.device = device
         n, (h, w) = len(slots), arr.shape[1:3]
         nbytes = n * h * w * 3
-        self.mode = "host"
-        if device.type == "cuda":
+        self.mode = mode or "host"
+        if mode is None and device.type == "cuda":
             free, _ = torch.cuda.mem_get_info(device)
             self.mode = "device" if nbytes <= GPU_SHARE * free else "pinned"
         if self.mode == "host":
             self.arr, self.slots = arr, slots
             return
-        dst = torch.empty((n, h, w, 3), dtype=torch.uint8, device=device if self.mode == "device" else "cpu")
-        if self.mode == "pinned":
-            dst = dst.pin_memory()
+        pinned = self.mode == "pinned"
+        where = "cpu" if pinned else device
+        dst = torch.empty((n, h, w, 3), dtype=torch.uint8, device=where, pin_memory=pinned)
         step = 256
         for i in range(0, n, step):
             # sorted chunks read the memory map mostly in order
             dst[i : i + step].copy_(torch.from_numpy(np.ascontiguousarray(arr[slots[i : i + step]])))
         self.data = dst
-        self._bufs: list[tuple[torch.Tensor, Any]] = []
+        self._bufs: list[torch.Tensor] = []
+        self._evs: list[Any] = [None, None]
         self._k = 0
 
-    def fetch(self, idx: torch.Tensor) -> torch.Tensor:
-        """The images at ``idx`` as (bs, h, w, 3) uint8 on the device (an asynchronous copy when pinned)."""
+    def fetch(self, idx: torch.Tensor, idx_dev: torch.Tensor) -> torch.Tensor:
+        """The images at ``idx`` (``idx_dev``: the same indices on the device) as (bs, h, w, 3) uint8 on the device;
+        an asynchronous copy when the images are in pinned host memory."""
         if self.mode == "device":
-            return self.data.index_select(0, idx.to(self.device, non_blocking=True))
+            return self.data.index_select(0, idx_dev)
         if self.mode == "host":
             x = torch.from_numpy(np.ascontiguousarray(self.arr[self.slots[idx.numpy()]]))
             return x if self.device.type == "cpu" else x.to(self.device)
         # pinned: two staging buffers, so filling the next batch never overwrites one still being copied
         bs = len(idx)
-        if len(self._bufs) < 2 or self._bufs[self._k][0].shape[0] < bs:
-            while len(self._bufs) < 2:
-                self._bufs.append((torch.empty(0, dtype=torch.uint8), None))
-            buf = torch.empty((bs, *self.data.shape[1:]), dtype=torch.uint8).pin_memory()
-            self._bufs[self._k] = (buf, None)
-        buf, ev = self._bufs[self._k]
-        if ev is not None:
-            ev.synchronize()
-        torch.index_select(self.data, 0, idx, out=buf[:bs])
-        out = buf[:bs].to(self.device, non_blocking=True)
-        ev = torch.cuda.Event()
-        ev.record()
-        self._bufs[self._k] = (buf, ev)
-        self._k = 1 - self._k
+        if not self._bufs or self._bufs[0].shape[0] < bs:
+            self._bufs = [
+                torch.empty((bs, *self.data.shape[1:]), dtype=torch.uint8, pin_memory=True) for _ in "ab"
+            ]
+            self._evs = [None, None]
+        k = self._k
+        if self._evs[k] is not None:
+            self._evs[k].synchronize()
+        buf = self._bufs[k][:bs]
+        torch.index_select(self.data, 0, idx, out=buf)
+        out = buf.to(self.device, non_blocking=True)
+        self._evs[k] = torch.cuda.Event()
+        self._evs[k].record()
+        self._k = 1 - k
         return out
 
 
@@ -173,26 +177,31 @@ class FeedLoader:
         """fastai's ``DataLoaders.device`` setter calls this; the images already live where they should."""
         return self
 
-    def _order(self) -> list[torch.Tensor]:
-        """Index batches: shuffled (each batch sorted, for reads in file order) or in order."""
-        if not self.shuffle:
-            return list(torch.arange(self.n).split(self.bs))
-        perm = torch.randperm(self.n, generator=self.gen)
-        return [perm[i * self.bs : (i + 1) * self.bs].sort().values for i in range(len(self))]
+    def _order(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Index batches on the host and on the device: shuffled (each batch sorted, for reads in file order) or in
+        order. One copy to the device per epoch, so no batch waits for the GPU to catch up."""
+        if self.shuffle:
+            perm = torch.randperm(self.n, generator=self.gen)[: len(self) * self.bs]
+            perm = perm.view(len(self), self.bs).sort(1).values.reshape(-1)
+        else:
+            perm = torch.arange(self.n)
+        dev = perm.to(self.device)
+        return list(zip(perm.split(self.bs), dev.split(self.bs), strict=True))
 
     def __iter__(self):
         batches = self._order()
-        nxt = self.imgs.fetch(batches[0]) if batches else None
-        for k, idx in enumerate(batches):
+        nxt = self.imgs.fetch(*batches[0]) if batches else None
+        for k, (_, idx_dev) in enumerate(batches):
             cur = nxt
             if k + 1 < len(batches):
-                nxt = self.imgs.fetch(batches[k + 1])
-            yield self.finish(cur, idx)
+                nxt = self.imgs.fetch(*batches[k + 1])
+            yield self.finish(cur, idx_dev)
 
     def finish(self, xb: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """uint8 (bs, h, w, 3) images and their indices to the model's (x, y): float, augmented, normalised."""
+        """uint8 (bs, h, w, 3) images and their indices (on the device) to the model's (x, y): float, augmented,
+        normalised."""
         x = xb.permute(0, 3, 1, 2).float().div_(255)
-        y = self.ys[idx.to(self.device)]
+        y = self.ys[idx]
         if self.aug is not None:
             x, pts = augment_batch(x, y if self.kind == "point" else None, self.aug)
             y = pts if pts is not None else y
@@ -205,7 +214,8 @@ class FeedLoader:
 
     def one_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The first batch."""
-        return next(iter(self))
+        idx = torch.arange(min(self.bs, self.n))
+        return self.finish(self.imgs.fetch(idx, idx.to(self.device)), idx.to(self.device))
 
 
 def targets(samples: list[Sample], kind: str) -> torch.Tensor:
