@@ -351,3 +351,18 @@ def test_resident_images_gather_the_same_batches(biwi):
     a, b = mapped.fetch(idx, idx), resident.fetch(idx, idx)
     assert torch.equal(a, b) and a.shape == (4, *SIZE, 3)
     assert torch.equal(a[2], torch.from_numpy(np.asarray(cache.array[slots[17]])))
+
+
+def test_stale_slots_are_compacted(biwi, tmp_path):
+    d = cache_dir(tmp_path, SIZE)
+    ensure_cache(d, SIZE, _items(biwi))
+    for k in range(4):
+        for it in biwi.items:
+            st = os.stat(it.path)
+            os.utime(it.path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+        c = ensure_cache(d, SIZE, _items(biwi))
+    # every round re-decodes all 24 changed files; once stale slots outnumber live ones the file is rewritten
+    assert len(c.array) < 24 * 5
+    assert len(list(d.glob("images-*.u8"))) == 1
+    assert len(c.entries) == 24
+    _assert_matches(c, biwi)
