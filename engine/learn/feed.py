@@ -93,6 +93,8 @@ class Images:
         self.mode = mode or "host"
         if mode is None and device.type == "cuda":
             free, _ = torch.cuda.mem_get_info(device)
+            # memory the caching allocator holds but no tensor uses (an earlier fold's images) is free to us
+            free += torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
             self.mode = "device" if nbytes <= GPU_SHARE * free else "pinned"
         if self.mode == "host":
             self.arr, self.slots = arr, slots
