@@ -356,7 +356,7 @@ def test_resident_images_gather_the_same_batches(biwi):
 def test_stale_slots_are_compacted(biwi, tmp_path):
     d = cache_dir(tmp_path, SIZE)
     ensure_cache(d, SIZE, _items(biwi))
-    for k in range(4):
+    for _ in range(4):
         for it in biwi.items:
             st = os.stat(it.path)
             os.utime(it.path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
