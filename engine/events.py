@@ -153,7 +153,9 @@ def failed(message: str) -> Failed:
     return {"type": "failed", "message": message}
 
 
-def progress(kind: Literal["predict_progress", "lr_find_progress", "cache_progress"], done: int, total: int) -> Progress:
+def progress(
+    kind: Literal["predict_progress", "lr_find_progress", "cache_progress"], done: int, total: int
+) -> Progress:
     """A progress event."""
     return {"type": kind, "done": done, "total": total}
 

@@ -78,7 +78,9 @@ def print_info(info: dict[str, Any], out: io.TextIOBase) -> None:
                 f"label {col:<6}mean {s['mean']:.2f}  std {s['std']:.2f}  min {s['min']:.2f}  max {s['max']:.2f}\n"
             )
     for c in info.get("caches", []):
-        out.write(f"cache     {c['size']}: {c['items']} images, {c['bytes'] / 2**20:.1f} MiB ({c['state']})\n")
+        out.write(
+            f"cache     {c['size']}: {c['items']} images, {c['bytes'] / 2**20:.1f} MiB ({c['state']})\n"
+        )
     for note in info["notes"]:
         out.write(f"note      {note}\n")
     if info["problems"]:
