@@ -155,9 +155,11 @@ def _decode(path: str, size: tuple[int, int]) -> tuple[np.ndarray, tuple[int, in
     """One image decoded and squished, with its original (w, h); None when it cannot be decoded."""
     try:
         img = load_image(path)
+        return squish(img, size), (img.shape[1], img.shape[0])
     except ImageError:
         return None
-    return squish(img, size), (img.shape[1], img.shape[0])
+    except Exception:  # a decoder or resize failure on odd input: the item is left out, never a crash
+        return None
 
 
 def _missing(cache: ImageCache | None, items: list[tuple[str, Key | None]]) -> list[tuple[str, Key]]:

@@ -99,9 +99,11 @@ class Images:
         if self.mode == "host":
             self.arr, self.slots = arr, slots
             return
-        pinned = self.mode == "pinned"
-        where = "cpu" if pinned else device
-        dst = torch.empty((n, h, w, 3), dtype=torch.uint8, device=where, pin_memory=pinned)
+        try:
+            dst = self._alloc((n, h, w, 3))
+        except torch.cuda.OutOfMemoryError:
+            self.mode = "pinned"
+            dst = self._alloc((n, h, w, 3))
         step = 256
         for i in range(0, n, step):
             # sorted chunks read the memory map mostly in order
@@ -110,6 +112,13 @@ class Images:
         self._bufs: list[torch.Tensor] = []
         self._evs: list[Any] = [None, None]
         self._k = 0
+
+    def _alloc(self, shape: tuple[int, ...]) -> torch.Tensor:
+        """Room for the images: on the device, or pinned host memory."""
+        pinned = self.mode == "pinned"
+        return torch.empty(
+            shape, dtype=torch.uint8, device="cpu" if pinned else self.device, pin_memory=pinned
+        )
 
     def fetch(self, idx: torch.Tensor, idx_dev: torch.Tensor) -> torch.Tensor:
         """The images at ``idx`` (``idx_dev``: the same indices on the device) as (bs, h, w, 3) uint8 on the device;
