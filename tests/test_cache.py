@@ -350,7 +350,7 @@ def test_resident_images_gather_the_same_batches(biwi):
     assert mapped.mode == "host" and resident.mode == "device"
     a, b = mapped.fetch(idx, idx), resident.fetch(idx, idx)
     assert torch.equal(a, b) and a.shape == (4, *SIZE, 3)
-    assert torch.equal(a[2], torch.from_numpy(np.asarray(cache.array[slots[17]])))
+    assert torch.equal(a[2], torch.from_numpy(np.array(cache.array[slots[17]])))
 
 
 def test_stale_slots_are_compacted(biwi, tmp_path):
