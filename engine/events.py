@@ -18,6 +18,7 @@ EventType = Literal[
     "fold",
     "predict_progress",
     "embed_progress",
+    "cache_progress",
     "note",
     "finished",
     "cancelled",
@@ -25,7 +26,7 @@ EventType = Literal[
     "summary",
 ]
 EVENT_TYPES: tuple[str, ...] = EventType.__args__  # type: ignore[attr-defined]
-PROGRESS_TYPES = ("predict_progress", "lr_find_progress", "embed_progress")
+PROGRESS_TYPES = ("predict_progress", "lr_find_progress", "embed_progress", "cache_progress")
 """Events with ``done`` / ``total`` counts."""
 END_TYPES = ("finished", "cancelled", "failed")
 """Events that end a job."""
@@ -81,9 +82,10 @@ class LrFind(TypedDict):
 
 
 class Progress(TypedDict):
-    """``done`` of ``total`` steps of a job (``predict_progress``, ``lr_find_progress``, ``embed_progress``)."""
+    """``done`` of ``total`` steps of a job (``predict_progress``, ``lr_find_progress``, ``embed_progress``,
+    ``cache_progress``: images decoded into the training cache)."""
 
-    type: Literal["predict_progress", "lr_find_progress", "embed_progress"]
+    type: Literal["predict_progress", "lr_find_progress", "embed_progress", "cache_progress"]
     done: int
     total: int
 
@@ -152,7 +154,9 @@ def failed(message: str) -> Failed:
     return {"type": "failed", "message": message}
 
 
-def progress(kind: Literal["predict_progress", "lr_find_progress"], done: int, total: int) -> Progress:
+def progress(
+    kind: Literal["predict_progress", "lr_find_progress", "cache_progress"], done: int, total: int
+) -> Progress:
     """A progress event."""
     return {"type": kind, "done": done, "total": total}
 

@@ -95,11 +95,18 @@ def test_repeats_are_reproducible_and_differ_from_each_other(tmp_path: Path) -> 
     make_biwi(tmp_path / "ds", groups=4, frames=4, size=(32, 24), distractors=0, seed=1)
     ds = open_dataset(tmp_path / "ds")
     store = LabelStore.open(ds)
-    cfg = TrainConfig(arch="tiny", head="spatial", pretrained=False, size=(24, 32), bs=4, epochs=1, device="cpu")
+    cfg = TrainConfig(
+        arch="tiny", head="spatial", pretrained=False, size=(24, 32), bs=4, epochs=1, device="cpu"
+    )
     events: list[dict] = []
     one = out_of_fold(ds, store, cfg, folds=2, repeats=2, on_event=events.append)
     two = out_of_fold(ds, store, cfg, folds=2, repeats=2)
-    assert [(e["fold"], e["folds"]) for e in events if e["type"] == "fold"] == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    assert [(e["fold"], e["folds"]) for e in events if e["type"] == "fold"] == [
+        (1, 4),
+        (2, 4),
+        (3, 4),
+        (4, 4),
+    ]
     assert len(one.rounds) == 2 and all(len(r) == 16 for r in one.rounds)
     preds = {r.item: r.pred for r in one.rows}
     assert preds == {r.item: r.pred for r in two.rows}

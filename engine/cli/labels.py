@@ -15,6 +15,7 @@ from typing import Any
 from engine.atomic import atomic_write_text
 from engine.cli.common import CliError, add_image_root, open_with_store
 from engine.core import Dataset, Label
+from engine.data.cache import list_caches
 from engine.labels.export import label_columns, labels_text
 from engine.labels.ondisk import orphans
 from engine.labels.store import LabelStore
@@ -67,6 +68,7 @@ def dataset_info(ds: Dataset, store: LabelStore) -> dict[str, Any]:
             for r in orphaned
         ],
         "recovered": store.recovery_message,
+        "caches": list_caches(store.dir),
     }
 
 
@@ -84,6 +86,10 @@ def print_info(info: dict[str, Any], out: io.TextIOBase) -> None:
             out.write(
                 f"label {col:<6}mean {s['mean']:.2f}  std {s['std']:.2f}  min {s['min']:.2f}  max {s['max']:.2f}\n"
             )
+    for c in info.get("caches", []):
+        out.write(
+            f"cache     {c['size']}: {c['items']} images, {c['bytes'] / 2**20:.1f} MiB ({c['state']})\n"
+        )
     for note in info["notes"]:
         out.write(f"note      {note}\n")
     if info["problems"]:

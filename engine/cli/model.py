@@ -39,7 +39,8 @@ def _add_train_options(s: argparse.ArgumentParser) -> None:
         help="input size HxW, or auto (default): the images' shape, long side at most 320 (Biwi 240x320, 200px faces 208x208)",
     )
     s.add_argument("--sizes", type=parse_sizes, help="progressive resizing, e.g. 120x160,240x320")
-    s.add_argument("--bs", type=int, default=16)
+    s.add_argument("--bs", type=int, help="batch size (default 16, or one that fills the GPU)")
+    s.add_argument("--no-cache", action="store_true", help="decode every image every epoch (no image cache)")
     s.add_argument("--valid-groups", type=parse_list, help="e.g. 07,08")
     s.add_argument("--valid-pct", type=float, default=0.2)
     s.add_argument("--seed", type=int, default=42)
@@ -154,13 +155,16 @@ def train_config(args: argparse.Namespace, rep: Reporter | None = None, ds: Any 
             rep({"type": "note", "message": f"no cached ImageNet weights for {args.arch}: random weights"})
 
     size = args.size if args.size != "auto" else (auto_size(ds) if ds is not None else DEFAULT_SIZE)
-    return TrainConfig(
+    cfg = TrainConfig(
         arch=args.arch, head=args.head, spatial_stride=args.stride, scalar_head=args.scalar_head,
         size=tuple(size), ps=args.ps, pretrained=pretrained, weights=args.weights, epochs=args.epochs,
-        lr=args.lr, bs=args.bs, valid_groups=args.valid_groups, valid_pct=args.valid_pct, seed=args.seed,
+        lr=args.lr, valid_groups=args.valid_groups, valid_pct=args.valid_pct, seed=args.seed,
         schedule=args.schedule, freeze_epochs=args.freeze_epochs, sizes=args.sizes, device=args.device,
         augment=not args.no_augment, mixup=getattr(args, "mixup", 0.0), lr_ratio=getattr(args, "lr_ratio", None),
     )  # fmt: skip
+    cfg.cache, cfg.auto_bs = not getattr(args, "no_cache", False), args.bs is None
+    cfg.bs = args.bs or cfg.bs
+    return cfg
 
 
 @contextmanager

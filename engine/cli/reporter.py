@@ -84,7 +84,11 @@ class Reporter:
         elif t == "fold":
             self._line(f"--- fold {e['fold']}/{e['folds']} ---")
         elif t in PROGRESS_TYPES:
-            what = {"predict_progress": "predicted", "embed_progress": "embedded"}.get(t, "lr_find")
+            what = {
+                "predict_progress": "predicted",
+                "embed_progress": "embedded",
+                "cache_progress": "cached",
+            }.get(t, "lr_find")
             self._progress((t,), what, e["done"], e["total"])
         elif t in ("failed", "cancelled"):
             self._line(f"{t}: {e['message']}")

@@ -14,6 +14,7 @@ from engine.core import Cancelled, CancelToken, Dataset, OnEvent, no_event
 from engine.labels.quality import mean_rows, rank_rows, rank_run, score_rows  # noqa: F401 (rank_run re-exported)
 from engine.labels.store import PredictionRow
 from engine.learn.dls import Sample
+from engine.learn.feed import train_cache
 from engine.learn.predict import predict_model
 from engine.learn.train import TrainConfig, TrainingError, fit, prepare
 from engine.runs.files import new_run_id, run_parent, write_json
@@ -105,7 +106,9 @@ def out_of_fold(
         items = [ds.item(samples[i].name) for i in valid_idx]
         if k == 0:
             rounds.append([])
-        rounds[r] += predict_model(res.model, res.cfg, items, labels, bs=bs, cancel=cancel)
+        rounds[r] += predict_model(
+            res.model, res.cfg, items, labels, bs=bs, cancel=cancel, cache=train_cache(res.cfg)
+        )
         # with fewer groups than folds the folds hold out items, and no group is held out whole
         groups = list(dict.fromkeys(samples[i].group for i in valid_idx)) if by_groups else []
         fold_metrics.append(

@@ -28,6 +28,7 @@ from engine.learn.arch import ModelConfig, build_model
 from engine.learn.callbacks import CancelCheck, EngineCallback, FitState, LRFindProgress, PixelError
 from engine.learn.device import resolve_device
 from engine.learn.dls import Sample, make_dls, scalar_range, split_groups, usable_samples
+from engine.learn.feed import cached_dls, fill_bs, store_cache_dir, tune_step
 from engine.learn.models import save_run
 from engine.runs.files import new_run_id, run_parent
 
@@ -62,6 +63,12 @@ class TrainConfig(ModelConfig):
     spatial_reg: float = 1.0
     mixup: float = 0.0
     lr_ratio: float | None = None
+    cache: bool = True
+    """Train from the decoded-image cache (``engine.learn.feed``); False decodes every file every epoch."""
+    cache_dir: str | None = None
+    """The store folder whose ``cache`` holds the caches (``prepare`` fills it in)."""
+    auto_bs: bool = False
+    """On a GPU, replace ``bs`` by one that fills it for the input size (the CLI's default)."""
 
     def stage_sizes(self) -> list[tuple[int, int]]:
         """Image sizes (h, w) of the progressive-resizing stages (just ``size`` without ``sizes``)."""
@@ -122,11 +129,17 @@ def _n_epochs(cfg: TrainConfig) -> int:
 
 
 def _learner(
-    samples: list[Sample], valid_idx: list[int], cfg: TrainConfig, size: tuple[int, int], device: torch.device
+    samples: list[Sample],
+    valid_idx: list[int],
+    cfg: TrainConfig,
+    size: tuple[int, int],
+    device: torch.device,
+    on_event: OnEvent = no_event,
+    cancel: CancelToken | None = None,
 ) -> Learner:
     """A silent fastai Learner (no progress bars, no printing) for ``cfg`` at ``size``."""
-    dls = _dls(samples, valid_idx, cfg, size, device)
     model, splitter = build_model(cfg)
+    dls = _dls(samples, valid_idx, cfg, size, device, on_event, cancel)
     loss = _loss(cfg)
     mets, _ = _metrics(cfg.kind)
     # fastai's LR finder saves a temporary checkpoint under learn.path/models: keep it out of the working folder
@@ -138,8 +151,7 @@ def _learner(
         learn.add_cbs(mixup_callbacks(cfg.kind, cfg.mixup))
     learn.remove_cbs(ProgressCallback)
     learn.logger = noop
-    if device.type == "cuda" and cfg.mixed_precision:
-        learn.to_fp16()
+    tune_step(learn, device, cfg.mixed_precision)
     return learn
 
 
@@ -154,8 +166,19 @@ def _loss(cfg: TrainConfig):
     return MSELossFlat()
 
 
-def _dls(samples: list[Sample], valid_idx: list[int], cfg: TrainConfig, size, device: torch.device):
-    """DataLoaders for one stage."""
+def _dls(
+    samples: list[Sample],
+    valid_idx: list[int],
+    cfg: TrainConfig,
+    size,
+    device: torch.device,
+    on_event: OnEvent = no_event,
+    cancel: CancelToken | None = None,
+):
+    """DataLoaders for one stage: from the decoded-image cache when it can be used, else decoding every epoch."""
+    dls = cached_dls(samples, valid_idx, cfg, size, device, on_event, cancel)
+    if dls is not None:
+        return dls
     nw = (
         cfg.num_workers
         if cfg.num_workers is not None
@@ -205,6 +228,7 @@ def prepare(
 
         if err := mixup_error(cfg.kind, cfg.mixup):
             raise TrainingError(err)
+    cfg.cache_dir = cfg.cache_dir or str(store_cache_dir(ds.root, store))
     if cfg.kind == "point":
         cfg.y_range = (-1.0, 1.0)
     elif cfg.y_range is None:
@@ -229,6 +253,7 @@ def fit(
     t0 = time.perf_counter()
     set_seed(cfg.seed)
     device = resolve_device(cfg.device)
+    cfg = fill_bs(cfg, device)
     used = sorted(train_idx) + sorted(valid_idx)
     sub = [samples[i] for i in used]
     v_idx = list(range(len(train_idx), len(used)))
@@ -236,7 +261,7 @@ def fit(
     sizes = cfg.stage_sizes()
     state = FitState(epochs=_n_epochs(cfg))
     _, names = _metrics(cfg.kind)
-    learn = _learner(sub, v_idx, cfg, sizes[0], device)
+    learn = _learner(sub, v_idx, cfg, sizes[0], device, on_event, cancel)
     on_cpu = device.type == "cpu"
     on_event(
         {
@@ -265,7 +290,7 @@ def fit(
             lr = _run_lr_find(learn, on_event, cancel)
         for stage, size in enumerate(sizes):
             if stage:
-                learn.dls = _dls(sub, v_idx, cfg, size, device)
+                learn.dls = _dls(sub, v_idx, cfg, size, device, on_event, cancel)
             cb = EngineCallback(
                 state, names, on_event, cancel, cfg.max_event_rate, {"size": f"{size[0]}x{size[1]}"}
             )
@@ -389,6 +414,7 @@ def lr_find(
     device = resolve_device(cfg.device)
     used = sorted(train_idx) + sorted(valid_idx)
     learn = _learner(
-        [samples[i] for i in used], list(range(len(train_idx), len(used))), cfg, cfg.stage_sizes()[0], device
-    )
+        [samples[i] for i in used], list(range(len(train_idx), len(used))), cfg, cfg.stage_sizes()[0], device,
+        on_event, cancel,
+    )  # fmt: skip
     return _run_lr_find(learn, on_event, cancel)
