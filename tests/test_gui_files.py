@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -183,3 +184,31 @@ def test_stale_prediction_reads_stale_on_the_canvas(qtbot, win, tmp_path):
     win.state.set_active_run("run1")
     assert win.canvas.stale and "stale" in win.canvas.toolTip().lower()
     assert any("stale" in text for _, text in win.canvas._legend_rows())
+
+
+MAKE_RUN = """
+import sys, torch
+from pathlib import Path
+from engine.learn.arch import ModelConfig, build_model
+from engine.learn.models import save_run
+torch.manual_seed(0)
+cfg = ModelConfig(arch="tiny", kind="point", n_points=1, head="spatial", size=(32, 32), pretrained=False)
+model, _ = build_model(cfg)
+run = Path(sys.argv[1])
+save_run(run, cfg, model.state_dict(), [], {"run_id": run.name, "metrics": {"mean_px": 1.0}})
+"""
+
+
+def test_runs_list_export_runs_the_real_imgreg_export(qtbot, win, tmp_path):
+    pytest.importorskip("onnx")
+    root = make_folder(tmp_path / "pics", n=2).root
+    open_ds(qtbot, win, root)
+    run_dir = win.store.dir / "runs" / "20260102-000000"
+    subprocess.run([sys.executable, "-c", MAKE_RUN, str(run_dir)], check=True, timeout=300)
+    runs = win.training.runs
+    runs.refresh(select=run_dir.name)
+    out = tmp_path / "tiny.onnx"
+    with qtbot.waitSignal(runs.onnx_exported, timeout=300000) as sig:
+        assert runs.export_onnx(run_dir.name, out)
+    assert sig.args == [str(out)] and out.stat().st_size > 1000
+    assert f"Exported run {run_dir.name} as ONNX" in win.status.currentMessage()
