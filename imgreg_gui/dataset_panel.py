@@ -173,6 +173,11 @@ class DatasetPanel(QWidget):
             self.model.set_filter(self.filter_edit.text(), choice)
         self.filter_changed.emit()
 
+    @property
+    def showing_orphans(self) -> bool:
+        """Whether the Orphans filter is chosen (the orphan list replaces the item list)."""
+        return self.stack.currentWidget() is self.orphan_view
+
     def orphan_names(self) -> list[str]:
         """The orphans listed (the Orphans filter)."""
         return [self.orphan_view.topLevelItem(i).text(0) for i in range(self.orphan_view.topLevelItemCount())]
@@ -192,7 +197,7 @@ class DatasetPanel(QWidget):
             self.orphan_view.resizeColumnToContents(i)
         if self.stack.currentWidget() is self.orphan_view:
             n = self.orphan_view.topLevelItemCount()
-            self.count_label.setText(f"{n:,} orphans (corrections whose file is gone)")
+            self.count_label.setText(f"{n:,} orphan{'s' if n != 1 else ''} (corrections whose file is gone)")
 
     def _on_orphan(self, cur: QTreeWidgetItem | None, _prev: QTreeWidgetItem | None) -> None:
         if cur is not None:

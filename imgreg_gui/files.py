@@ -223,7 +223,6 @@ class FileOps(QObject):
             QMessageBox.StandardButton.Ok,
             self.parent_widget,
         )
-        box.setInformativeText("The damaged file was kept beside the store (labels.sqlite.damaged-…).")
         box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         box.finished.connect(lambda _r: setattr(self, "info_box", None))
         box.open()

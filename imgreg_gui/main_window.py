@@ -102,6 +102,9 @@ class MainWindow(QMainWindow):
         st.dataset_changed.connect(self._update_actions)
         self.panel.filter_changed.connect(self._update_position)
         self.panel.orphan_picked.connect(self._show_orphan)
+        self.panel.filter_changed.connect(
+            lambda: None if self.panel.showing_orphans else self._show_current()
+        )
         self.files.reloaded.connect(self._after_reload)
         self.files.busy.connect(lambda _b: self._update_actions())
         self.panel.filter_edit.returnPressed.connect(self.canvas.setFocus)

@@ -120,7 +120,7 @@ class StatusBar(QStatusBar):
         if probs:
             text += f" · {probs:,} problems"
         if orphans:
-            text += f" · {orphans:,} orphans"
+            text += f" · {orphans:,} orphan{'s' if orphans != 1 else ''}"
         tip = "\n".join([f"{p.item}: {p.reason}" for p in ds.problems[:20]] + ds.notes[:10])
         self.set_summary(text, tip or str(ds.root))
 

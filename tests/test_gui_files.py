@@ -137,16 +137,19 @@ def test_reload_adds_and_removes_files_and_lists_orphans(qtbot, win, tmp_path):
     names = {it.name for it in win.state.items}
     assert "new.png" in names and "img_001.png" not in names
     assert win.current_item_name() == "img_002.png"  # kept where it still exists
-    assert "1 orphans" in win.status.summary.text()
+    assert "1 orphan" in win.status.summary.text()
     win.panel.set_filter_choice("orphans")
     assert win.panel.orphan_names() == ["img_001.png"]
     win.panel.orphan_view.setCurrentItem(win.panel.orphan_view.topLevelItem(0))
     title, detail = win.canvas.problem
     assert "gone" in title and "5.0" in detail and "Reload" in detail
+    win.panel.set_filter_choice("all")
+    qtbot.waitUntil(lambda: win.canvas.problem is None and win.canvas.name == "img_002.png", timeout=5000)
+    win.panel.set_filter_choice("orphans")
     gone.write_bytes(kept)
     with qtbot.waitSignal(win.files.reloaded, timeout=15000):
         win.files.reload()
-    assert win.panel.orphan_names() == [] and "orphans" not in win.status.summary.text()
+    assert win.panel.orphan_names() == [] and "orphan" not in win.status.summary.text()
     assert win.state.effective("img_001.png") == (5.0, 6.0)
     win.panel.set_filter_choice("all")
     assert win.panel.model.row_of("img_001.png") is not None
