@@ -347,7 +347,7 @@ class ImageCanvas(QGraphicsView):
         state = SOURCE_TEXT.get(self.source, self.source) + (", verified" if self.verified else "")
         run = f"run {self.run_id}" if self.run_id else "prediction"
         if self.stale:
-            run += ", stale"
+            run = f"stale, {run}"  # first, so a narrow legend never elides it
         rows: list[tuple[str, str]] = []
         if self.kind == "scalar":
             rows.append(("none", f"Label  {format_label(label, 'scalar')}   ({state})"))
