@@ -44,7 +44,10 @@ NUDGES = (
 ACTIONS: tuple[Act, ...] = (
     Act("open", "&Open dataset…", SK.Open,
         "Open a dataset folder (Biwi, points CSV, UTKFace, scalar CSV or a plain image folder)", "open"),
-    Act("export", "&Export labels…", "Ctrl+E", "Save the effective labels (corrections included) as CSV or JSON",
+    Act("reload", "&Reload dataset", "Ctrl+R",
+        "Index the dataset folder again: new files appear, removed ones leave (their corrections are kept)", "reload"),
+    Act("export", "&Export labels…", "Ctrl+E",
+        "Save the effective labels (corrections included) as CSV, JSON, COCO keypoints or a YOLO-pose folder",
         "export"),
     Act("quit", "&Quit", SK.Quit, "Quit imgreg", "quit"),
     Act("undo", "&Undo", [QKeySequence("Ctrl+Z")], "Undo the last label edit", "undo"),
@@ -88,7 +91,7 @@ VIEW_TOGGLES = ("show_label", "show_pred", "show_line")
 # submenu the window fills: recent datasets, dock panels).
 NUDGE_KEYS = [f"nudge_{k}" for k, *_ in NUDGES] + [f"nudge_{k}10" for k, *_ in NUDGES]
 MENUS: dict[str, list] = {
-    "&File": ["open", "@Open &recent", "-", "export", "-", "quit"],
+    "&File": ["open", "@Open &recent", "reload", "-", "export", "-", "quit"],
     "&Edit": ["undo", "redo", "-", "accept", "revert", "verify", "place", ("&Nudge label", NUDGE_KEYS), "next_point"],
     "&Go": ["next", "prev", "-", "next_group", "prev_group", "first", "last", "-", "find"],
     "&View": ["zoom_in", "zoom_out", "fit", "actual", "-", *VIEW_TOGGLES, "-", "sort_name", "sort_error",

@@ -112,6 +112,7 @@ class ImageCanvas(QGraphicsView):
         self.fit_mode = True
         self.pending = False
         self.note: str | None = None
+        self.stale = False  # the prediction is of an older version of the image
         self.image_error: str | None = None
 
         self.legend_rect: QRectF | None = None  # where the legend was last drawn (None: not drawn)
@@ -185,6 +186,9 @@ class ImageCanvas(QGraphicsView):
         """Draw these annotations (None: nothing); cancels a drag."""
         ann = ann or Annotations()
         self.note = ann.note
+        self.stale = ann.stale
+        stale_tip = f"Stale prediction: the image changed on disk since run {ann.run_id} predicted it"
+        self.setToolTip(stale_tip if ann.stale else "")
         self.label = tuple(ann.label) if ann.label is not None else None
         self.pred = tuple(ann.pred) if ann.pred is not None else None
         self.source, self.verified, self.run_id, self.kind = ann.source, ann.verified, ann.run_id, ann.kind
@@ -342,6 +346,8 @@ class ImageCanvas(QGraphicsView):
         label = self.shown_label()
         state = SOURCE_TEXT.get(self.source, self.source) + (", verified" if self.verified else "")
         run = f"run {self.run_id}" if self.run_id else "prediction"
+        if self.stale:
+            run = f"stale, {run}"  # first, so a narrow legend never elides it
         rows: list[tuple[str, str]] = []
         if self.kind == "scalar":
             rows.append(("none", f"Label  {format_label(label, 'scalar')}   ({state})"))

@@ -15,23 +15,28 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QLineEdit,
+    QStackedWidget,
     QTreeView,
+    QTreeWidget,
+    QTreeWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
 from engine.core import Cancelled, CancelToken, Item
-from imgreg_gui.item_model import COL_ERROR, COL_GROUP, COL_NAME, FILTERS, ItemModel
+from imgreg_gui.item_model import COL_ERROR, COL_GROUP, COL_NAME, FILTERS, ItemModel, format_label
 from imgreg_gui.state import AppState
 
 log = logging.getLogger(__name__)
 FIRST_IMAGE_WAIT_S = 0.5
+ORPHANS = "orphans"  # the status filter listing corrections whose image file vanished (not items: no image)
 
 
 class DatasetPanel(QWidget):
     """Browses the app state's items; picking one makes it the state's current item."""
 
     filter_changed = Signal()
+    orphan_picked = Signal(str)
 
     def __init__(self, state: AppState, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -48,8 +53,10 @@ class DatasetPanel(QWidget):
         self.filter_combo = QComboBox(self)
         for key, text in FILTERS.items():
             self.filter_combo.addItem(text, key)
+        self.filter_combo.addItem("Orphans (file gone)", ORPHANS)
         self.filter_combo.setToolTip(
-            "Show all items, or only corrected, unverified, verified, problem or unlabelled ones"
+            "Show all items, or only corrected, unverified, verified, problem or unlabelled ones; Orphans lists "
+            "corrections whose image file is gone (kept: they return when the file does)"
         )
 
         self.view = QTreeView(self)
@@ -74,6 +81,16 @@ class DatasetPanel(QWidget):
         self.view.setColumnHidden(COL_ERROR, True)
         self.count_label = QLabel(self)
         self.count_label.setObjectName("CountLabel")
+        self.orphan_view = QTreeWidget(self)
+        self.orphan_view.setObjectName("OrphanList")
+        self.orphan_view.setRootIsDecorated(False)
+        self.orphan_view.setAlternatingRowColors(True)
+        self.orphan_view.setHeaderLabels(["Item (file gone)", "Label", "Source"])
+        self.orphan_view.setToolTip("Corrections whose image file vanished; File ▸ Reload brings them back")
+        self.orphan_view.currentItemChanged.connect(self._on_orphan)
+        self.stack = QStackedWidget(self)
+        self.stack.addWidget(self.view)
+        self.stack.addWidget(self.orphan_view)
 
         top = QHBoxLayout()
         top.setContentsMargins(0, 0, 0, 0)
@@ -83,7 +100,7 @@ class DatasetPanel(QWidget):
         lay.setContentsMargins(6, 6, 6, 6)
         lay.setSpacing(6)
         lay.addLayout(top)
-        lay.addWidget(self.view, 1)
+        lay.addWidget(self.stack, 1)
         lay.addWidget(self.count_label)
 
         self._filter_timer = QTimer(self, singleShot=True, interval=150)
@@ -94,6 +111,7 @@ class DatasetPanel(QWidget):
         self.view.selectionModel().currentRowChanged.connect(self._on_current_row)
         self.model.modelReset.connect(self._after_reset)
         self.model.rowsInserted.connect(self._update_count)
+        state.dataset_changed.connect(self._fill_orphans)
         state.current_changed.connect(self.select)
         state.active_run_changed.connect(lambda _run: self.show_errors(bool(state.preds)))
 
@@ -147,8 +165,43 @@ class DatasetPanel(QWidget):
 
     def _apply_filter(self) -> None:
         self._filter_timer.stop()
-        self.model.set_filter(self.filter_edit.text(), self.filter_combo.currentData())
+        choice = self.filter_combo.currentData()
+        self.stack.setCurrentWidget(self.orphan_view if choice == ORPHANS else self.view)
+        if choice == ORPHANS:
+            self._fill_orphans()
+        else:
+            self.model.set_filter(self.filter_edit.text(), choice)
         self.filter_changed.emit()
+
+    @property
+    def showing_orphans(self) -> bool:
+        """Whether the Orphans filter is chosen (the orphan list replaces the item list)."""
+        return self.stack.currentWidget() is self.orphan_view
+
+    def orphan_names(self) -> list[str]:
+        """The orphans listed (the Orphans filter)."""
+        return [self.orphan_view.topLevelItem(i).text(0) for i in range(self.orphan_view.topLevelItemCount())]
+
+    def _fill_orphans(self) -> None:
+        text = self.filter_edit.text().strip().lower()
+        self.orphan_view.clear()
+        for name, rec in sorted(self.state.orphans.items()):
+            if text and text not in name.lower():
+                continue
+            label = rec.effective
+            shown = format_label(label, self.state.kind) if label is not None else "—"
+            it = QTreeWidgetItem([name, shown, rec.source + (", verified" if rec.verified else "")])
+            it.setToolTip(0, f"{name}: the image file is gone; its label is kept")
+            self.orphan_view.addTopLevelItem(it)
+        for i in range(3):
+            self.orphan_view.resizeColumnToContents(i)
+        if self.stack.currentWidget() is self.orphan_view:
+            n = self.orphan_view.topLevelItemCount()
+            self.count_label.setText(f"{n:,} orphan{'s' if n != 1 else ''} (corrections whose file is gone)")
+
+    def _on_orphan(self, cur: QTreeWidgetItem | None, _prev: QTreeWidgetItem | None) -> None:
+        if cur is not None:
+            self.orphan_picked.emit(cur.text(0))
 
     def _on_current_row(self, current: QModelIndex, _previous: QModelIndex) -> None:
         it = self.model.item_at(current.row()) if current.isValid() else None
@@ -161,6 +214,8 @@ class DatasetPanel(QWidget):
             self.select(self.state.current)
 
     def _update_count(self, *_args) -> None:
+        if self.stack.currentWidget() is self.orphan_view:
+            return
         shown, total = len(self.model.view), len(self.model.items)
         groups = len({it.group for it in self.model.items}) if total < 200_000 else 0
         text = f"{shown:,} of {total:,} items" if shown != total else f"{total:,} items"

@@ -39,6 +39,7 @@ from imgreg_gui.dataset_panel import DatasetPanel, OpenWorker
 from imgreg_gui.dialogs import about_box, shortcuts_dialog, write_labels
 from imgreg_gui.docks import Docks
 from imgreg_gui.editing import Editor
+from imgreg_gui.files import FileOps, orphan_text
 from imgreg_gui.image_loader import ImageLoader
 from imgreg_gui.item_model import Navigator
 from imgreg_gui.settings import icon
@@ -82,6 +83,7 @@ class MainWindow(QMainWindow):
         self.nav = Navigator(self.panel.model)
         self.status = StatusBar(self.state, self)
         self.setStatusBar(self.status)
+        self.files = FileOps(self.state, self)
         self.acts = build_actions(self, self.canvas, self._slots())
         menus = build_menus(self.menuBar(), self.acts)
         self.menu_bar = menus
@@ -99,6 +101,12 @@ class MainWindow(QMainWindow):
         st.active_run_changed.connect(self._on_active_run)
         st.dataset_changed.connect(self._update_actions)
         self.panel.filter_changed.connect(self._update_position)
+        self.panel.orphan_picked.connect(self._show_orphan)
+        self.panel.filter_changed.connect(
+            lambda: None if self.panel.showing_orphans else self._show_current()
+        )
+        self.files.reloaded.connect(self._after_reload)
+        self.files.busy.connect(lambda _b: self._update_actions())
         self.panel.filter_edit.returnPressed.connect(self.canvas.setFocus)
         self.loader.ready.connect(self._on_image_ready)
         self.loader.failed.connect(self._on_image_failed)
@@ -126,7 +134,8 @@ class MainWindow(QMainWindow):
         """What each action of the table does, by its key."""
         c, ed = self.canvas, self.editor
         slots = {
-            "open": self.choose_dataset, "export": self.choose_export, "quit": self.close,
+            "open": self.choose_dataset, "export": self.files.choose_export, "reload": self.files.reload,
+            "quit": self.close,
             "undo": ed.undo, "redo": ed.redo, "accept": ed.accept_prediction, "revert": ed.revert_label,
             "verify": ed.mark_verified, "place": self.toggle_place_mode, "next_point": self.next_point,
             "next": self.next_item, "prev": self.prev_item, "next_group": self.next_group,
@@ -326,7 +335,26 @@ class MainWindow(QMainWindow):
         self.value.set_visible(ds.kind == "scalar")
         self._update_summary()
         self._update_actions()
+        self.files.show_recovery(store.recovery_message)
         self.dataset_opened.emit()
+
+    def _after_reload(self, _res: object) -> None:
+        """The state was re-indexed: drop cached images (files may have changed), show the current item again."""
+        self.loader.clear()
+        cur = self.state.current
+        if cur is None and self.panel.model.view:
+            cur = self.panel.model.item_at(0).name
+        if cur is not None:
+            self.state.current = None  # shown again, its image decoded afresh
+            self.go_to_item(cur)
+        self._update_summary()
+        self._update_actions()
+
+    def _show_orphan(self, name: str) -> None:
+        """A placeholder for an orphan (its image file is gone) with its kept label."""
+        rec = self.state.orphans.get(name)
+        if rec is not None:
+            self.canvas.set_message(f"The file is gone: {name}", orphan_text(rec, self.state.kind))
 
     def _on_open_failed(self, worker: OpenWorker, message: str) -> None:
         if worker is not self._worker:
@@ -469,7 +497,8 @@ class MainWindow(QMainWindow):
         if self.dataset is None:
             self.status.set_summary("No dataset" if self._worker is None else "Indexing…")
         else:
-            self.status.show_dataset(self.dataset, self.store.counts() if self.store else None)
+            counts = self.store.counts() if self.store else None
+            self.status.show_dataset(self.dataset, counts, len(self.state.orphans))
 
     def _update_actions(self) -> None:
         a, stack = self.acts, self.undo_stack
@@ -482,20 +511,16 @@ class MainWindow(QMainWindow):
         for key in ("revert", "verify", "place"):
             a.all[key].setEnabled(editable)
         a.accept.setEnabled(editable and self.state.prediction(self.state.current) is not None)
-        a.export.setEnabled(self.store is not None)
+        a.export.setEnabled(self.store is not None and not self.files.running)
+        a.reload.setEnabled(self.store is not None and not self.files.running)
         a.sort_error.setEnabled(bool(self.state.preds))
         self.value.box.setEnabled(editable)
 
     # -- files and dialogs -----------------------------------------------------------------------------
 
     def choose_export(self) -> None:
-        """Ask where to export the effective labels and write them."""
-        if self.store is None or self.dataset is None:
-            return
-        default = str(Path.home() / f"{self.dataset.root.name}-labels.csv")
-        path, _ = QFileDialog.getSaveFileName(self, "Export labels", default, "CSV (*.csv);;JSON (*.json)")
-        if path:
-            self.export_labels(path)
+        """Ask for a format and where to export the effective labels (File ▸ Export)."""
+        self.files.choose_export()
 
     def export_labels(self, path: str | Path) -> int:
         """Write the effective labels to ``path`` (CSV or JSON by suffix); returns the row count."""
@@ -542,6 +567,7 @@ class MainWindow(QMainWindow):
         if self.persist:
             self.save_settings()
         self._stop_worker()
+        self.files.wait()
         for worker in list(self._old_workers):
             worker.wait(3000)
         self.loader.clear()

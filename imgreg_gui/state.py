@@ -29,6 +29,7 @@ class Annotations:
     run_id: str | None = None
     kind: str = "point"
     note: str | None = None
+    stale: bool = False  # the image changed on disk since the prediction was made
 
 
 class AppState(QObject):
@@ -65,6 +66,8 @@ class AppState(QObject):
         self.errors: dict[str, float] = {}
         self.item_filter: frozenset[str] | None = None
         self.item_filter_label = ""
+        self.orphans: dict[str, LabelRecord] = {}  # corrected/verified records whose file vanished
+        self.stale: set[str] = set()  # items of the active run whose image changed since predicted
         self._index_of: dict[str, int] = {}
         self._store_changed.connect(self.refresh_records)
 
@@ -94,10 +97,29 @@ class AppState(QObject):
         self.items = list(ds.items)
         self._index_of = {it.name: i for i, it in enumerate(self.items)}
         self.records = dict(records)
+        self._find_orphans()
         self._recompute_errors()
         if store is not None:
             store.subscribe(self._store_listener)
         self.dataset_changed.emit()
+
+    def reindex(self, ds: Dataset, records: dict[str, LabelRecord]) -> None:
+        """The open dataset re-indexed (File > Reload): new items and records, the same store; the current item
+        stays when it still exists."""
+        self.dataset, self.items = ds, list(ds.items)
+        self._index_of = {it.name: i for i, it in enumerate(self.items)}
+        self.records = dict(records)
+        if self.current is not None and self.current not in self._index_of:
+            self.current = None
+        self._find_orphans()
+        self.dataset_changed.emit()
+
+    def _find_orphans(self) -> None:
+        self.orphans = {
+            n: r
+            for n, r in self.records.items()
+            if n not in self._index_of and (r.source != "original" or r.verified)
+        }
 
     def close(self) -> None:
         """Close the store (edits are already saved) and forget everything."""
@@ -107,6 +129,7 @@ class AppState(QObject):
         had = self.dataset is not None or bool(self.items)
         self.root = self.dataset = self.store = None
         self.items, self.records, self.preds, self.errors, self._index_of = [], {}, {}, {}, {}
+        self.orphans, self.stale = {}, set()
         self.current = self.active_run = None
         self.item_filter, self.item_filter_label = None, ""
         if had:
@@ -164,6 +187,7 @@ class AppState(QObject):
             self.active_run,
             self.kind,
             it.problem,
+            pred is not None and name in self.stale,
         )
 
     def passes_filter(self, name: str) -> bool:
@@ -192,6 +216,7 @@ class AppState(QObject):
         """Make ``run_id`` active with these predictions (``set_active_run`` reads them from the store)."""
         self.active_run = run_id
         self.preds = dict(preds)
+        self.stale = self.store.stale_predictions(run_id) if self.store is not None and run_id else set()
         self._recompute_errors()
         self.active_run_changed.emit(run_id)
 

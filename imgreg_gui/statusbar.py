@@ -108,8 +108,9 @@ class StatusBar(QStatusBar):
         """The zoom in percent."""
         self.zoom.setText(f"{s * 100:.0f}%")
 
-    def show_dataset(self, ds: Dataset, counts: dict[str, int] | None) -> None:
-        """The dataset summary: format, items, corrections, verified items, problems (tooltip: the problems)."""
+    def show_dataset(self, ds: Dataset, counts: dict[str, int] | None, orphans: int = 0) -> None:
+        """The dataset summary: format, items, corrections, verified items, problems, orphans (tooltip: the
+        problems)."""
         c = counts or {"corrected": 0, "verified": 0}
         if self._problems_of[0] is not ds:  # the index is fixed once open: count once, not per edit
             probs = {it.name for it in ds.items if it.problem} | {p.item for p in ds.problems}
@@ -118,6 +119,8 @@ class StatusBar(QStatusBar):
         text = f"{ds.format} · {len(ds.items):,} items · {c['corrected']:,} corrected · {c['verified']:,} verified"
         if probs:
             text += f" · {probs:,} problems"
+        if orphans:
+            text += f" · {orphans:,} orphan{'s' if orphans != 1 else ''}"
         tip = "\n".join([f"{p.item}: {p.reason}" for p in ds.problems[:20]] + ds.notes[:10])
         self.set_summary(text, tip or str(ds.root))
 

@@ -1,5 +1,6 @@
-"""The runs list: every ``<store.dir>/runs/*`` with its settings and metrics side by side, the active run, and
-Predict all (a supervised ``imgreg predict`` child that stores predictions for every item)."""
+"""The runs list: every ``<store.dir>/runs/*`` with its settings and metrics side by side, the active run,
+Predict all (a supervised ``imgreg predict`` child that stores predictions for every item) and Export ONNX (an
+``imgreg export`` child)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ from typing import Any
 
 from PySide6.QtCore import QSignalBlocker, Qt, Signal
 from PySide6.QtWidgets import (
+    QFileDialog,
     QHBoxLayout,
     QLabel,
+    QMenu,
     QMessageBox,
     QProgressBar,
     QPushButton,
@@ -30,7 +33,13 @@ from engine.labels.store import StoreError
 from engine.runs import files as runfiles
 from imgreg_gui.state import AppState
 from imgreg_gui.training.options import predict_command
-from imgreg_gui.training.process import ChildProcess, ChildResult, open_error_box, show_progress
+from imgreg_gui.training.process import (
+    ChildProcess,
+    ChildResult,
+    engine_command,
+    open_error_box,
+    show_progress,
+)
 
 BASE_COLUMNS = ("Run", "Arch", "Head", "Size", "Epochs", "LR", "Train/valid", "Time", "Preds")
 METRIC_ORDER = ("mean_px", "median_px", "mae", "mean_error", "median_error", "valid_loss", "rmse")
@@ -116,6 +125,11 @@ def run_columns(r: RunRecord, has_preds: bool) -> list[str]:
     ]
 
 
+def export_command(run_dir: str | Path, out: str | Path) -> list[str]:
+    """The child command line writing a run's model as ONNX (``imgreg export RUN --out FILE --json``)."""
+    return engine_command("export", str(run_dir), "--out", str(out), "--json")
+
+
 def load_runs(runs_dir: Path) -> list[RunRecord]:
     """Every run folder holding a config.json or summary.json, newest first."""
     if not runs_dir.is_dir():
@@ -176,6 +190,7 @@ class RunsPanel(QWidget):
     store (``predictions_stored(run_id)`` when done)."""
 
     predictions_stored = Signal(str)
+    onnx_exported = Signal(str)  # the .onnx file written
 
     def __init__(self, state: AppState, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -189,6 +204,10 @@ class RunsPanel(QWidget):
         self.error_box: QMessageBox | None = None
         self.device_fn: Callable[[], str] = lambda: "auto"
         self.make_command = self.predict_command
+        self.exporter = ChildProcess(self)
+        self.exporter.ended.connect(self._on_exported)
+        self.exporting: str | None = None
+        self.make_export_command: Callable[[Path, str], list[str]] = export_command
         lay = QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
         self.tree = QTreeWidget()
@@ -198,6 +217,8 @@ class RunsPanel(QWidget):
         self.tree.sortByColumn(0, Qt.SortOrder.DescendingOrder)  # run ids are timestamps: newest first
         self.tree.setUniformRowHeights(True)
         self.tree.itemSelectionChanged.connect(self._on_selection)
+        self.tree.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.tree.customContextMenuRequested.connect(self._context_menu)
         lay.addWidget(self.tree, 1)
         row = QHBoxLayout()
         self.refresh_btn = QPushButton("Refresh")
@@ -210,7 +231,12 @@ class RunsPanel(QWidget):
         self.none_btn = QPushButton("Hide predictions")
         self.none_btn.setToolTip("Make no run active: the image shows labels only")
         self.none_btn.clicked.connect(self.tree.clearSelection)
-        for b in (self.refresh_btn, self.predict_btn, self.cancel_btn, self.none_btn):
+        self.export_btn = QPushButton("Export ONNX…")
+        self.export_btn.setToolTip(
+            "Write the selected run's model as ONNX (with a metadata JSON beside it) for use outside imgreg"
+        )
+        self.export_btn.clicked.connect(lambda: self.choose_export())
+        for b in (self.refresh_btn, self.predict_btn, self.export_btn, self.cancel_btn, self.none_btn):
             row.addWidget(b)
         row.addStretch(1)
         lay.addLayout(row)
@@ -368,9 +394,68 @@ class RunsPanel(QWidget):
             self.error_box = open_error_box(self, "Prediction failed", res.message, res.stderr_tail)
             self.error_box.finished.connect(lambda _r: setattr(self, "error_box", None))
 
+    # -- export ONNX -------------------------------------------------------------------------------------
+
+    def _context_menu(self, pos: Any) -> None:
+        it = self.tree.itemAt(pos)
+        if it is None:
+            return
+        run_id = it.data(0, Qt.ItemDataRole.UserRole + 1)
+        rec = self.run(run_id)
+        menu = QMenu(self)
+        predict = menu.addAction("Predict all", lambda: self.predict(run_id))
+        predict.setEnabled(self.predict_btn.isEnabled() and run_id == self.selected_run())
+        export = menu.addAction("Export ONNX…", lambda: self.choose_export(run_id))
+        export.setEnabled(rec is not None and rec.has_model and not self.exporter.running)
+        export.setToolTip(self.export_btn.toolTip())
+        menu.addAction("Copy run folder path", lambda: _copy(str(rec.run_dir)) if rec else None)
+        self._menu = menu
+        menu.popup(self.tree.viewport().mapToGlobal(pos))
+
+    def choose_export(self, run_id: str | None = None) -> None:
+        """Ask where to write a run's ONNX model (the selected run by default) and export it."""
+        rec = self.run(run_id or self.selected_run() or "")
+        if rec is None:
+            return
+        default = str(rec.run_dir / "model.onnx")
+        path, _ = QFileDialog.getSaveFileName(self, "Export ONNX model", default, "ONNX model (*.onnx)")
+        if path:
+            self.export_onnx(rec.run_id, path if path.lower().endswith(".onnx") else path + ".onnx")
+
+    def export_onnx(self, run_id: str, out: str | Path) -> bool:
+        """Write run ``run_id``'s model as ONNX to ``out`` in a child; False if it cannot start."""
+        rec = self.run(run_id)
+        if rec is None or not rec.has_model or self.exporter.running:
+            return False
+        self.exporting = run_id
+        self.progress.setRange(0, 0)
+        self.progress.setFormat("exporting ONNX…")
+        self.progress.show()
+        self.status.setText(f"Exporting {run_id} as ONNX…")
+        self.exporter.start(self.make_export_command(rec.run_dir, str(out)))
+        self._update_buttons()
+        return True
+
+    def _on_exported(self, res: ChildResult) -> None:
+        run_id, self.exporting = self.exporting, None
+        if not self.child.running:
+            self.progress.hide()
+        self._update_buttons()
+        if res.status == "finished":
+            onnx = str(res.summary.get("onnx") or res.final.get("onnx") or "")
+            self.status.setText(f"{run_id} exported to {onnx}")
+            self.state.notify(f"Exported run {run_id} as ONNX to {onnx}", 10000)
+            self.onnx_exported.emit(onnx)
+            return
+        self.status.setText("ONNX export failed." if res.status != "cancelled" else "ONNX export cancelled.")
+        details = res.stderr_tail if res.status == "crashed" else ""
+        self.error_box = open_error_box(self, "ONNX export failed", res.message, details)
+        self.error_box.finished.connect(lambda _r: setattr(self, "error_box", None))
+
     def _update_buttons(self) -> None:
         busy = self.child.running
         rec = self.run(self.selected_run() or "")
+        self.export_btn.setEnabled(rec is not None and rec.has_model and not self.exporter.running)
         self.predict_btn.setEnabled(
             not busy and rec is not None and rec.has_model and bool(self.dataset_path)
         )
@@ -379,7 +464,14 @@ class RunsPanel(QWidget):
         self.none_btn.setEnabled(self.selected_run() is not None)
 
     def shutdown(self) -> None:
-        """Kill a running prediction (the window is closing)."""
-        if self.child.running:
-            self.child.kill()
-            self.child.wait(3000)
+        """Kill a running prediction or export (the window is closing)."""
+        for child in (self.child, self.exporter):
+            if child.running:
+                child.kill()
+                child.wait(3000)
+
+
+def _copy(text: str) -> None:
+    from PySide6.QtGui import QGuiApplication
+
+    QGuiApplication.clipboard().setText(text)
