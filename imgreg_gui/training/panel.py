@@ -22,6 +22,8 @@ from PySide6.QtWidgets import (
 )
 
 from engine import events
+from engine.core import Dataset, Label
+from imgreg_gui.training.leaks import LeakWatch
 from imgreg_gui.training.options import DeviceQuery, OptionsForm, TrainOptions, train_command
 from imgreg_gui.training.plots import LrPlot, TrainingCurves, pick_error_metric
 from imgreg_gui.training.process import ChildProcess, ChildResult, open_error_box, show_progress
@@ -101,8 +103,12 @@ class TrainPanel(QWidget):
         self._fold, self._folds = 1, 1
         self._n_batches = 0
         self._epochs = 0
+        self.leaks = LeakWatch(self)
         self._build()
         self.form.set_options(TrainOptions.load())
+        self.leaks.result.connect(self._show_leaks)
+        self.leaks.auto_size_found.connect(self.form.set_auto_size)
+        self.form.groups.itemChanged.connect(lambda _it: self.leaks.check(self.form.checked_groups()))
         self.devices.found.connect(self.form.set_devices)
         self._set_busy(False)
 
@@ -125,6 +131,15 @@ class TrainPanel(QWidget):
         self.labels_info.setWordWrap(True)
         self.labels_info.setStyleSheet("color: #6b7280;")
         outer.addWidget(self.labels_info)
+        self.leak_note = QLabel("")
+        self.leak_note.setWordWrap(True)
+        self.leak_note.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.leak_note.setToolTip(
+            "Near-duplicate images on both sides of the split make validation scores read too good:\n"
+            "tick the groups so that copies fall on one side (Find similar lists them)."
+        )
+        self.leak_note.hide()
+        outer.addWidget(self.leak_note)
         row = QHBoxLayout()
         self.start_btn = QPushButton("Start")
         self.start_btn.setDefault(True)
@@ -164,6 +179,19 @@ class TrainPanel(QWidget):
         if not self.busy:
             self.live.curves.clear("MAE" if kind == "scalar" else "px")
         self._set_busy(self.busy)
+
+    def set_data(self, ds: Dataset | None, store_dir: str | Path | None, labels: dict[str, Label]) -> None:
+        """The open dataset's items, store folder and labels: its ``auto`` size and the leak check follow."""
+        self.form.set_auto_size(None)
+        self.leaks.set_data(ds, store_dir, labels)
+        self.leaks.check(self.form.checked_groups())
+
+    def _show_leaks(self, leaks: object) -> None:
+        text = self.leaks.text
+        warn = leaks is not None and bool(text)
+        self.leak_note.setStyleSheet("color: #b91c1c; font-weight: 600;" if warn else "color: #6b7280;")
+        self.leak_note.setText(text)
+        self.leak_note.setVisible(bool(text))
 
     def set_label_counts(self, counts: dict[str, int] | None) -> None:
         """Say which labels a training would use (the store's effective labels, corrections included)."""
@@ -254,6 +282,8 @@ class TrainPanel(QWidget):
 
     def shutdown(self) -> None:
         """Stop any child at once (the window is closing)."""
+        self.leaks.timer.stop()
+        self.leaks.wait(3000)
         if self.busy:
             self.child.kill()
             self.child.wait(3000)
