@@ -165,4 +165,5 @@ def test_tiny_scalar_training_with_mixup_from_the_window(qtbot, training_window,
     assert res is not None and res.status == "finished", res and (res.message, res.stderr_tail)
     log = panel.live.log.toPlainText()
     assert "--mixup 0.4" in log and "--sizes 24x24,32x32" in log
-    assert ctl.runs.run(sig.args[0]) is not None and len(panel.live.curves.valid_loss) == 2
+    assert ctl.runs.run(sig.args[0]) is not None
+    assert len(panel.live.curves.valid_loss) == 4 and panel.epoch_bar.maximum() == 4  # 2 epochs at 2 sizes

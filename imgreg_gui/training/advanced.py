@@ -75,7 +75,7 @@ class AdvancedForm(QWidget):
         self.sizes.setPlaceholderText("off, e.g. 120x160,240x320")
         self.sizes.setValidator(QRegularExpressionValidator(QRegularExpression(r"[\dx, ]*")))
         self.sizes.setToolTip(
-            "Progressive resizing: train at each size in turn (small first, fast), the epochs spread over them.\n"
+            "Progressive resizing: train the epochs at each size in turn (small sizes first: fast early epochs).\n"
             "Empty: train at the image size only."
         )
         self.schedule = QComboBox()

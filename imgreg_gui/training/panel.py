@@ -361,8 +361,9 @@ class TrainPanel(QWidget):
         elapsed = time.monotonic() - (self._t_train or self._t0)
         eta = elapsed / frac * (1 - frac) if frac > 0 else 0.0
         fold = f"Fold {self._fold}/{self._folds}, " if self._folds > 1 else ""
+        size = f" at {ev['size']}" if ev.get("size") else ""  # the progressive-resizing stage
         self.status.setText(
-            f"{fold}Epoch {ep}/{self._epochs}, batch {b}/{n}, loss {float(ev.get('loss') or 0):.4g}  -  "
+            f"{fold}Epoch {ep}/{self._epochs}{size}, batch {b}/{n}, loss {float(ev.get('loss') or 0):.4g}  -  "
             f"elapsed {fmt_duration(elapsed)}, ETA {fmt_duration(eta)}"
         )
 
