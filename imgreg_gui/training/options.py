@@ -221,9 +221,7 @@ class OptionsForm(QWidget):
         self.arch.addItems(ARCHS)
         self.arch.setToolTip("Backbone (torchvision); 'tiny' is a small untrained CNN for quick checks")
         self.epochs = _spin(1, 1000, 5)
-        self.epochs.setToolTip(
-            "Passes over the training images (at each size with progressive resizing)"
-        )
+        self.epochs.setToolTip("Passes over the training images (at each size with progressive resizing)")
         self.lr = QLineEdit()
         self.lr.setValidator(QDoubleValidator(1e-8, 10.0, 8))
         self.lr.setToolTip("Maximum learning rate of the one-cycle schedule")
