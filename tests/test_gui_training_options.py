@@ -129,7 +129,7 @@ def test_leak_check_finds_the_planted_pair(tmp_path: Path) -> None:
     a, b = plant_embeddings(root)
     leaks = check_leaks(store_dir(ds.root), ds.items, labels, ["b"])
     assert leaks is not None and [(p.a, p.b) for p in leaks.pairs] == [(a, b)]
-    assert "1 near-duplicate pair leak" in leaks.text() and a in leaks.text() and b in leaks.text()
+    assert "1 near-duplicate pair leaks" in leaks.text() and a in leaks.text() and b in leaks.text()
     # Without ticked groups the seeded random split of two groups puts one group in validation: still a leak.
     vg, names = valid_split(ds.items, labels, [])
     assert len(vg) == 1 and names is None
@@ -145,7 +145,7 @@ def test_window_warns_of_leaking_duplicates(qtbot, training_window, tmp_path: Pa
     qtbot.waitUntil(lambda: panel.leak_note.text() == NO_EMBEDDINGS, timeout=10000)
     a, b = plant_embeddings(root)
     panel.form.groups.item(1).setCheckState(panel.form.groups.item(1).checkState().Checked)
-    qtbot.waitUntil(lambda: "leak across" in panel.leak_note.text(), timeout=10000)
+    qtbot.waitUntil(lambda: "leaks across" in panel.leak_note.text(), timeout=10000)
     assert a in panel.leak_note.text() and b in panel.leak_note.text() and panel.leak_note.isVisibleTo(panel)
 
 

@@ -38,7 +38,7 @@ class Leaks:
         n = len(self.pairs)
         split = "the random split" if self.random_items else "this validation split"
         return (
-            f"⚠ {n} near-duplicate pair{'' if n == 1 else 's'} leak across {split}, e.g. {p.a} ↔ {p.b} "
+            f"⚠ {n} near-duplicate pair{' leaks' if n == 1 else 's leak'} across {split}, e.g. {p.a} ↔ {p.b} "
             f"(distance {p.distance:.2f}): validation scores will read too good."
         )
 
