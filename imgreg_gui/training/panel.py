@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
 
 from engine import events
 from engine.core import Dataset, Label
+from imgreg_gui.training.folds import FoldProgress
 from imgreg_gui.training.leaks import LeakWatch
 from imgreg_gui.training.options import DeviceQuery, OptionsForm, TrainOptions, train_command
 from imgreg_gui.training.plots import LrPlot, TrainingCurves, pick_error_metric
@@ -100,7 +101,7 @@ class TrainPanel(QWidget):
         self.suggestion: float | None = None
         self._t0 = 0.0
         self._t_train: float | None = None
-        self._fold, self._folds = 1, 1
+        self.prog = FoldProgress()
         self._n_batches = 0
         self._epochs = 0
         self.leaks = LeakWatch(self)
@@ -233,7 +234,7 @@ class TrainPanel(QWidget):
         self.last_result = None
         self._t0 = time.monotonic()
         self._t_train = None
-        self._fold, self._folds = 1, 1
+        self.prog = FoldProgress(opts.folds if mode == "train" and opts.folds >= 2 else 1)
         self._n_batches, self._epochs = 0, opts.epochs
         if mode == "train":
             self.live.curves.clear("MAE" if self.kind == "scalar" else "px")
@@ -305,6 +306,8 @@ class TrainPanel(QWidget):
             self._on_batch(ev)
         elif kind == "epoch":
             self._on_epoch(ev)
+        elif kind == "prepared" and not self._plots(ev):
+            self.live.append(f"prepared: fold {ev.get('fold')} on {ev.get('device', '?')}")
         elif kind == "prepared":
             self._epochs = int(ev.get("epochs") or self._epochs or 1)
             self.live.curves.add_event(ev)
@@ -317,9 +320,14 @@ class TrainPanel(QWidget):
                 f"prepared: {ev.get('arch')} {ev.get('head', '')} on {dev}, {ev.get('n_train')} train / "
                 f"{ev.get('n_valid')} valid, size {ev.get('size')}, bs {ev.get('bs')}, {self._n_batches} batches"
             )
+            if int(ev.get("world_size") or 1) > 1:
+                self.live.append(
+                    f"data-parallel: {ev['world_size']} processes, {self._n_batches} batches each"
+                )
             if ev.get("on_cpu"):
                 self.live.append("warning: training on the CPU (slow); keep images small")
-            self.status.setText(f"Training on {dev}...")
+            procs = int(ev.get("world_size") or 1)
+            self.status.setText(f"Training on {dev}{f' ({procs} processes)' if procs > 1 else ''}...")
             if self._t_train is None:
                 self._t_train = time.monotonic()
         elif kind == "lr_find":
@@ -334,9 +342,9 @@ class TrainPanel(QWidget):
         elif kind == "fold":
             self.live.append(f"fold {ev.get('fold')} of {ev.get('folds')}")
             self.status.setText(f"Out-of-fold model {ev.get('fold')} of {ev.get('folds')}...")
-            self._fold, self._folds = int(ev.get("fold") or 1), max(1, int(ev.get("folds") or 1))
-            self.live.curves.clear("MAE" if self.kind == "scalar" else "px")
-            self.live.curves.set_title(f"Out-of-fold model {self._fold} of {self._folds} (live)")
+            fold, folds = int(ev.get("fold") or 1), max(1, int(ev.get("folds") or 1))
+            if self.prog.start(fold, folds):
+                self._plot_fold(fold)
         elif kind in events.PROGRESS_TYPES:  # read now: new kinds need no change here
             show_progress(self.batch_bar, ev)
         elif kind in ("finished", "cancelled", "failed"):
@@ -346,21 +354,41 @@ class TrainPanel(QWidget):
         elif kind != "summary":
             self.live.append(str(ev))
 
+    def _plots(self, ev: dict) -> bool:
+        """Whether an event's fold is the plotted one (events of other folds side by side only count)."""
+        return self.prog.folds <= 1 or self.prog.fold_of(ev) in (self.prog.plotted, None)
+
+    def _plot_fold(self, fold: int) -> None:
+        self.live.curves.clear("MAE" if self.kind == "scalar" else "px")
+        self.live.curves.set_title(f"Out-of-fold model {fold} of {self.prog.folds} (live)")
+
     def _on_batch(self, ev: dict) -> None:
-        self.live.curves.add_event(ev)
-        self.batch_bar.setFormat("batch %v / %m")
+        fold = self.prog.fold_of(ev)
         n = max(1, int(ev.get("n_batches") or self._n_batches or 1))
         ep, b = int(ev.get("epoch", 1)), int(ev.get("batch", 1))
+        before = self.prog.plotted
+        if not self.prog.batch(fold, ep, self._epochs or 1, b, n) and self.prog.folds > 1:
+            self._show_status(ev)
+            return
+        if self.prog.folds > 1 and before != fold:
+            self._plot_fold(fold)  # the fold shown before ended: follow one still running
+        self.live.curves.add_event(ev)
+        self.batch_bar.setFormat("batch %v / %m")
         if self.batch_bar.maximum() != n:
             self.batch_bar.setRange(0, n)
         self.batch_bar.setValue(b)
-        done = (ep - 1) * n + b
-        total = max(done, self._epochs * n)
+        self._show_status(ev)
+
+    def _show_status(self, ev: dict) -> None:
+        n = max(1, int(ev.get("n_batches") or self._n_batches or 1))
+        ep, b = int(ev.get("epoch", 1)), int(ev.get("batch", 1))
         # Fraction of the whole job (all folds); the time before the first batch (loading) is not counted.
-        frac = ((self._fold - 1) + done / total) / self._folds
+        frac = self.prog.fraction()
         elapsed = time.monotonic() - (self._t_train or self._t0)
         eta = elapsed / frac * (1 - frac) if frac > 0 else 0.0
-        fold = f"Fold {self._fold}/{self._folds}, " if self._folds > 1 else ""
+        fold = self.prog.label()
+        if self.prog.folds > 1 and len(self.prog.running) > 1:
+            fold += f"fold {self.prog.fold_of(ev)}: "
         size = f" at {ev['size']}" if ev.get("size") else ""  # the progressive-resizing stage
         self.status.setText(
             f"{fold}Epoch {ep}/{self._epochs}{size}, batch {b}/{n}, loss {float(ev.get('loss') or 0):.4g}  -  "
@@ -368,8 +396,12 @@ class TrainPanel(QWidget):
         )
 
     def _on_epoch(self, ev: dict) -> None:
-        self.live.curves.add_event(ev)
         ep = int(ev.get("epoch", 1))
+        fold = self.prog.fold_of(ev)
+        if not self.prog.epoch(fold, ep, int(ev.get("epochs") or self._epochs or 1)) and self.prog.folds > 1:
+            self.live.append(f"fold {fold}: epoch {ep}/{ev.get('epochs')}  valid_loss {ev.get('valid_loss')}")
+            return
+        self.live.curves.add_event(ev)
         self._epochs = int(ev.get("epochs") or self._epochs)
         self.epoch_bar.setRange(0, max(1, self._epochs))
         self.epoch_bar.setValue(ep)
