@@ -167,3 +167,84 @@ def test_tiny_scalar_training_with_mixup_from_the_window(qtbot, training_window,
     assert "--mixup 0.4" in log and "--sizes 24x24,32x32" in log
     assert ctl.runs.run(sig.args[0]) is not None
     assert len(panel.live.curves.valid_loss) == 4 and panel.epoch_bar.maximum() == 4  # 2 epochs at 2 sizes
+
+
+def test_several_gpus_all_gpus_choice_and_parallel_folds(qtbot) -> None:
+    panel = TrainPanel()
+    qtbot.addWidget(panel)
+    panel.set_dataset("/fake", ["01", "02"], "point")
+    panel.form.set_devices([("cuda:0", "GPU A"), ("cuda:1", "GPU B")])
+    combo = panel.form.device
+    assert [combo.itemData(i) for i in range(combo.count())] == ["auto", "cpu", "cuda:0", "cuda:1", "all:2"]
+    assert combo.itemText(4) == "All GPUs (2)"
+    combo.setCurrentIndex(4)
+    opts = panel.options()
+    train = args_of(train_command("/d", opts))
+    assert "--nproc 2" in train and "--device" not in train
+    assert "--nproc" not in args_of(train_command("/d", opts, lr_find=True))
+    panel.form.parallel.setValue(2)
+    panel.form.folds.setValue(4)
+    opts = panel.options()
+    folds = args_of(train_command("/d", opts))
+    assert "--folds 4 --parallel 2" in folds and "--nproc" not in folds
+    assert "--parallel 2" in args_of(rank_command("/d", opts, 5))
+    opts.save()  # the choice is remembered and reselected once the GPUs are found again
+    again = TrainPanel()
+    qtbot.addWidget(again)
+    again.form.set_devices([("cuda:0", "GPU A"), ("cuda:1", "GPU B")])
+    assert again.options().device == "all:2" and again.options().parallel == 2
+    one = TrainPanel()
+    qtbot.addWidget(one)
+    one.form.set_devices([("cuda:0", "GPU A")])
+    assert one.form.device.findData("all:1") < 0
+
+
+def fake_panel(qtbot, *args: str) -> TrainPanel:
+    import sys
+
+    fake = str(Path(__file__).with_name("fake_child.py"))
+    panel = TrainPanel()
+    qtbot.addWidget(panel)
+    panel.set_dataset("/fake", ["01", "02"], "point")
+    panel.make_command = lambda ds, opts, kind="point", lr_find=False: [sys.executable, fake, "train", *args]
+    return panel
+
+
+def test_folds_side_by_side_show_in_one_view(qtbot) -> None:
+    panel = fake_panel(qtbot, "--folds", "4", "--parallel", "2", "--epochs", "2", "--batches", "3")
+    panel.form.set_options(TrainOptions(folds=4, parallel=2, epochs=2))
+    seen: list[str] = []
+    panel.child.event.connect(lambda ev: ev["type"] == "batch" and seen.append(panel.status.text()))
+    with qtbot.waitSignal(panel.run_finished, timeout=30000):
+        assert panel.start()
+    assert panel.last_result.status == "finished"
+    assert panel.prog.done == {1, 2, 3, 4} and panel.prog.fraction() == 1.0
+    assert any(t.startswith("Folds 1, 2 of 4 (fold 1 shown), fold 2: ") for t in seen)
+    assert any(t.startswith("Folds 3, 4 of 4") for t in seen)
+    log = panel.live.log.toPlainText()
+    assert "fold 2: epoch 2/2" in log and "fold 4: epoch 2/2" in log  # the folds not plotted are logged
+    assert len(panel.live.curves.valid_loss) == 2  # the curves follow one fold (the last one plotted: fold 3)
+
+
+def test_cancel_reaches_folds_side_by_side(qtbot) -> None:
+    panel = fake_panel(qtbot, "--folds", "4", "--parallel", "2", "--epochs", "50", "--sleep", "0.02")
+    panel.form.set_options(TrainOptions(folds=4, parallel=2))
+    with qtbot.waitSignal(panel.child.ended, timeout=30000):
+        assert panel.start()
+        qtbot.waitUntil(lambda: len(panel.prog.running) == 2 and panel.prog.fraction() > 0, timeout=10000)
+        panel.cancel()
+    assert panel.last_result.status == "cancelled" and panel.status.text() == "Cancelled."
+
+
+def test_fold_progress_bookkeeping() -> None:
+    from imgreg_gui.training.folds import FoldProgress
+
+    serial = FoldProgress(3)
+    assert serial.start(1, 3) and serial.batch(1, 1, 2, 1, 2) and serial.fraction() == pytest.approx(1 / 12)
+    assert serial.start(2, 3) and serial.done == {
+        1
+    }  # fold 1 stopped early: fold 2 took its place and the plot
+    side = FoldProgress(4, parallel=2)
+    assert side.start(1, 4) and not side.start(2, 4) and side.label() == "Folds 1, 2 of 4 (fold 1 shown), "
+    assert not side.batch(2, 1, 1, 1, 1) and side.epoch(1, 1, 1) and side.plotted is None
+    assert not side.epoch(2, 1, 1) and side.done == {1, 2} and side.fraction() == 0.5

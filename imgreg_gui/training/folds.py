@@ -11,6 +11,7 @@ class FoldProgress:
     """Per-fold fractions done; the whole job's fraction; the one fold whose curves are plotted (the oldest running)."""
 
     folds: int = 1
+    parallel: int = 1
     done: set[int] = field(default_factory=set)
     running: dict[int, float] = field(default_factory=dict)
     plotted: int | None = None
@@ -18,6 +19,8 @@ class FoldProgress:
     def start(self, fold: int, folds: int) -> bool:
         """A fold began; True when its curves are to be plotted from now on (clear the plot)."""
         self.folds = max(1, folds, self.folds)
+        while fold not in self.running and len(self.running) >= max(1, self.parallel):
+            self._finish(min(self.running))  # ended early (stop after an epoch): its slot went to this fold
         self.running.setdefault(fold, 0.0)
         return self._take(fold)
 
@@ -37,13 +40,19 @@ class FoldProgress:
 
     def epoch(self, fold: int, epoch: int, epochs: int) -> bool:
         """Record an epoch's end of ``fold`` (its last ends it); True when it is the plotted fold."""
-        plotted = self._take(fold) or self.plotted == fold
-        if epoch >= epochs and fold in self.running:
-            del self.running[fold]
-            self.done.add(fold)
-            if self.plotted == fold:
-                self.plotted = None
+        last = epoch >= epochs
+        plotted = (
+            not last and self._take(fold)
+        ) or self.plotted == fold  # a fold's last epoch is no new plot
+        if last:
+            self._finish(fold)
         return plotted
+
+    def _finish(self, fold: int) -> None:
+        self.running.pop(fold, None)
+        self.done.add(fold)
+        if self.plotted == fold:
+            self.plotted = None
 
     def fraction(self) -> float:
         """How much of the whole job (every fold) is done, 0..1."""

@@ -40,6 +40,7 @@ WEIGHT_NAMES = {
     "file": "Weights file...",
 }
 KEY = "training/"
+ALL_GPUS = "all"
 
 
 @dataclass
@@ -66,6 +67,7 @@ class TrainOptions:
     stride: int = 16
     no_cache: bool = False
     advanced_open: bool = False
+    parallel: int = 1
 
     def save(self) -> None:
         """Remember the options (QSettings)."""
@@ -124,9 +126,15 @@ def train_args(opts: TrainOptions, kind: str = "point") -> list[str]:
         args += ["--pretrained-if-cached"]
     elif opts.weights == "file" and opts.weights_file:
         args += ["--weights", opts.weights_file]
-    if opts.device and opts.device != "auto":
+    if opts.device and opts.device != "auto" and not opts.device.startswith(ALL_GPUS):
         args += ["--device", opts.device]
     return args
+
+
+def all_gpus(device: str) -> int:
+    """N for the device choice ``all:N`` (every GPU, data-parallel), else 0."""
+    head, _, n = str(device).partition(":")
+    return int(n) if head == ALL_GPUS and n.isdigit() else 0
 
 
 def train_command(
@@ -135,15 +143,21 @@ def train_command(
     """The child command line for a training (K out-of-fold models with folds > 1) or an LR finder run."""
     args = ["train", str(dataset), *train_args(opts, kind)]
     if lr_find:
-        args += ["--lr-find"]
+        args += ["--lr-find"]  # the LR finder runs in one process
     elif opts.folds >= 2:
         args += ["--folds", str(opts.folds)]
+        if opts.parallel > 1:
+            args += ["--parallel", str(opts.parallel)]
+    elif all_gpus(opts.device) > 1:
+        args += ["--nproc", str(all_gpus(opts.device))]
     return engine_command(*args, "--json", "--control-stdin")
 
 
 def rank_command(dataset: str | Path, opts: TrainOptions, folds: int, kind: str = "point") -> list[str]:
     """The child command line ranking every item by out-of-fold disagreement (trains ``folds`` models)."""
     args = ["rank", str(dataset), "--folds", str(folds), *train_args(opts, kind)]
+    if opts.parallel > 1:
+        args += ["--parallel", str(opts.parallel)]
     return engine_command(*args, "--json", "--control-stdin")
 
 
@@ -255,6 +269,12 @@ class OptionsForm(QWidget):
         self.folds.setToolTip(
             "K > 1: train K models instead of one, each predicting the items it never saw (out-of-fold)"
         )
+        self.parallel = _spin(1, 64, 1)
+        self.parallel.setSpecialValueText("1 (one at a time)")
+        self.parallel.setToolTip(
+            "Out-of-fold models (Folds, Rank out-of-fold) fitted at a time, each in its own process on its own\n"
+            "GPU (or sharing the CPU cores): same seeds, same ranking as one at a time"
+        )
         self.weights = QComboBox()
         for key in WEIGHTS:
             self.weights.addItem(WEIGHT_NAMES[key], key)
@@ -291,6 +311,7 @@ class OptionsForm(QWidget):
         form.addRow("Device", self.device)
         form.addRow("", self.device_note)
         form.addRow(self.advanced)
+        self.adv.form.insertRow(self.adv.form.rowCount() - 1, "Parallel folds", self.parallel)
         self.form = form
         self.kind = "point"
         self.head.currentIndexChanged.connect(self._sync_enabled)
@@ -328,6 +349,7 @@ class OptionsForm(QWidget):
             stride=int(self.adv.stride.currentData() or 16),
             no_cache=self.adv.no_cache.isChecked(),
             advanced_open=self.advanced.expanded,
+            parallel=self.parallel.value(),
         )
 
     def size_text(self) -> str:
@@ -365,6 +387,7 @@ class OptionsForm(QWidget):
                 Qt.CheckState.Checked if it.text() in self._wanted_groups else Qt.CheckState.Unchecked
             )
         self.folds.setValue(opts.folds)
+        self.parallel.setValue(opts.parallel)
         _select(self.weights, opts.weights)
         self.weights_file.setText(opts.weights_file)
         self._wanted_device = opts.device
@@ -417,6 +440,14 @@ class OptionsForm(QWidget):
         for dev, desc in devices:
             if self.device.findData(dev) < 0:
                 self.device.addItem(f"{dev}  {desc}", dev)
+        if len(devices) > 1 and self.device.findData(f"{ALL_GPUS}:{len(devices)}") < 0:
+            self.device.addItem(f"All GPUs ({len(devices)})", f"{ALL_GPUS}:{len(devices)}")
+            self.device.setItemData(
+                self.device.count() - 1,
+                f"Data-parallel training on all {len(devices)} GPUs (imgreg train --nproc {len(devices)});\n"
+                "out-of-fold models and the LR finder use the Parallel folds setting and one GPU",
+                Qt.ItemDataRole.ToolTipRole,
+            )
         self.has_gpu = bool(devices)
         _select(self.device, getattr(self, "_wanted_device", "auto"))
         self._sync_enabled()

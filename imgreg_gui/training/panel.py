@@ -166,9 +166,11 @@ class TrainPanel(QWidget):
         self.batch_bar.hide()
 
     def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 (Qt override)
-        """Query the CUDA devices the first time the panel is shown (in a background process)."""
+        """Query the CUDA devices the first time the panel is shown (in a background process); check leaks again."""
         super().showEvent(event)
         self.devices.start()
+        if self.leaks.store_dir is not None:  # embeddings may have been computed since (Find similar)
+            self.leaks.check(self.form.checked_groups())
 
     # -- dataset ---------------------------------------------------------------------------------------
 
@@ -234,7 +236,9 @@ class TrainPanel(QWidget):
         self.last_result = None
         self._t0 = time.monotonic()
         self._t_train = None
-        self.prog = FoldProgress(opts.folds if mode == "train" and opts.folds >= 2 else 1)
+        self.prog = FoldProgress(
+            opts.folds if mode == "train" and opts.folds >= 2 else 1, max(1, opts.parallel)
+        )
         self._n_batches, self._epochs = 0, opts.epochs
         if mode == "train":
             self.live.curves.clear("MAE" if self.kind == "scalar" else "px")
@@ -398,9 +402,12 @@ class TrainPanel(QWidget):
     def _on_epoch(self, ev: dict) -> None:
         ep = int(ev.get("epoch", 1))
         fold = self.prog.fold_of(ev)
+        before = self.prog.plotted
         if not self.prog.epoch(fold, ep, int(ev.get("epochs") or self._epochs or 1)) and self.prog.folds > 1:
             self.live.append(f"fold {fold}: epoch {ep}/{ev.get('epochs')}  valid_loss {ev.get('valid_loss')}")
             return
+        if self.prog.folds > 1 and before is None:
+            self._plot_fold(fold)
         self.live.curves.add_event(ev)
         self._epochs = int(ev.get("epochs") or self._epochs)
         self.epoch_bar.setRange(0, max(1, self._epochs))
