@@ -248,3 +248,60 @@ def test_fold_progress_bookkeeping() -> None:
     assert side.start(1, 4) and not side.start(2, 4) and side.label() == "Folds 1, 2 of 4 (fold 1 shown), "
     assert not side.batch(2, 1, 1, 1, 1) and side.epoch(1, 1, 1) and side.plotted is None
     assert not side.epoch(2, 1, 1) and side.done == {1, 2} and side.fraction() == 0.5
+
+
+def _cli_has(flag: str) -> bool:
+    from engine.cli import build_parser
+
+    try:
+        build_parser().parse_args(["train", "/d", flag, "2"])
+    except SystemExit:
+        return False
+    return True
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    """Process ids whose command line mentions ``text`` (Linux /proc)."""
+    out = []
+    for d in Path("/proc").iterdir():
+        try:
+            if d.name.isdigit() and text in (d / "cmdline").read_bytes().decode("utf-8", "replace"):
+                out.append(int(d.name))
+        except OSError:
+            continue
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAS_TRAIN_CLI or not _cli_has("--nproc"), reason="imgreg train --nproc not available")
+@pytest.mark.parametrize("how", ["stop", "cancel"])
+def test_stop_and_cancel_reach_every_process(qtbot, training_window, tmp_path: Path, how: str) -> None:
+    """Two CPU processes (torchrun, gloo): Stop ends both after an epoch with a run saved; Cancel ends both now."""
+    root = make_scalar_groups(tmp_path / "ds", n=8)
+    win = training_window(root)
+    panel = win.training.train
+    win.training.predict_after.setChecked(False)
+    panel.form.set_options(TrainOptions(arch="tiny", epochs=30, lr=1e-3, size="32x32", bs=2, weights="scratch",
+                                        device="cpu", valid_groups=["b"]))  # fmt: skip
+    panel.make_command = lambda ds, opts, kind="point", lr_find=False: [
+        *train_command(ds, opts, kind=kind),
+        "--nproc",
+        "2",
+    ]
+    prepared: list[dict] = []
+    panel.child.event.connect(lambda ev: ev["type"] == "prepared" and prepared.append(ev))
+    with qtbot.waitSignal(panel.child.ended, timeout=300000):
+        assert panel.start()
+        qtbot.waitUntil(lambda: "Epoch 2/" in panel.status.text(), timeout=240000)
+        panel.stop_after_epoch() if how == "stop" else panel.cancel()
+    res = panel.last_result
+    assert prepared and prepared[0].get("world_size") == 2
+    if how == "stop":
+        assert res.status in ("finished", "cancelled") and res.final.get("run_id"), (
+            res.message,
+            res.stderr_tail,
+        )
+        assert panel.epoch_bar.value() < 30
+    else:
+        assert res.status == "cancelled", (res.message, res.stderr_tail)
+    qtbot.waitUntil(lambda: not _processes_mentioning(str(root)), timeout=30000)  # no rank left behind
