@@ -305,3 +305,20 @@ def test_stop_and_cancel_reach_every_process(qtbot, training_window, tmp_path: P
     else:
         assert res.status == "cancelled", (res.message, res.stderr_tail)
     qtbot.waitUntil(lambda: not _processes_mentioning(str(root)), timeout=30000)  # no rank left behind
+
+
+def test_leak_check_of_a_random_item_split_and_its_cache(tmp_path: Path) -> None:
+    root = make_scalar_groups(tmp_path / "ds")
+    ds = open_dataset(root)
+    one = [type(it)(it.name, ".", it.path, it.label, it.problem) for it in ds.items]  # a single group
+    labels = {it.name: it.label for it in one}
+    vg, names = valid_split(one, labels, [])
+    assert vg == [] and names is not None and 1 <= len(names) < len(one)
+    a, b = plant_embeddings(root)
+    cache: dict = {}
+    leaks = check_leaks(store_dir(ds.root), one, labels, [], cache)
+    assert leaks is not None and leaks.random_items and cache
+    assert [(p.a, p.b) for p in leaks.pairs] == ([(a, b)] if (a in names) != (b in names) else [])
+    assert "random split" in leaks.text() or not leaks.pairs
+    again = check_leaks(store_dir(ds.root), one, labels, [], cache)
+    assert again is not None and again.pairs == leaks.pairs

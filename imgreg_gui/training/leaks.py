@@ -77,18 +77,34 @@ def valid_split(
 
 
 def check_leaks(
-    store_dir: Path | str, items: list[Item], labels: dict[str, Label], valid_groups: list[str]
+    store_dir: Path | str,
+    items: list[Item],
+    labels: dict[str, Label],
+    valid_groups: list[str],
+    cache: dict[Any, tuple[list[Pair], str]] | None = None,
 ) -> Leaks | None:
-    """The near-duplicates leaking across the split ``imgreg train`` would make (None without embeddings)."""
+    """The near-duplicates leaking across the split ``imgreg train`` would make (None without embeddings).
+
+    ``cache`` keeps the pairs of an unchanged embeddings file, so ticking another group only re-splits them.
+    """
     path = newest_embeddings(store_dir)
-    emb = load_embeddings(path) if path is not None else None
-    if emb is None or len(emb) == 0:
+    if path is None:
         return None
-    groups = {it.name: it.group for it in items}
-    present = [n for n in emb.names if n in groups]
-    pairs = find_duplicates(emb.subset(present), groups, labels)
+    key = (str(path), path.stat().st_mtime_ns, len(items))
+    if cache is not None and key in cache:
+        pairs, source = cache[key]
+    else:
+        emb = load_embeddings(path)
+        if emb is None or len(emb) == 0:
+            return None
+        groups = {it.name: it.group for it in items}
+        present = [n for n in emb.names if n in groups]
+        pairs = find_duplicates(emb.subset(present), groups, labels)
+        source = str(emb.meta.get("source") or path.stem)
+        if cache is not None:
+            cache.clear()
+            cache[key] = (pairs, source)
     vg, names = valid_split(items, labels, valid_groups)
-    source = str(emb.meta.get("source") or path.stem if path else "")
     if names is None:
         return Leaks(split_leaks(pairs, vg), source, vg)
     return Leaks([p for p in pairs if (p.a in names) != (p.b in names)], source, [], random_items=True)
@@ -131,6 +147,7 @@ class LeakWatch(QObject):
         self.leaks: Leaks | None = None
         self.text = ""
         self.workers: set[Worker] = set()
+        self.cache: dict[Any, tuple[list[Pair], str]] = {}
         self._gen = 0
         self.timer = QTimer(self, singleShot=True, interval=delay_ms)
         self.timer.timeout.connect(self._run)
@@ -141,6 +158,7 @@ class LeakWatch(QObject):
         self.items = list(ds.items) if ds is not None else []
         self.labels = dict(labels)
         self.leaks, self.text = None, ""
+        self.cache = {}
         self._gen += 1
         if ds is not None:
             gen = self._gen
@@ -158,7 +176,7 @@ class LeakWatch(QObject):
         if self.store_dir is None:
             self._show(None)
             return
-        gen, args = self._gen, (self.store_dir, self.items, self.labels, self.groups)
+        gen, args = self._gen, (self.store_dir, self.items, self.labels, self.groups, self.cache)
         self._spawn(lambda: check_leaks(*args), lambda res: gen == self._gen and self._show(res))
 
     def _show(self, leaks: Leaks | None) -> None:
