@@ -80,7 +80,7 @@ def evaluate(res, labels, bad: set[str], neighbours=None) -> dict:
     """Recall per ranking: raw residual and scores, one round and all rounds."""
     out: dict = {}
     for name, rounds in (("one_round", res.rounds[:1]), (f"{len(res.rounds)}_rounds", res.rounds)):
-        if name in out:
+        if len(rounds) == 1 and out:
             continue
         rows = mean_rows(rounds)
         local = score_rows(rows, labels)
