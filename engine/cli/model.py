@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from engine.cli import ddp
 from engine.cli.common import (
     CliError,
     fmt_metrics,
@@ -78,6 +79,7 @@ def register(subparsers: Any) -> None:
         "--lr-find", action="store_true", help="only run the LR finder (lr_find event, suggestion)"
     )
     _add_train_options(s)
+    ddp.add_options(s)
     s.set_defaults(func=cmd_train)
 
     s = subparsers.add_parser("predict", help="predict a dataset with a run (original-image pixels)")
@@ -102,6 +104,7 @@ def register(subparsers: Any) -> None:
     s.add_argument("--top", type=int, help="only the K largest errors")
     s.add_argument("--out", help="CSV file (default: standard output)")
     _add_train_options(s)
+    ddp.add_options(s, ranking=True)
     s.set_defaults(func=cmd_rank)
 
 
@@ -150,7 +153,8 @@ def engine_errors(rep: Reporter | None = None):
 
 def cmd_train(args: argparse.Namespace) -> int:
     """``imgreg train``: train (or K out-of-fold models), report progress and a summary."""
-
+    if ddp.wanted(args):  # data-parallel: torchrun starts the ranks (engine/cli/ddp.py)
+        return ddp.run(args, train_config)
     rep = Reporter(args.json)
     ds, store = open_with_store(args.dataset)
     t0 = time.perf_counter()
@@ -167,7 +171,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                 if args.folds:
                     from engine.learn.rank import out_of_fold
 
-                    res = out_of_fold(ds, store, cfg, args.folds, rep, token)
+                    res = out_of_fold(ds, store, cfg, args.folds, rep, token, **ddp.fold_options(args))
                     data = {"run_id": res.run_id, "run_dir": str(res.run_dir), "metrics": res.metrics,
                             "cancelled": res.cancelled, "n_predicted": len(res.rows), "folds": args.folds}  # fmt: skip
                 else:
@@ -282,7 +286,9 @@ def cmd_rank(args: argparse.Namespace) -> int:
                     rows = rank_rows(predict(run_dir, ds, store, on_event=rep, cancel=token))
             else:
                 try:
-                    res = out_of_fold(ds, store, train_config(args, rep), args.folds, rep, token)
+                    res = out_of_fold(
+                        ds, store, train_config(args, rep), args.folds, rep, token, **ddp.fold_options(args)
+                    )
                 except Cancelled:
                     raise CliError("cancelled before any fold finished") from None
                 run_id, rows = res.run_id, res.rows

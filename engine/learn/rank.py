@@ -80,9 +80,14 @@ def out_of_fold(
     on_event: OnEvent = no_event,
     cancel: CancelToken | None = None,
     bs: int = 32,
+    parallel: int = 1,
+    devices: list[str] | None = None,
 ) -> OofResult:
     """Train ``folds`` models, each holding out a share of the groups, so each labelled item is predicted by a model
-    that never saw it; store the rows under ``oof-<stamp>`` and return them sorted largest error first."""
+    that never saw it; store the rows under ``oof-<stamp>`` and return them sorted largest error first.
+
+    ``parallel`` > 1 fits that many folds at a time, one process per device (``devices``, else from ``cfg.device``),
+    with the serial loop's seeds, hence the same rows."""
     t0 = time.perf_counter()
     cfg, samples, skipped = prepare(ds, store, cfg)
     try:
@@ -98,7 +103,14 @@ def out_of_fold(
     rows: list[PredictionRow] = []
     fold_metrics: list[dict[str, Any]] = []
     cancelled = False
-    for k, valid_idx in enumerate(splits):
+    if parallel > 1:  # one process per device instead of the loop below (engine/learn/parallel.py)
+        from engine.learn.parallel import parallel_folds
+
+        items = {s.name: ds.item(s.name) for s in samples}
+        rows, fold_metrics, cancelled = parallel_folds(
+            samples, splits, cfg, items, labels, by_groups, bs, parallel, devices, on_event, cancel
+        )
+    for k, valid_idx in enumerate(splits if parallel <= 1 else []):
         on_event({"type": "fold", "fold": k + 1, "folds": folds})
         vset = set(valid_idx)
         train_idx = [i for i in range(len(samples)) if i not in vset]

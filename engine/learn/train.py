@@ -24,6 +24,7 @@ from fastcore.basics import noop
 from torch import nn
 
 from engine.core import Cancelled, CancelToken, Dataset, OnEvent, no_event
+from engine.learn import distributed
 from engine.learn.arch import ModelConfig, build_model
 from engine.learn.callbacks import CancelCheck, EngineCallback, FitState, LRFindProgress, PixelError
 from engine.learn.device import resolve_device
@@ -218,14 +219,17 @@ def fit(
     t0 = time.perf_counter()
     set_seed(cfg.seed)
     device = resolve_device(cfg.device)
-    used = sorted(train_idx) + sorted(valid_idx)
+    cancel, ddp_cbs = distributed.hooks(cancel)  # DDP: rank 0's stop request, shared by every rank
+    used = sorted(distributed.shard(train_idx, cfg.seed)) + sorted(valid_idx)  # DDP: this rank's share
     sub = [samples[i] for i in used]
-    v_idx = list(range(len(train_idx), len(used)))
+    v_idx = list(range(len(used) - len(valid_idx), len(used)))
     schedule = cfg.resolved_schedule()
     sizes = cfg.stage_sizes()
     state = FitState(epochs=_n_epochs(cfg))
     _, names = _metrics(cfg.kind)
-    learn = _learner(sub, v_idx, cfg, sizes[0], device)
+    with distributed.rank0_first():  # DDP: caches are built once, by rank 0
+        learn = _learner(sub, v_idx, cfg, sizes[0], device)
+    learn.add_cbs(ddp_cbs)
     on_cpu = device.type == "cpu"
     on_event(
         {
@@ -313,8 +317,10 @@ def train(
         cfg,
         on_event,
         cancel,
-        {"n_skipped": len(skipped), "valid_groups": vgroups},
+        {"n_skipped": len(skipped), "valid_groups": vgroups, "world_size": distributed.world_size()},
     )
+    if not distributed.is_main():  # DDP: rank 0 alone writes the run folder and reports the end
+        return RunInfo("", Path(), res.state.best_metrics, res.state.best_epoch, res.state.cancelled)
     parent = Path(out_dir) if out_dir is not None else run_parent(ds.root, store)
     parent.mkdir(parents=True, exist_ok=True)
     run_id = new_run_id(parent)
@@ -341,6 +347,7 @@ def train(
         "epochs": st.epochs,
         "cancelled": st.cancelled,
         "device": str(res.device),
+        "world_size": distributed.world_size(),
         "time_s": res.time_s,
         "lr": res.lr,
         "schedule": cfg.resolved_schedule(),
