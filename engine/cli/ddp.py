@@ -24,7 +24,7 @@ from engine.cli.reporter import Reporter, stdin_control
 from engine.core import Cancelled
 
 WORKER_ENV = "IMGREG_DDP_WORKER"  # set for the ranks torchrun starts (engine.learn.distributed reads it too)
-ARGV_ENV = "IMGREG_DDP_ARGV"  # the ranks' ``imgreg`` arguments (JSON list)
+ARGV_ENV = "IMGREG_DDP_ARGV"  # the ranks' ``imgreg`` arguments (JSON list; read by engine/cli/__main__.py)
 DIR_ENV = "IMGREG_DDP_DIR"  # the launcher's scratch folder: each failing rank writes failed-<rank>.json there
 
 
@@ -102,7 +102,7 @@ def _nproc(args: argparse.Namespace) -> tuple[int, bool]:
 
 
 def torchrun_command(args: argparse.Namespace, n: int) -> list[str]:
-    """``python -m torch.distributed.run`` starting this machine's ``n`` ranks (``python -m engine.cli.ddp``)."""
+    """``python -m torch.distributed.run`` starting this machine's ``n`` ranks (``python -m engine.cli``)."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(n)]
     if (args.nnodes or 1) > 1:
         if not args.rdzv_endpoint:
@@ -112,7 +112,7 @@ def torchrun_command(args: argparse.Namespace, n: int) -> list[str]:
     else:
         cmd += ["--standalone"]  # torchrun's own rendezvous on a free local port
     # the ranks' own arguments travel in ARGV_ENV: torchrun would take some of them (--node-rank) for its own
-    return [*cmd, "--max-restarts", "0", "-m", "engine.cli.ddp"]
+    return [*cmd, "--max-restarts", "0", "-m", "engine.cli"]
 
 
 def _worker_argv(argv: list[str]) -> list[str]:
@@ -271,16 +271,11 @@ def _quiet(e: dict[str, Any]) -> None:
 
 def _record_failure(rank: int, e: BaseException) -> None:
     """Write ``failed-<rank>.json`` (time, rank, one-line message) for the launcher; the traceback to the log."""
-    text = str(e).strip()
-    msg = text.splitlines()[0] if text else type(e).__name__
+    from engine.learn.distributed import one_line
+
+    msg = one_line(e)
     traceback.print_exc(file=sys.stderr)
     folder = os.environ.get(DIR_ENV)
     if folder:
         rec = {"time": time.time(), "rank": rank, "message": msg}
         Path(folder, f"failed-{rank}.json").write_text(json.dumps(rec))
-
-
-if __name__ == "__main__":  # a rank, as torchrun starts it: ``imgreg`` with the launcher's arguments
-    from engine.cli import main
-
-    sys.exit(main(json.loads(os.environ[ARGV_ENV])))

@@ -56,6 +56,14 @@ def die_with_parent(sig: int = signal.SIGKILL) -> None:
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(sig))  # PR_SET_PDEATHSIG
 
 
+def one_line(e: BaseException) -> str:
+    """An exception's message on one line, without fastai's "Exception occured in `Callback`" wrapper line."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    if len(lines) > 1 and lines[0].startswith("Exception occured in `"):
+        lines = lines[1:]
+    return lines[0] if lines else type(e).__name__
+
+
 def init(device: str = "auto", timeout_s: float = 1800) -> str:
     """Join torchrun's process group (nccl on GPUs, gloo on the CPU); return this rank's device."""
     local = int(os.environ.get("LOCAL_RANK", "0"))

@@ -66,7 +66,7 @@ def _child(
     job: dict[str, Any],
 ) -> None:
     """A fold process: fit and predict each fold it takes from ``tasks`` on ``device``, as the serial loop does."""
-    from engine.learn.distributed import die_with_parent
+    from engine.learn.distributed import die_with_parent, one_line
     from engine.learn.predict import predict_model
     from engine.learn.train import fit
 
@@ -94,8 +94,7 @@ def _child(
         except Cancelled:
             out.put(("cancelled", k, None))
         except BaseException as e:  # noqa: BLE001  (reported once by the parent, which stops every process)
-            text = str(e).strip()
-            out.put(("error", k, text.splitlines()[0] if text else type(e).__name__))
+            out.put(("error", k, one_line(e)))
             return
 
 
