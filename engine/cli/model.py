@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from engine.cli import ddp
+import engine.cli.ddp as ddp
 from engine.cli.common import (
     CliError,
     fmt_metrics,
