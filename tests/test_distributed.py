@@ -190,3 +190,26 @@ def test_one_process_ddp_trains_exactly_as_plain_training(tmp_path: Path) -> Non
     for a, b in zip(ddp, plain, strict=True):
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
         assert a["valid_loss"] == pytest.approx(b["valid_loss"], rel=1e-5)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_stop_after_epoch_reaches_every_rank(tmp_path: Path) -> None:
+    make_utkface(tmp_path / "utk", n=24, size=32)
+    args = ["train", str(tmp_path / "utk"), "--nproc", "2", *TINY, "--epochs", "6", "--bs", "2"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "IMGREG_TEST_MARK": str(tmp_path)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engine.cli", *args, "--json", "--control-stdin"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, cwd=ROOT,
+    )  # fmt: skip
+    events = []
+    for line in proc.stdout:
+        events.append(json.loads(line))
+        if len(events) == 2:  # the first batch: ask rank 0 to stop after this epoch
+            proc.stdin.write("stop-epoch\n")
+            proc.stdin.flush()
+    assert proc.wait(120) == 0
+    types = [e["type"] for e in events]
+    assert types.count("epoch") == 1 and types[-2:] == ["cancelled", "summary"]
+    assert events[-1]["cancelled"] is True and events[-1]["world_size"] == 2
+    assert (Path(events[-1]["run_dir"]) / "summary.json").is_file()
+    assert _left_running(str(tmp_path)) == []

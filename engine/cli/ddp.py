@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -88,6 +89,8 @@ def _nproc(args: argparse.Namespace) -> tuple[int, bool]:
     gpus = torch.cuda.device_count() if args.device != "cpu" and torch.cuda.is_available() else 0
     if args.device.startswith("cuda") and not gpus:
         raise CliError(f"device {args.device!r} asked for but no CUDA GPU is available")
+    if args.device.startswith("cuda:") and not args.gpus:
+        args.gpus = [args.device.split(":", 1)[1]]  # --device cuda:N is --gpus N
     if args.gpus:
         bad = [g for g in args.gpus if not g.isdigit() or int(g) >= gpus]
         if bad:
@@ -147,13 +150,15 @@ def launch(args: argparse.Namespace) -> int:
             start_new_session=True,
             preexec_fn=_parent_death_term,
         )
-        old = signal.signal(signal.SIGTERM, _exit_on_term)
+        main = threading.current_thread() is threading.main_thread()
+        old = signal.signal(signal.SIGTERM, _exit_on_term) if main else None
         try:
             for line in proc.stdout:
                 _relay(line, rep, events, err)
             rc = proc.wait()
         finally:
-            signal.signal(signal.SIGTERM, old)
+            if main:
+                signal.signal(signal.SIGTERM, old)
             _stop(proc)
     if rc != 0:
         msg = _failure(tmp) or events.get("failed") or f"torchrun exited with code {rc}"

@@ -88,14 +88,15 @@ def finish() -> None:
 
 @contextlib.contextmanager
 def rank0_first() -> Iterator[None]:
-    """Rank 0 runs the block first (builds caches, syncs the label store), then the others (which reuse it)."""
+    """Each machine's first rank runs the block first (builds caches, syncs the label store), then the others."""
     if not active():
         yield
         return
-    if rank() != 0:
+    first = int(os.environ.get("LOCAL_RANK", rank())) == 0
+    if not first:
         dist.barrier()
     yield
-    if rank() == 0:
+    if first:
         dist.barrier()
 
 
