@@ -2,7 +2,8 @@
 
 Both commands run side by side on the same synthetic Biwi-like dataset (tiny CNN, CPU unless ``--device``), as a
 user runs them (process start, imports and spawning included). Serial uses torch's default threads; the parallel
-run splits them between its P fold processes. Prints one JSON object as its last line: ``serial_s``,
+run splits them between its P fold processes. On the CPU the rankings are equal only with as many threads per
+fold process in both runs (``--threads 1``): float sums depend on the thread count, and training amplifies that. Prints one JSON object as its last line: ``serial_s``,
 ``parallel_s``, ``ratio`` = parallel / serial (lower is better), whether the rankings list the items in the same
 order, and the largest difference of an item's error between them.
 """
@@ -31,6 +32,8 @@ def rank(ds: Path, out: Path, extra: list[str], args: argparse.Namespace) -> flo
            "--no-pretrained", "--size", "48x64", "--epochs", str(args.epochs), "--bs", "8",
            "--device", args.device, "--out", str(out), *extra]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    if args.threads:
+        env["OMP_NUM_THREADS"] = str(args.threads)
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, env=env, cwd=ROOT, capture_output=True)
     return time.perf_counter() - t0
@@ -49,6 +52,9 @@ def main() -> None:
     p.add_argument("--parallel", type=int, default=2)
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--device", default="cpu")
+    p.add_argument(
+        "--threads", type=int, help="torch threads per fold process (OMP_NUM_THREADS) in both runs"
+    )
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         ds = Path(tmp) / "biwi"
@@ -65,6 +71,7 @@ def main() -> None:
         "cores": os.cpu_count(),
         "items": len(a),
         "epochs": args.epochs,
+        "threads": args.threads,
         "serial_s": round(serial_s, 2),
         "parallel_s": round(parallel_s, 2),
         "ratio": round(parallel_s / serial_s, 3),

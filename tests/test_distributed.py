@@ -131,10 +131,22 @@ def test_a_crashing_rank_ends_both_with_one_error(tmp_path: Path) -> None:
     assert _left_running(str(tmp_path)) == []
 
 
-def test_nproc_refuses_the_lr_finder(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("extra", "says"),
+    [
+        (["--nproc", "2", "--lr", "find"], "--lr-find"),
+        (["--parallel", "2"], "--folds K"),
+        (["--folds", "2", "--nproc", "2"], "--parallel P"),
+        (["--gpus", "0", "--nproc", "1"], "0 GPU"),
+    ],
+)
+def test_option_mistakes_get_one_line_errors(tmp_path: Path, capsys, extra: list[str], says: str) -> None:
+    from engine.cli import main
+
     make_utkface(tmp_path / "utk", n=8, size=32)
-    res = _imgreg(["train", str(tmp_path / "utk"), "--nproc", "2", *TINY, "--lr", "find"], tmp_path)
-    assert res.returncode == 2 and "--lr-find" in res.stderr
+    assert main(["train", str(tmp_path / "utk"), *TINY, *extra]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and says in err[0]
 
 
 @pytest.fixture

@@ -54,7 +54,13 @@ def add_options(s: argparse.ArgumentParser, ranking: bool = False) -> None:
 def wanted(args: argparse.Namespace) -> bool:
     """Whether ``imgreg train`` must run data-parallel (a launcher here, or a rank torchrun started)."""
     if getattr(args, "folds", None):
+        if args.nproc is not None or (args.nnodes or 1) > 1:
+            raise CliError("--folds trains folds side by side with --parallel P, not --nproc")
         return False
+    if (args.parallel or 1) > 1:
+        raise CliError(
+            "--parallel runs folds side by side: use it with --folds K (or --nproc N for one training)"
+        )
     asked = args.nproc is not None or bool(args.gpus) or (args.nnodes or 1) > 1
     return asked or os.environ.get(WORKER_ENV) == "1"
 
