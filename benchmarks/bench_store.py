@@ -12,6 +12,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engine.core import Dataset, Item  # noqa: E402
+from engine.labels import recovery  # noqa: E402
 from engine.labels.store import LabelStore, PredictionRow  # noqa: E402
 
 N = 15_000
@@ -61,6 +62,16 @@ def main() -> None:
             rows = [PredictionRow(it.name, (1.0, 2.0), 0.5, 0.1) for it in items]
             res["put_predictions_s"] = timed(lambda: store.put_predictions("run1", rows))
             res["predictions_s"] = timed(lambda: store.predictions("run1"))
+            for i, it in enumerate(items):  # every item corrected: a 15k-entry journal to check on open
+                store.correct(it.name, (2.0, float(i)))
+        db, journal = store.db_path, store.journal
+        res["quick_check_s"] = timed(lambda: recovery.diagnose(db, journal))
+        res["integrity_check_s"] = timed(lambda: recovery.diagnose(db, journal, full=True))
+        res["journal_read_s"] = timed(journal.read)
+        res["catch_up_s"] = timed(lambda: recovery.catch_up(db, journal))
+        res["reopen_15k_corrected_s"] = timed(lambda: LabelStore.open(ds).close())
+        db.write_bytes(b"")  # damaged: zero bytes; rebuilt from the day's backup plus the journal
+        res["recover_15k_corrected_s"] = timed(lambda: LabelStore.open(ds).close())
     print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in res.items()}))
 
 

@@ -73,6 +73,8 @@ class Dataset:
     problems: list[Problem] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     n_points: int = 1
+    point_names: list[str] = field(default_factory=list)
+    """Names of the points when the source names them (COCO ``categories[].keypoints``), else empty."""
 
     def item(self, name: str) -> Item:
         """The item called ``name`` (KeyError when absent)."""

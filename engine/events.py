@@ -17,6 +17,8 @@ EventType = Literal[
     "lr_find_progress",
     "fold",
     "predict_progress",
+    "embed_progress",
+    "cache_progress",
     "note",
     "finished",
     "cancelled",
@@ -24,7 +26,7 @@ EventType = Literal[
     "summary",
 ]
 EVENT_TYPES: tuple[str, ...] = EventType.__args__  # type: ignore[attr-defined]
-PROGRESS_TYPES = ("predict_progress", "lr_find_progress")
+PROGRESS_TYPES = ("predict_progress", "lr_find_progress", "embed_progress", "cache_progress")
 """Events with ``done`` / ``total`` counts."""
 END_TYPES = ("finished", "cancelled", "failed")
 """Events that end a job."""
@@ -85,9 +87,10 @@ class LrFind(TypedDict):
 
 
 class Progress(TypedDict):
-    """``done`` of ``total`` steps of a job (``predict_progress``, ``lr_find_progress``)."""
+    """``done`` of ``total`` steps of a job (``predict_progress``, ``lr_find_progress``, ``embed_progress``,
+    ``cache_progress``: images decoded into the training cache)."""
 
-    type: Literal["predict_progress", "lr_find_progress"]
+    type: Literal["predict_progress", "lr_find_progress", "embed_progress", "cache_progress"]
     done: int
     total: int
 
@@ -156,7 +159,9 @@ def failed(message: str) -> Failed:
     return {"type": "failed", "message": message}
 
 
-def progress(kind: Literal["predict_progress", "lr_find_progress"], done: int, total: int) -> Progress:
+def progress(
+    kind: Literal["predict_progress", "lr_find_progress", "cache_progress"], done: int, total: int
+) -> Progress:
     """A progress event."""
     return {"type": kind, "done": done, "total": total}
 

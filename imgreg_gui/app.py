@@ -109,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     win = MainWindow()
     if args.screenshot:
         win.persist = False  # a scripted run must not overwrite the user's window layout or recent list
+        win.training.heat.persist = False
     if size:
         win.resize(*size)
     heat = win.acts.all.get("show_heatmap")

@@ -20,24 +20,28 @@ from PySide6.QtWidgets import (
 )
 
 from engine.core import Label
+from imgreg_gui import interaction
+from imgreg_gui.interaction import Drag
 from imgreg_gui.item_model import format_label, label_distance
 from imgreg_gui.overlays import (
     LINE_COLOR,
     CircleItem,
     CrossItem,
     TagItem,
+    chip_size,
     draw_chip,
     draw_placeholder,
     heatmap_image,
 )
+from imgreg_gui.state import Annotations, AppState
 
 ZOOM_MIN, ZOOM_MAX, ZOOM_STEP = 0.02, 64.0, 1.25
-HIT_RADIUS = 12.0
 SOURCE_TEXT = {"original": "original", "corrected": "corrected", "prediction": "accepted prediction"}
 
 
 class ImageCanvas(QGraphicsView):
-    """Shows one image with its label and prediction; the user drags or places the label.
+    """Shows the state's current image with its ``Annotations``; the user drags or places the label (the rules
+    of which live in ``imgreg_gui.interaction``).
 
     Signals: ``label_edited(name, label)`` once per drag or placement (on mouse release), ``cursor_moved(x, y)``
     in image pixels (NaN when outside), ``zoom_changed(scale)``, ``image_shown(name)`` when an image is on screen.
@@ -49,9 +53,10 @@ class ImageCanvas(QGraphicsView):
     image_shown = Signal(str)
     place_mode_ended = Signal()
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, state: AppState, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("ImageCanvas")
+        self.state = state
         self.scene_ = QGraphicsScene(self)
         self.setScene(self.scene_)
         self.setFrameShape(QFrame.Shape.NoFrame)
@@ -109,13 +114,19 @@ class ImageCanvas(QGraphicsView):
         self.note: str | None = None
         self.image_error: str | None = None
 
-        self._drag: list[float] | None = None
-        self._drag_index = -1
-        self._drag_moved = False
+        self.legend_rect: QRectF | None = None  # where the legend was last drawn (None: not drawn)
+        self._drag: Drag | None = None
         self._pan_from: QPointF | None = None
         self._space = False
         self._loading_timer = QTimer(self, singleShot=True, interval=150)
         self._loading_timer.timeout.connect(self._show_loading)
+        state.records_changed.connect(lambda names: self._follow_state() if state.current in names else None)
+        state.active_run_changed.connect(self._follow_state)
+
+    def _follow_state(self, *_args: object) -> None:
+        """Draw the state's current annotations."""
+        if self.state.current is not None:
+            self.set_annotations(self.state.annotations())
 
     # -- content ---------------------------------------------------------------------------------------
 
@@ -170,23 +181,15 @@ class ImageCanvas(QGraphicsView):
         self._layout_overlays()
         self.viewport().update()
 
-    def set_annotations(
-        self,
-        label: Label | None,
-        pred: Label | None = None,
-        source: str = "original",
-        verified: bool = False,
-        run_id: str | None = None,
-        kind: str = "point",
-        note: str | None = None,
-    ) -> None:
-        """Set the label, the prediction, how to describe them and a problem ``note``; cancels a drag."""
-        self.note = note
-        self.label = tuple(label) if label is not None else None
-        self.pred = tuple(pred) if pred is not None else None
-        self.source, self.verified, self.run_id, self.kind = source, verified, run_id, kind
+    def set_annotations(self, ann: Annotations | None) -> None:
+        """Draw these annotations (None: nothing); cancels a drag."""
+        ann = ann or Annotations()
+        self.note = ann.note
+        self.label = tuple(ann.label) if ann.label is not None else None
+        self.pred = tuple(ann.pred) if ann.pred is not None else None
+        self.source, self.verified, self.run_id, self.kind = ann.source, ann.verified, ann.run_id, ann.kind
         self._drag = None
-        n = len(self.label) // 2 if self.label and kind == "point" else 1
+        n = len(self.label) // 2 if self.label and self.kind == "point" else 1
         self.active_point = min(self.active_point, max(n - 1, 0))
         self._layout_overlays()
         self.viewport().update()
@@ -242,15 +245,20 @@ class ImageCanvas(QGraphicsView):
 
     def shown_label(self) -> Label | None:
         """The label as drawn now (mid-drag position included)."""
-        return tuple(self._drag) if self._drag is not None else self.label
+        return tuple(self._drag.label) if self._drag is not None else self.label
+
+    def next_point(self) -> None:
+        """Select the next point of a multi-point label (for nudging)."""
+        if self.label and len(self.label) > 2:
+            self.active_point = (self.active_point + 1) % (len(self.label) // 2)
+            self._layout_overlays()
+            self.viewport().update()
 
     # -- overlays ----------------------------------------------------------------------------------------
 
     @staticmethod
     def _points(label: Label | None) -> list[QPointF]:
-        if label is None or len(label) < 2:
-            return []
-        return [QPointF(label[i], label[i + 1]) for i in range(0, len(label) - 1, 2)]
+        return [QPointF(x, y) for x, y in interaction.points(label)]
 
     def _sync_count(self, items: list, n: int, factory) -> None:
         while len(items) < n:
@@ -307,13 +315,28 @@ class ImageCanvas(QGraphicsView):
             header = [("none", f"{self.name}   {self.image_size[0]} × {self.image_size[1]}")]
             if self.note:
                 header = [("none", header[0][1]), ("warn", self.note)]
-            draw_chip(p, QPointF(10, 10), header, corner="top-left", max_width=vp.width() - 20)
-            rows = self._legend_rows()
-            if rows:
-                draw_chip(
-                    p, QPointF(10, vp.height() - 10), rows, corner="bottom-left", max_width=vp.width() - 20
-                )
+            head = draw_chip(p, QPointF(10, 10), header, corner="top-left", max_width=vp.width() - 20)
+            self.legend_rect = self._place_legend(vp, head.bottom())
+            if self.legend_rect is not None:
+                r = self.legend_rect
+                draw_chip(p, r.topLeft(), self._legend_rows(), corner="top-left", max_width=r.width())
+        else:
+            self.legend_rect = None
         p.restore()
+
+    def marker_points(self) -> list[tuple[float, float]]:
+        """The view positions of the drawn label and prediction markers."""
+        pts = [it.pos() for it in self.crosses + self.rings if it.isVisible()]
+        return [(v.x(), v.y()) for v in (self.mapFromScene(pt) for pt in pts)]
+
+    def _place_legend(self, vp: QRectF, top: float) -> QRectF | None:
+        """Where the legend goes so it covers no marker (None: no room, it is not drawn)."""
+        rows = self._legend_rows()
+        if not rows:
+            return None
+        size = chip_size(rows, vp.width() - 20)
+        r = interaction.legend_rect((vp.width(), vp.height()), size, self.marker_points(), top)
+        return None if r is None else QRectF(*r)
 
     def _legend_rows(self) -> list[tuple[str, str]]:
         label = self.shown_label()
@@ -427,17 +450,8 @@ class ImageCanvas(QGraphicsView):
     def _hit(self, pos: QPointF) -> int:
         """Index of the label point within reach of viewport position ``pos``, or -1."""
         label = self.label if self.show_label else None
-        best, best_d = -1, HIT_RADIUS
-        for i, pt in enumerate(self._points(label)):
-            v = self.mapFromScene(pt)
-            d = math.hypot(v.x() - pos.x(), v.y() - pos.y())
-            if d <= best_d:
-                best, best_d = i, d
-        return best
-
-    def _clamp(self, pt: QPointF) -> QPointF:
-        w, h = self.image_size or (0, 0)
-        return QPointF(min(max(pt.x(), 0.0), float(w)), min(max(pt.y(), 0.0), float(h)))
+        view = [self.mapFromScene(pt) for pt in self._points(label)]
+        return interaction.hit([(v.x(), v.y()) for v in view], (pos.x(), pos.y()))
 
     def can_edit(self) -> bool:
         """Whether a point label can be edited now (an image is shown for a point item)."""
@@ -454,26 +468,22 @@ class ImageCanvas(QGraphicsView):
         if ev.button() != Qt.MouseButton.LeftButton or not self.can_edit():
             super().mousePressEvent(ev)
             return
-        hit = self._hit(pos)
-        place = (
-            self.place_mode
-            or bool(ev.modifiers() & Qt.KeyboardModifier.ControlModifier)
-            or self.label is None
+        scene = self.mapToScene(pos.toPoint())
+        drag = interaction.press(
+            self.label,
+            self._hit(pos),
+            (scene.x(), scene.y()),
+            self.image_size,
+            ctrl=bool(ev.modifiers() & Qt.KeyboardModifier.ControlModifier),
+            place_mode=self.place_mode,
+            active_point=self.active_point,
         )
-        if hit >= 0 and not (ev.modifiers() & Qt.KeyboardModifier.ControlModifier):
-            self._drag, self._drag_index, self._drag_moved = list(self.label or ()), hit, False
-            self.active_point = hit
-            self.viewport().setCursor(Qt.CursorShape.ClosedHandCursor)
-        elif place:
-            pt = self._clamp(self.mapToScene(pos.toPoint()))
-            label = list(self.label) if self.label else [pt.x(), pt.y()]
-            idx = self.active_point if self.label else 0
-            label[2 * idx], label[2 * idx + 1] = pt.x(), pt.y()
-            self._drag, self._drag_index, self._drag_moved = label, idx, True
-            self.viewport().setCursor(Qt.CursorShape.ClosedHandCursor)
-        else:
+        if drag is None:
             self._start_pan(pos)
             return
+        self._drag = drag
+        self.active_point = drag.index
+        self.viewport().setCursor(Qt.CursorShape.ClosedHandCursor)
         self._layout_overlays()
         self.viewport().update()
 
@@ -488,9 +498,7 @@ class ImageCanvas(QGraphicsView):
             return
         scene = self.mapToScene(pos.toPoint())
         if self._drag is not None:
-            pt = self._clamp(scene)
-            self._drag[2 * self._drag_index], self._drag[2 * self._drag_index + 1] = pt.x(), pt.y()
-            self._drag_moved = True
+            self._drag.move((scene.x(), scene.y()), self.image_size)
             self._layout_overlays()
             self.viewport().update()
         elif self.can_edit():
@@ -521,10 +529,10 @@ class ImageCanvas(QGraphicsView):
             )
             return
         if ev.button() == Qt.MouseButton.LeftButton and self._drag is not None:
-            label, moved = tuple(self._drag), self._drag_moved
+            label = self._drag.result(self.label)
             self._drag = None
             self.viewport().setCursor(Qt.CursorShape.OpenHandCursor)
-            if moved and self.name is not None and label != self.label:
+            if label is not None and self.name is not None:
                 self.label = label  # show it now; the store update follows at once
                 if self.place_mode:
                     self.place_mode = False

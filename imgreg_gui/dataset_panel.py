@@ -22,22 +22,22 @@ from PySide6.QtWidgets import (
 
 from engine.core import Cancelled, CancelToken, Item
 from imgreg_gui.item_model import COL_ERROR, COL_GROUP, COL_NAME, FILTERS, ItemModel
+from imgreg_gui.state import AppState
 
 log = logging.getLogger(__name__)
 FIRST_IMAGE_WAIT_S = 0.5
 
 
 class DatasetPanel(QWidget):
-    """Browses the items of a dataset; emits ``item_selected(name)`` when the user picks one."""
+    """Browses the app state's items; picking one makes it the state's current item."""
 
-    item_selected = Signal(str)
     filter_changed = Signal()
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, state: AppState, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("DatasetPanel")
-        self.model = ItemModel(self)
-        self._current: str | None = None
+        self.state = state
+        self.model = ItemModel(state, self)
 
         self.filter_edit = QLineEdit(self)
         self.filter_edit.setPlaceholderText("Filter by name…")
@@ -62,6 +62,7 @@ class DatasetPanel(QWidget):
         self.view.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         # Keys belong to the canvas (arrows nudge the label, D/A step): the list is driven by the mouse.
         self.view.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.view.setAutoScroll(False)  # select() scrolls, by half pages (_reveal)
         self.view.setSortingEnabled(True)
         self.view.sortByColumn(-1, Qt.SortOrder.AscendingOrder)
         header = self.view.header()
@@ -93,22 +94,34 @@ class DatasetPanel(QWidget):
         self.view.selectionModel().currentRowChanged.connect(self._on_current_row)
         self.model.modelReset.connect(self._after_reset)
         self.model.rowsInserted.connect(self._update_count)
+        state.current_changed.connect(self.select)
+        state.active_run_changed.connect(lambda _run: self.show_errors(bool(state.preds)))
 
     # -- public ----------------------------------------------------------------------------------------
 
     def select(self, name: str | None) -> None:
-        """Make ``name`` the current row (scrolled into view) without emitting ``item_selected``."""
-        self._current = name
+        """Make ``name`` the current row (scrolled into view)."""
         row = None if name is None else self.model.row_of(name)
         sel = self.view.selectionModel()
-        # _on_current_row ignores the change: self._current already names it.
+        # _on_current_row ignores the change: the state already names it.
         if row is None:
             sel.clear()
         else:
             idx = self.model.index(row, 0)
             flags = QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows
             sel.setCurrentIndex(idx, flags)
-            self.view.scrollTo(idx)
+            self._reveal(idx)
+
+    def _reveal(self, idx: QModelIndex) -> None:
+        """Scroll ``idx`` into view only when it is outside, a page at a time: below the view it becomes the top
+        row, above it the bottom row. Stepping through the list then scrolls once per page, not on every step
+        (a scroll repaints the whole list, which costs more than showing the image)."""
+        rect, vp = self.view.visualRect(idx), self.view.viewport().rect()
+        if vp.contains(rect):
+            return
+        below = rect.center().y() > vp.center().y()
+        hint = QAbstractItemView.ScrollHint
+        self.view.scrollTo(idx, hint.PositionAtTop if below else hint.PositionAtBottom)
 
     def set_filter_choice(self, key: str) -> None:
         """Choose one of ``FILTERS`` by key."""
@@ -139,19 +152,20 @@ class DatasetPanel(QWidget):
 
     def _on_current_row(self, current: QModelIndex, _previous: QModelIndex) -> None:
         it = self.model.item_at(current.row()) if current.isValid() else None
-        if it is not None and it.name != self._current:
-            self._current = it.name
-            self.item_selected.emit(it.name)
+        if it is not None and it.name != self.state.current:
+            self.state.set_current(it.name)
 
     def _after_reset(self) -> None:
         self._update_count()
-        if self._current is not None:
-            self.select(self._current)
+        if self.state.current is not None:
+            self.select(self.state.current)
 
     def _update_count(self, *_args) -> None:
         shown, total = len(self.model.view), len(self.model.items)
         groups = len({it.group for it in self.model.items}) if total < 200_000 else 0
         text = f"{shown:,} of {total:,} items" if shown != total else f"{total:,} items"
+        if self.state.item_filter is not None and self.state.item_filter_label:
+            text += f" ({self.state.item_filter_label})"
         if groups:
             text += f" · {groups:,} groups"
         self.count_label.setText(text)

@@ -1,140 +1,145 @@
-"""Label editing for the main window: store notifications, undoable corrections, nudges, accept/revert/verify."""
+"""Label editing over the app state: undoable corrections, nudges, accept / revert / verify, undo and redo.
+
+Every change goes through ``imgreg_gui.commands`` onto one ``QUndoStack``; the store tells the state what changed.
+"""
 
 from __future__ import annotations
 
 import logging
 
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtGui import QUndoStack
+
 from engine.core import Label
 from imgreg_gui import commands
+from imgreg_gui.state import AppState
 
 log = logging.getLogger(__name__)
 
 
-class EditingMixin:
-    """The editing half of ``MainWindow``: every change goes through ``commands`` onto ``undo_stack``."""
+class Editor(QObject):
+    """Edits the state's current item through the undo stack; ``edited()`` after every attempt (state may move)."""
 
-    def _store_listener(self, names: list[str]) -> None:
-        self._store_changed.emit(list(names))
+    edited = Signal()
 
-    def _on_store_changed(self, names: list[str]) -> None:
-        if self.store is None:
-            return
-        self.panel.model.update_records({n: self.store.record(n) for n in names})
-        if self._current in names:
-            self._show_annotations()
-        self.status.saved(names)
-        self._update_summary()
-        self._update_actions()
-        self.labels_changed.emit(list(names))
+    def __init__(self, state: AppState, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.state = state
+        self.undo_stack = QUndoStack(self)
+        self.nudge_session = 0
+        self.opening = False  # a dataset is being indexed: edits wait until its store is open
+        state.current_changed.connect(self._new_session)
+        state.dataset_changed.connect(self.undo_stack.clear)
+
+    def _new_session(self, _name: object = None) -> None:
+        self.nudge_session += 1
 
     def _editable(self) -> str | None:
-        if self.store is None or self._current is None:
-            self.status.message("Wait until the dataset has finished opening" if self._worker else "No item")
+        st = self.state
+        if st.store is None or st.current is None:
+            st.notify("Wait until the dataset has finished opening" if self.opening else "No item")
             return None
-        return self._current
+        return st.current
 
-    def _push(self, cmd: commands.StoreCommand) -> None:
+    def push(self, cmd: commands.StoreCommand) -> None:
         """Apply ``cmd`` through the undo stack; a failed write is reported and the view resynced."""
         self.undo_stack.push(cmd)
         self._check(cmd)
 
-    def _check(self, cmd) -> None:
-        err = getattr(cmd, "error", None)
+    def _check(self, cmd: object) -> None:
+        err = cmd.error if isinstance(cmd, commands.StoreCommand) else None
         if err is not None:  # disk full, locked or read-only database: say so, show the stored state
-            self.status.message(f"Could not save: {err}", 15000)
-            if self._current is not None:
-                self.refresh_item(self._current)
-        self._update_actions()
+            if self.state.current is not None:
+                self.state.refresh_records([self.state.current])
+            self.state.notify(f"Could not save: {err}", 15000)
+        self.edited.emit()
 
-    def _on_label_edited(self, name: str, label: Label) -> None:
-        if self.store is None or name != self._current:
+    def set_label(self, name: str, label: Label, text: str | None = None) -> None:
+        """Correct ``name``'s label (a drag, a placement, a typed value)."""
+        if self.state.store is None or name != self.state.current:
             return
-        self._push(commands.correct_command(self.store, name, tuple(label)))
+        if text is None:
+            self.push(commands.correct_command(self.state.store, name, tuple(label)))
+        else:
+            self.push(commands.correct_command(self.state.store, name, tuple(label), text=text))
 
-    def _on_value_edited(self) -> None:
+    def set_value(self, value: float) -> None:
+        """Set the current scalar item's value (no edit when it is unchanged)."""
         name = self._editable()
-        if name is None or self.dataset is None or self.dataset.kind != "scalar":
+        if name is None or self.state.kind != "scalar":
             return
-        value = float(self.value_box.value())
-        eff = self.panel.model.effective(name)
+        eff = self.state.effective(name)
         if eff is None or abs(eff[0] - value) > 1e-9:
-            self._push(commands.correct_command(self.store, name, (value,), text=f"Set value of {name}"))
+            self.set_label(name, (value,), text=f"Set value of {name}")
 
-    def nudge(self, dx: float, dy: float) -> None:
-        """Move the current label (its active point) by (dx, dy) pixels; consecutive nudges are one undo step.
+    def nudge(self, dx: float, dy: float, point: int = 0) -> None:
+        """Move the current label's ``point`` by (dx, dy) pixels; consecutive nudges are one undo step.
 
         For a scalar item, Up/Down change the value by -dy (Up adds 1, Shift+Up adds 10).
         """
         name = self._editable()
         if name is None:
             return
-        label = self.panel.model.effective(name)
-        if self.canvas.kind == "scalar":
+        store = self.state.store
+        label = self.state.effective(name)
+        if self.state.kind == "scalar":
             if label is not None and dy:
-                self._push(commands.NudgeCommand(self.store, name, (label[0] - dy,), self._nudge_session))
+                self.push(commands.NudgeCommand(store, name, (label[0] - dy,), self.nudge_session))
             return
         if label is None or len(label) < 2:
-            self.status.message("No label to nudge: click the image to place one")
+            self.state.notify("No label to nudge: click the image to place one")
             return
         new = list(label)
-        i = 2 * min(self.canvas.active_point, len(label) // 2 - 1)
+        i = 2 * min(point, len(label) // 2 - 1)
         new[i] += dx
         new[i + 1] += dy
-        self._push(commands.NudgeCommand(self.store, name, tuple(new), self._nudge_session))
-
-    def next_point(self) -> None:
-        """Select the next point of a multi-point label for nudging."""
-        label = self.canvas.label
-        if label and len(label) > 2:
-            self.canvas.active_point = (self.canvas.active_point + 1) % (len(label) // 2)
-            self._show_annotations()
+        self.push(commands.NudgeCommand(store, name, tuple(new), self.nudge_session))
 
     def accept_prediction(self) -> None:
         """Use the active run's prediction as the current item's label."""
         name = self._editable()
-        pred = self.panel.model.preds.get(name) if name else None
+        pred = self.state.prediction(name)
         if name is None or pred is None:
             if name:
-                self.status.message("No prediction for this item: choose a run with predictions first")
+                self.state.notify("No prediction for this item: choose a run with predictions first")
             return
-        self._push(commands.correct_command(self.store, name, tuple(pred.pred), source="prediction"))
+        self.push(commands.correct_command(self.state.store, name, tuple(pred.pred), source="prediction"))
 
     def revert_label(self) -> None:
         """Go back to the label from the dataset's own files."""
         name = self._editable()
         if name is None:
             return
-        rec = self.store.record(name)
-        if rec.source == "original":
-            self.status.message("This item already has its original label")
+        if self.state.store.record(name).source == "original":
+            self.state.notify("This item already has its original label")
             return
-        self._push(commands.revert_command(self.store, name))
+        self.push(commands.revert_command(self.state.store, name))
 
     def mark_verified(self) -> None:
         """Toggle the verified mark of the current item."""
         name = self._editable()
         if name is None:
             return
-        self._push(commands.verify_command(self.store, name, not self.store.record(name).verified))
-
-    def toggle_place_mode(self, on: bool) -> None:
-        """Arm or disarm 'the next click places the label'."""
-        self.canvas.place_mode = on and self.store is not None
-        if on:
-            self.status.message("Click the image to put the label there (Esc cancels)")
+        store = self.state.store
+        self.push(commands.verify_command(store, name, not store.record(name).verified))
 
     def undo(self) -> None:
         """Undo the last edit, showing the item it touched."""
-        cmd = self.undo_stack.command(self.undo_stack.index() - 1) if self.undo_stack.canUndo() else None
-        if cmd is not None and getattr(cmd, "item", None) not in (None, self._current):
-            self.go_to_item(cmd.item)
-        self.undo_stack.undo()
+        stack = self.undo_stack
+        cmd = stack.command(stack.index() - 1) if stack.canUndo() else None
+        self._show_item_of(cmd)
+        stack.undo()
         self._check(cmd)
 
     def redo(self) -> None:
         """Redo the edit just undone, showing the item it touches."""
-        cmd = self.undo_stack.command(self.undo_stack.index()) if self.undo_stack.canRedo() else None
-        if cmd is not None and getattr(cmd, "item", None) not in (None, self._current):
-            self.go_to_item(cmd.item)
-        self.undo_stack.redo()
+        stack = self.undo_stack
+        cmd = stack.command(stack.index()) if stack.canRedo() else None
+        self._show_item_of(cmd)
+        stack.redo()
         self._check(cmd)
+
+    def _show_item_of(self, cmd: object) -> None:
+        item = cmd.item if isinstance(cmd, commands.StoreCommand) else None
+        if item is not None and item != self.state.current:
+            self.state.set_current(item)

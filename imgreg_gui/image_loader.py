@@ -9,6 +9,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import PySide6.QtGui  # noqa: F401  (before qimage2ndarray, which uses the Qt binding already loaded)
+import qimage2ndarray
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 from PySide6.QtGui import QImage
 
@@ -23,10 +25,13 @@ def array_to_qimage(img: np.ndarray) -> QImage:
     RGB32 is the raster paint engine's native format, so turning it into a QPixmap on the GUI thread is a plain
     copy instead of a per-pixel conversion: that work stays on the decoding thread.
     """
-    bgra = cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2BGRA)  # bytes B,G,R,A = 0xAARRGGBB words
-    h, w = bgra.shape[:2]
-    qimg = QImage(bgra.data, w, h, bgra.strides[0], QImage.Format.Format_RGB32)
-    return qimg.copy()  # detach from the numpy buffer, which dies with this frame
+    h, w = img.shape[:2]
+    qimg = QImage(w, h, QImage.Format.Format_RGB32)
+    view = qimage2ndarray.byte_view(qimg)  # (h, w, 4) bytes B, G, R, A: the image's own pixels
+    out = cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2BGRA, dst=view)  # one pass, in place
+    if out is not view:  # OpenCV allocated instead of writing in place: copy its result over
+        view[...] = out
+    return qimg
 
 
 def decode(path: str | Path) -> QImage:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
 from PySide6.QtGui import QBrush, QColor, QIcon
 
-from engine.core import Item, Label, label_distance
+from engine.core import Item, Label, label_distance  # noqa: F401  (label_distance: part of this API)
 from engine.labels.store import LabelRecord, PredictionRow
 from imgreg_gui.settings import status_icon
+from imgreg_gui.state import AppState
 
 STATUS_TEXT = {
     "problem": "Problem",
@@ -30,6 +29,10 @@ FILTERS = {
 COLUMNS = ("Item", "Group", "Error")
 COL_NAME, COL_GROUP, COL_ERROR = range(3)
 ItemIndex = QModelIndex | QPersistentModelIndex
+R = Qt.ItemDataRole
+ROLES = frozenset(
+    (R.DisplayRole, R.DecorationRole, R.ToolTipRole, R.TextAlignmentRole, R.ForegroundRole, R.UserRole)
+)
 
 
 def item_status(item: Item, rec: LabelRecord | None) -> str:
@@ -59,46 +62,70 @@ def format_label(label: Label | None, kind: str = "point") -> str:
 
 
 class ItemModel(QAbstractTableModel):
-    """Rows are the items that pass the filter, in the chosen order; columns name, group and error."""
+    """Rows are the app state's items that pass the filters, in the chosen order; columns name, group and error.
 
-    def __init__(self, parent=None) -> None:
+    It keeps no copy of items, records or predictions: it reads them from ``state`` and follows its signals.
+    """
+
+    def __init__(self, state: AppState | None = None, parent=None) -> None:
         super().__init__(parent)
-        self.kind = "point"
-        self.items: list[Item] = []
-        self.records: dict[str, LabelRecord] = {}
-        self.preds: dict[str, PredictionRow] = {}
-        self.errors: dict[str, float] = {}
+        self.state = state if state is not None else AppState(self)
         self.view: list[int] = []
         self._row_of: dict[int, int] = {}
-        self._index_of: dict[str, int] = {}
         self.filter_text = ""
         self.filter_choice = "all"
         self.sort_column = -1
         self.sort_order = Qt.SortOrder.AscendingOrder
         self._icons: dict[str, QIcon] = {}  # data() runs on every paint: draw each status dot once
+        st = self.state
+        st.items_added.connect(self._on_items_added)
+        st.dataset_changed.connect(self._rebuild)
+        st.records_changed.connect(self._on_records_changed)
+        st.active_run_changed.connect(self._on_active_run)
+        st.item_filter_changed.connect(self._rebuild)
 
-    # -- content ---------------------------------------------------------------------------------------
+    # -- the state's content, read through -------------------------------------------------------------
 
-    def clear(self) -> None:
-        """Forget every item."""
-        self.set_items([], {})
+    @property
+    def items(self) -> list[Item]:
+        """Every item of the open dataset (the state's list)."""
+        return self.state.items
+
+    @property
+    def records(self) -> dict[str, LabelRecord]:
+        """Label records by name (the state's)."""
+        return self.state.records
+
+    @property
+    def preds(self) -> dict[str, PredictionRow]:
+        """The active run's predictions (the state's)."""
+        return self.state.preds
+
+    @property
+    def errors(self) -> dict[str, float]:
+        """Label-to-prediction errors by name (the state's)."""
+        return self.state.errors
+
+    @property
+    def kind(self) -> str:
+        """``point`` or ``scalar``."""
+        return self.state.kind
 
     def set_items(self, items: list[Item], records: dict[str, LabelRecord] | None = None) -> None:
-        """Replace the items (and optionally their records); rebuilds the view."""
-        self.items = list(items)
-        self._index_of = {it.name: i for i, it in enumerate(self.items)}
-        if records is not None:
-            self.records = dict(records)
-        self._recompute_errors()
+        """Show these items without a store (tests, previews): they become the state's items."""
+        st = self.state
+        st.items, st._index_of = [], {}
+        st.add_items(items)
+        st.records = dict(records or {})
         self._rebuild()
 
-    def append(self, items: Iterable[Item]) -> None:
-        """Add items at the end (as a dataset is indexed); those passing the filter appear at once."""
-        start = len(self.items)
-        new = list(items)
-        for i, it in enumerate(new):
-            self._index_of[it.name] = start + i
-        self.items.extend(new)
+    def set_predictions(self, preds: dict[str, PredictionRow]) -> None:
+        """Show predictions without a store (they become the state's, with no run id)."""
+        self.state.show_predictions(None, preds)
+
+    def _on_items_added(self, new: list[Item]) -> None:
+        """Items parsed while indexing: those passing the filter appear at once."""
+        start = len(self.items) - len(new)
         rows = [start + i for i in range(len(new)) if self._passes(start + i)]
         if not rows:
             return
@@ -109,23 +136,12 @@ class ItemModel(QAbstractTableModel):
         self.view.extend(rows)
         self.endInsertRows()
 
-    def set_records(self, records: dict[str, LabelRecord]) -> None:
-        """Replace every label record (after the store opened)."""
-        self.records = dict(records)
-        self._recompute_errors()
-        self._all_changed()
-
-    def update_records(self, records: dict[str, LabelRecord]) -> None:
-        """Refresh some items' records; their rows repaint (the filter is re-applied only when changed)."""
-        self.records.update(records)
-        for name in records:
-            self._update_error(name)
+    def _on_records_changed(self, names: list[str]) -> None:
+        """Some records changed: their rows repaint (the filter is re-applied only when it is changed)."""
+        for name in names:
             self.refresh(name)
 
-    def set_predictions(self, preds: dict[str, PredictionRow]) -> None:
-        """Show a run's predictions and errors (empty: none)."""
-        self.preds = dict(preds)
-        self._recompute_errors()
+    def _on_active_run(self, _run_id: object) -> None:
         if self.sort_column == COL_ERROR and not self.preds:
             self.sort_column = -1
         self._rebuild()
@@ -140,8 +156,7 @@ class ItemModel(QAbstractTableModel):
 
     def item(self, name: str) -> Item | None:
         """The item called ``name`` or None."""
-        i = self._index_of.get(name)
-        return None if i is None else self.items[i]
+        return self.state.item(name)
 
     def item_at(self, row: int) -> Item | None:
         """The item shown in ``row`` or None."""
@@ -149,7 +164,7 @@ class ItemModel(QAbstractTableModel):
 
     def row_of(self, name: str) -> int | None:
         """The row showing ``name``, None when filtered out or absent."""
-        i = self._index_of.get(name)
+        i = self.state._index_of.get(name)
         return None if i is None else self._row_of.get(i)
 
     def record(self, name: str) -> LabelRecord | None:
@@ -158,11 +173,7 @@ class ItemModel(QAbstractTableModel):
 
     def effective(self, name: str) -> Label | None:
         """The item's effective label: from its record, else the label read from the dataset."""
-        rec = self.records.get(name)
-        if rec is not None:
-            return rec.effective
-        it = self.item(name)
-        return None if it is None else it.label
+        return self.state.effective(name)
 
     def status(self, name: str) -> str:
         """The item's status key."""
@@ -190,6 +201,8 @@ class ItemModel(QAbstractTableModel):
 
     def _passes(self, i: int) -> bool:
         it = self.items[i]
+        if not self.state.passes_filter(it.name):
+            return False
         if self.filter_text and self.filter_text not in it.name.lower():
             return False
         choice = self.filter_choice
@@ -226,28 +239,6 @@ class ItemModel(QAbstractTableModel):
         self._row_of = {i: r for r, i in enumerate(view)}
         self.endResetModel()
 
-    def _recompute_errors(self) -> None:
-        self.errors = {}
-        for name in self.preds:
-            self._update_error(name)
-
-    def _update_error(self, name: str) -> None:
-        row = self.preds.get(name)
-        if row is None:
-            self.errors.pop(name, None)
-            return
-        err = label_distance(self.effective(name), row.pred)
-        if err is None and row.error is not None:
-            err = float(row.error)
-        if err is None:
-            self.errors.pop(name, None)
-        else:
-            self.errors[name] = err
-
-    def _all_changed(self) -> None:
-        if self.view:
-            self.dataChanged.emit(self.index(0, 0), self.index(len(self.view) - 1, len(COLUMNS) - 1))
-
     # -- Qt model API -------------------------------------------------------------------------------------
 
     def rowCount(self, parent: ItemIndex = QModelIndex()) -> int:  # noqa: B008
@@ -273,8 +264,8 @@ class ItemModel(QAbstractTableModel):
 
     def data(self, index: ItemIndex, role: int = Qt.ItemDataRole.DisplayRole):
         """Text, status icon, tooltip and colours of a cell."""
-        if not index.isValid() or index.row() >= len(self.view):
-            return None
+        if role not in ROLES or not index.isValid() or index.row() >= len(self.view):
+            return None  # the view asks for a dozen roles per cell on every paint: answer the rest at once
         it = self.items[self.view[index.row()]]
         col = index.column()
         if role == Qt.ItemDataRole.DisplayRole:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import PySide6.QtGui  # noqa: F401  (before qimage2ndarray, which uses the Qt binding already loaded)
+import qimage2ndarray
 from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QFont, QFontMetricsF, QImage, QLinearGradient, QPainter, QPainterPath, QPen
 from PySide6.QtWidgets import QGraphicsItem, QStyleOptionGraphicsItem, QWidget
@@ -62,8 +64,7 @@ def heatmap_image(gray: np.ndarray, size: tuple[int, int]) -> QImage:
     h, w = gray.shape
     tw, th = min(size[0], w * HEAT_UPSAMPLE), min(size[1], h * HEAT_UPSAMPLE)
     big = cv2.resize(heat_contrast(gray), (tw, th), interpolation=cv2.INTER_LINEAR)
-    rgba = np.ascontiguousarray(HEAT_LUT[big])
-    return QImage(rgba.data, tw, th, 4 * tw, QImage.Format.Format_RGBA8888).copy()
+    return qimage2ndarray.array2qimage(HEAT_LUT[big])  # RGBA -> ARGB32 with its own pixels
 
 
 def pen(color: QColor | str, width: float, style: Qt.PenStyle = Qt.PenStyle.SolidLine) -> QPen:
@@ -174,6 +175,23 @@ class TagItem(_ScreenItem):
         p.drawText(r, Qt.AlignmentFlag.AlignCenter, self.text)
 
 
+def _chip_font() -> QFont:
+    font = QFont()
+    font.setPointSizeF(9.5)
+    return font
+
+
+def chip_size(rows: list[tuple[str, str]], max_width: float | None = None) -> tuple[float, float]:
+    """The (width, height) ``draw_chip`` gives these rows."""
+    fm = QFontMetricsF(_chip_font())
+    line_h = max(fm.height(), 16) + 4
+    sym_w = 24 if any(sym not in ("none", "hint") for sym, _ in rows) else 0
+    width = max((fm.horizontalAdvance(text) for _, text in rows), default=0) + sym_w + 22
+    if max_width is not None:
+        width = min(width, max(max_width, 120.0))
+    return width, line_h * len(rows) + 12
+
+
 def draw_chip(
     p: QPainter,
     anchor: QPointF,
@@ -182,15 +200,11 @@ def draw_chip(
     max_width: float | None = None,
 ) -> QRectF:
     """Draw a legend chip at a viewport corner; each row is (symbol, text), symbol cross/ring/line/heat/warn/none."""
-    font = QFont()
-    font.setPointSizeF(9.5)
+    font = _chip_font()
     fm = QFontMetricsF(font)
     line_h = max(fm.height(), 16) + 4
     sym_w = 24 if any(sym not in ("none", "hint") for sym, _ in rows) else 0
-    width = max((fm.horizontalAdvance(text) for _, text in rows), default=0) + sym_w + 22
-    if max_width is not None:
-        width = min(width, max(max_width, 120.0))
-    height = line_h * len(rows) + 12
+    width, height = chip_size(rows, max_width)
     x = anchor.x() if "left" in corner else anchor.x() - width
     y = anchor.y() - height if "bottom" in corner else anchor.y()
     box = QRectF(x, y, width, height)

@@ -14,12 +14,17 @@ import os
 import sys
 import threading
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from engine import events  # noqa: E402  (the one definition of the events the real child prints)
 
 state = {"stop": None}
 
 
 def emit(ev: dict) -> None:
-    """Print one event line."""
+    """Print one event line (only the engine's event types)."""
+    assert ev["type"] in events.EVENT_TYPES, ev["type"]
     sys.stdout.write(json.dumps(ev) + "\n")
     sys.stdout.flush()
 
@@ -57,7 +62,7 @@ def main() -> int:
                 emit({"type": "cancelled", "message": "cancelled"})
                 return 1
             time.sleep(a.sleep)
-            emit({"type": "predict_progress", "done": i + 1, "total": a.total})
+            emit(events.progress("predict_progress", i + 1, a.total))
         emit({"type": "finished", "run_id": a.run_id, "run_dir": "", "metrics": {}})
         emit({"type": "summary", "run_id": a.run_id, "run_dir": "", "metrics": {}})
         return 0
@@ -91,7 +96,7 @@ def main() -> int:
         for ep in range(a.epochs):
             if a.fail and ep == a.fail_epoch:
                 if a.fail == "event":
-                    emit({"type": "failed", "message": "CUDA out of memory (fake)"})
+                    emit(events.failed("CUDA out of memory (fake)"))
                     return 1
                 if a.fail == "abort":
                     os.abort()

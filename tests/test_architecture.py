@@ -7,8 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
 QT = ("PySide6", "PyQt5", "PyQt6", "qtpy", "shiboken6", "pyqtgraph", "qimage2ndarray")
 HEAVY = ("torch", "torchvision", "fastai", "fastcore")
@@ -91,7 +89,6 @@ def test_no_import_circles_in_the_engine_counting_imports_inside_functions() -> 
     )
 
 
-@pytest.mark.xfail(reason="the app model redesign (issue 10) removes main_window <-> actions", strict=True)
 def test_no_import_circles_anywhere_counting_imports_inside_functions() -> None:
     assert _cycle(_graph()) is None
 

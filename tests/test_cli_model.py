@@ -32,7 +32,7 @@ def test_train_predict_rank_json(tmp_path: Path, capsys: pytest.CaptureFixture) 
     ds = str(tmp_path / "ds")
     assert main(["train", ds, *FAST, "--epochs", "2", "--valid-groups", "03", "--json"]) == 0
     events = json_lines(capsys.readouterr().out)
-    types = [e["type"] for e in events]
+    types = [e["type"] for e in events if e["type"] not in ("cache_progress", "note")]
     assert types[0] == "prepared" and types[-2:] == ["finished", "summary"]
     assert types.count("epoch") == 2 and "batch" in types
     summary = events[-1]
@@ -57,7 +57,11 @@ def test_train_predict_rank_json(tmp_path: Path, capsys: pytest.CaptureFixture) 
     assert main(["rank", ds, "--run", run_id, "--top", "5"]) == 0
     ranked = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert [r["rank"] for r in ranked] == ["1", "2", "3", "4", "5"]
-    errs = [float(r["error"]) for r in ranked]
+    scores = [float(r["score"]) for r in ranked]
+    assert scores == sorted(scores, reverse=True)
+    # the raw error stays one option away
+    assert main(["rank", ds, "--run", run_id, "--top", "5", "--by", "error"]) == 0
+    errs = [float(r["error"]) for r in csv.DictReader(io.StringIO(capsys.readouterr().out))]
     assert errs == sorted(errs, reverse=True)
 
 
@@ -66,13 +70,20 @@ def test_rank_out_of_fold_and_scalar_columns(tmp_path: Path, capsys: pytest.Capt
     make_utkface(tmp_path / "utk", n=12, size=32)
     ds = str(tmp_path / "utk")
     out = tmp_path / "rank.csv"
-    args = ["rank", ds, "--folds", "2", "--epochs", "1", "--out", str(out), "--json"]
+    args = ["rank", ds, "--folds", "2", "--repeats", "2", "--epochs", "1", "--out", str(out), "--json"]
     assert main([*args, *FAST[:-6], "--size", "32x32", "--bs", "4", "--device", "cpu"]) == 0
     events = json_lines(capsys.readouterr().out)
-    assert [e["fold"] for e in events if e["type"] == "fold"] == [1, 2]
+    assert [(e["fold"], e["folds"]) for e in events if e["type"] == "fold"] == [
+        (1, 4),
+        (2, 4),
+        (3, 4),
+        (4, 4),
+    ]
     assert events[-1]["type"] == "summary" and events[-1]["run_id"].startswith("oof-")
     rows = list(csv.DictReader(out.open()))
-    assert len(rows) == 12 and list(rows[0]) == ["rank", "item", "error"]
+    assert len(rows) == 12 and list(rows[0]) == ["rank", "item", "error", "score"]
+    scores = [float(r["score"]) for r in rows]
+    assert scores == sorted(scores, reverse=True)
     # predictions of a scalar run have value columns
     assert main(["train", ds, *FAST[:-6], "--size", "32x32", "--bs", "4", "--epochs", "1", "--json"]) == 0
     run_id = json_lines(capsys.readouterr().out)[-1]["run_id"]

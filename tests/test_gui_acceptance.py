@@ -13,6 +13,7 @@ from PySide6.QtTest import QTest
 from engine.data.synth import make_biwi
 from imgreg_gui.app import is_loaded
 from imgreg_gui.main_window import MainWindow
+from imgreg_gui.state import AppState
 from imgreg_gui.training.options import OptionsForm
 from imgreg_gui.training.runs import BASE_COLUMNS, RunsPanel
 
@@ -99,7 +100,7 @@ def test_run_metrics_are_shown_next_to_the_run_id(qtbot, tmp_path):
     run.mkdir(parents=True)
     (run / "config.json").write_text(json.dumps({"arch": "tiny"}))
     (run / "summary.json").write_text(json.dumps({"metrics": {"mean_px": 3.5, "valid_loss": 0.1}}))
-    panel = RunsPanel()
+    panel = RunsPanel(AppState())
     qtbot.addWidget(panel)
     panel.runs_dir = tmp_path / "runs"
     panel.refresh()

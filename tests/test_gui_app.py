@@ -72,16 +72,16 @@ def test_scalar_value_box_corrects(qtbot, tmp_path):
     w.show()
     open_ds(qtbot, w, root)
     name = w.current_item_name()
-    assert w.canvas.kind == "scalar" and w.value_box_action.isVisible()
-    w.value_box.setValue(42.5)
-    w.value_box.editingFinished.emit()
+    assert w.canvas.kind == "scalar" and w.value.actions[1].isVisible()
+    w.value.box.setValue(42.5)
+    w.value.box.editingFinished.emit()
     assert w.store.effective(name) == (42.5,)
     w.undo()
     assert w.store.effective(name) != (42.5,)
     before = w.store.effective(name)[0]
     w.nudge(0, -1)
     w.nudge(0, -10)
-    assert w.store.effective(name) == (before + 11,) and w.value_box.value() == round(before + 11, 2)
+    assert w.store.effective(name) == (before + 11,) and w.value.box.value() == round(before + 11, 2)
     w.close()
 
 

@@ -51,7 +51,7 @@ def test_heatmap_toggle_shows_and_hides_the_overlay(qtbot, window) -> None:
     act = window.acts.all["show_heatmap"]
     assert act.shortcut().toString() == "H" and "(H)" in act.toolTip()
     assert act in window.menus["View"].actions()
-    window.training.set_active_run("run-maps", force=True)
+    window.state.set_active_run("run-maps")
     qtbot.waitUntil(lambda: window.canvas.image_size is not None, timeout=5000)
     assert act.isEnabled() and not act.isChecked()
     assert not window.canvas.heat_visible()
@@ -74,11 +74,11 @@ def test_heatmap_toggle_shows_and_hides_the_overlay(qtbot, window) -> None:
     assert not window.canvas.heat_visible()
     # A run without heatmaps: the action is disabled and says why; nothing is drawn.
     act.setChecked(True)
-    window.training.set_active_run("run-plain")
+    window.state.set_active_run("run-plain")
     assert not act.isEnabled() and "no heatmaps" in act.toolTip()
     assert not window.canvas.heat_visible()
     # No active run: nothing either.
-    window.training.set_active_run(None)
+    window.state.set_active_run(None)
     assert not window.canvas.heat_visible()
 
 
@@ -126,7 +126,7 @@ def test_review_queue_ordered_by_spread(qtbot, window) -> None:
     window.store.put_predictions("sp", rows)
     review = window.training.review
     review.refresh(prefer="sp")
-    window.training.set_active_run("sp", force=True)
+    window.state.set_active_run("sp")
     names = [it.name for it in ds.items]
     assert review.order == "error" and review.names() == list(reversed(names))
     assert not review.table.isColumnHidden(review.model.columnCount() - 2)
@@ -156,7 +156,7 @@ def test_v_and_ctrl_enter_move_on_with_then_next(qtbot, window) -> None:
     store.put_predictions("vq", rows)
     ctl = window.training
     ctl.review.refresh(prefer="vq")
-    ctl.set_active_run("vq", force=True)
+    ctl.state.set_active_run("vq")
     _focus(qtbot, window)
     ctl.docks["Review"].raise_()
     qtbot.waitUntil(ctl.review.on_screen, timeout=5000)

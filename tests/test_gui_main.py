@@ -176,7 +176,7 @@ def test_accept_prediction_revert_and_verify(qtbot, win, biwi):
     original = label(win)
     rows = [PredictionRow(it.name, (5.0 + i, 6.0), None, None) for i, it in enumerate(win.dataset.items)]
     win.store.put_predictions("run-1", rows)
-    win.set_active_run("run-1")
+    win.state.set_active_run("run-1")
     assert win.active_run == "run-1" and win.canvas.pred == (5.0, 6.0)
     assert win.acts.accept.isEnabled()
     win.accept_prediction()
@@ -198,7 +198,7 @@ def test_accept_prediction_revert_and_verify(qtbot, win, biwi):
     win.panel.sort_by_error()
     errors = [win.panel.model.errors.get(n) for n in win.panel.model.names_in_view()]
     assert errors == sorted(errors, reverse=True)
-    win.set_active_run(None)
+    win.state.set_active_run(None)
     assert win.canvas.pred is None and not win.panel.model.errors
 
 

@@ -96,7 +96,7 @@ def test_review_queue_in_the_window(qtbot, window) -> None:
     store.put_predictions("manual", rows)
     ctl = window.training
     ctl.review.refresh(prefer="manual")
-    ctl.set_active_run("manual", force=True)
+    ctl.state.set_active_run("manual")
     assert window.active_run == "manual"
     review = ctl.review
     expected = [it.name for it in reversed(ds.items)]
@@ -209,7 +209,7 @@ def test_n_key_goes_to_the_next_suspect(qtbot, window) -> None:
     ]
     store.put_predictions("keys", rows)
     window.training.review.refresh(prefer="keys")
-    window.training.set_active_run("keys", force=True)
+    window.state.set_active_run("keys")
     window.show()
     qtbot.waitExposed(window)
     window.activateWindow()

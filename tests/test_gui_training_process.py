@@ -272,3 +272,33 @@ def test_panel_out_of_fold_progress(qtbot) -> None:
     assert any(s.startswith("Fold 2/2, Epoch 2/2") for s in statuses)
     assert len(panel.live.curves.batch_loss) == 6  # the curves show the current fold's model
     assert "fold 2 of 2" in panel.live.log.toPlainText()
+
+
+def test_every_progress_kind_shows_on_the_progress_bar(qtbot, monkeypatch) -> None:
+    from engine import events
+    from imgreg_gui.training.process import progress_label
+
+    # A kind added to engine/events.py later (a training cache build) shows with no change to the panel.
+    monkeypatch.setattr(events, "PROGRESS_TYPES", (*events.PROGRESS_TYPES, "cache_progress"))
+    panel = TrainPanel()
+    qtbot.addWidget(panel)
+    for kind in events.PROGRESS_TYPES:
+        panel.on_event({"type": kind, "done": 3, "total": 8})
+        bar = panel.batch_bar
+        assert (bar.value(), bar.maximum()) == (3, 8)
+        assert bar.text() == f"{progress_label(kind)} 3 / 8"
+    assert progress_label("lr_find_progress") == "lr find" and progress_label("cache_progress") == "cache"
+    panel.on_event({"type": "batch", "epoch": 1, "batch": 2, "n_batches": 4, "loss": 0.5})
+    assert panel.batch_bar.text() == "batch 2 / 4"
+
+
+def test_child_lines_are_read_with_the_engine_event_parser(qtbot) -> None:
+    child = ChildProcess()
+    seen, out = [], []
+    child.event.connect(seen.append)
+    child.output.connect(out.append)
+    child._line('{"type": "predict_progress", "done": 1, "total": 2}')
+    child._line('{"type": "no_such_event", "x": 1}')
+    child._line("plain text")
+    assert seen == [{"type": "predict_progress", "done": 1, "total": 2}]
+    assert out == ['{"type": "no_such_event", "x": 1}', "plain text"]

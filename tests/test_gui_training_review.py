@@ -9,39 +9,23 @@ import pytest
 
 pytest.importorskip("pytestqt")
 
-from PySide6.QtCore import QObject, Qt, Signal  # noqa: E402
+from PySide6.QtCore import Qt  # noqa: E402
 
 from engine.data import open_dataset  # noqa: E402
 from engine.data.synth import make_biwi  # noqa: E402
 from engine.labels.store import LabelStore, PredictionRow  # noqa: E402
+from imgreg_gui.editing import Editor  # noqa: E402
+from imgreg_gui.state import AppState  # noqa: E402
 from imgreg_gui.training.review import ReviewPanel, disagreement  # noqa: E402
 from imgreg_gui.training.runs import RunsPanel, load_runs, metric_columns  # noqa: E402
 
 
-class StubWindow(QObject):
-    """Just the main-window API the review queue uses (the real window is tested in test_gui_training_app)."""
-
-    current_item_changed = Signal(str)
-    labels_changed = Signal(list)
-
-    def __init__(self, ds, store) -> None:
-        super().__init__()
-        self.dataset, self.store, self.active_run, self.current = ds, store, None, ds.items[0].name
-        store.subscribe(self.labels_changed.emit)
-
-    def current_item_name(self) -> str:
-        return self.current
-
-    def go_to_item(self, name: str) -> None:
-        self.current = name
-        self.current_item_changed.emit(name)
-
-    def accept_prediction(self) -> None:
-        pred = self.store.predictions(self.active_run)[self.current].pred
-        self.store.correct(self.current, pred, source="prediction")
-
-    def mark_verified(self) -> None:
-        self.store.set_verified(self.current, True)
+def app_state(ds, store) -> tuple[AppState, Editor]:
+    """The app model over an open store (what the main window builds), with its editor; the first item current."""
+    state = AppState()
+    state.set_opened(ds, store, store.records())
+    state.set_current(ds.items[0].name)
+    return state, Editor(state)
 
 
 @pytest.fixture
@@ -67,19 +51,16 @@ def test_disagreement() -> None:
 
 def test_queue_order_navigation_and_actions(qtbot, setup) -> None:
     ds, store = setup
-    win = StubWindow(ds, store)
-    panel = ReviewPanel(win)
+    win, editor = app_state(ds, store)
+    panel = ReviewPanel(win, editor)
     qtbot.addWidget(panel)
-    win.current_item_changed.connect(panel.show_current)
-    win.labels_changed.connect(panel.update_items)
-    panel.refresh(prefer="run-a")
-    win.active_run = "run-a"
+    win.set_active_run("run-a")
     names = [it.name for it in ds.items]
     assert panel.names() == list(reversed(names))
     assert panel.rows[0].error == pytest.approx(len(names) - 1)
     assert panel.counter.text() == f"reviewed 0 of {len(names)}"
     # Next suspect from outside the queue's head goes to the worst item.
-    win.current = panel.names()[-1]
+    win.set_current(panel.names()[-1])
     assert panel.next_suspect() == panel.names()[0]
     assert win.current == panel.names()[0]
     # Accept: the label becomes the prediction (error 0), counted as reviewed, and the queue moves on.
@@ -108,8 +89,8 @@ def test_queue_order_navigation_and_actions(qtbot, setup) -> None:
 
 def test_queue_ranks_a_fixed_label_lower_after_rebuild(qtbot, setup) -> None:
     ds, store = setup
-    win = StubWindow(ds, store)
-    panel = ReviewPanel(win)
+    win, editor = app_state(ds, store)
+    panel = ReviewPanel(win, editor)
     qtbot.addWidget(panel)
     panel.refresh(prefer="run-a")
     worst = panel.names()[0]
@@ -135,15 +116,18 @@ def test_runs_list_and_active_run(qtbot, setup) -> None:
     (store.dir / "runs" / "junk").mkdir()
     runs = load_runs(store.dir / "runs")
     assert {r.run_id for r in runs} == {"run-a", "run-b"} and metric_columns(runs) == ["mean_px"]
-    panel = RunsPanel()
+    state = AppState()
+    panel = RunsPanel(state)
     qtbot.addWidget(panel)
-    panel.set_dataset(str(ds.root), store)
+    state.set_opened(ds, store, store.records())
     assert panel.tree.topLevelItemCount() == 2
     header = [panel.tree.headerItem().text(i) for i in range(panel.tree.columnCount())]
     assert "mean_px" in header and "Preds" in header
-    with qtbot.waitSignal(panel.active_run_changed) as sig:
+    with qtbot.waitSignal(state.active_run_changed) as sig:
         panel.select("run-b")
-    assert sig.args == ["run-b"]
+    assert sig.args == ["run-b"] and state.active_run == "run-b"
+    state.set_active_run("run-a")  # the list follows the state
+    assert panel.selected_run() == "run-a"
     assert panel.predict_btn.isEnabled()
     row = next(panel.tree.topLevelItem(i) for i in range(2) if panel.tree.topLevelItem(i).text(0) == "run-a")
     assert row.text(header.index("Preds")) == "yes"
@@ -160,8 +144,8 @@ def test_scalar_queue(qtbot, tmp_path: Path) -> None:
             for i, it in enumerate(ds.items)
         ]
         store.put_predictions("scalar-run", rows)
-        win = StubWindow(ds, store)
-        panel = ReviewPanel(win)
+        win, editor = app_state(ds, store)
+        panel = ReviewPanel(win, editor)
         qtbot.addWidget(panel)
         panel.refresh()
         assert panel.source == "scalar-run"

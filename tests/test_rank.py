@@ -12,6 +12,7 @@ from engine.labels.store import LabelStore, PredictionRow
 from engine.learn.dls import Sample
 from engine.learn.rank import fold_indices, out_of_fold, rank_rows, rank_run
 from engine.learn.train import TrainConfig, TrainingError
+from engine.runs.files import read_json
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -60,8 +61,8 @@ def test_out_of_fold_ranks_planted_errors_first(tmp_path: Path) -> None:
     top = {r.item for r in res.rows[:5]}
     assert syn.corrupted <= top, (res.rows[:5], syn.corrupted)
     assert res.metrics["median_error"] < 8
-    errs = [r.error for r in res.rows]
-    assert errs == sorted(errs, reverse=True)
+    scores = [r.score for r in res.rows]
+    assert scores == sorted(scores, reverse=True)
     assert [r.item for r in rank_run(store, res.run_id)] == [r.item for r in res.rows]
     assert (res.run_dir / "summary.json").is_file()
     store.close()
@@ -86,4 +87,34 @@ def test_rank_run_uses_current_labels(tmp_path: Path) -> None:
     ranked = rank_run(store, "r1")
     assert [r.item for r in ranked] == [b, a, c]
     assert [r.error for r in ranked] == pytest.approx([5.0, 1.0, 0.0])
+    store.close()
+
+
+@pytest.mark.slow
+def test_repeats_are_reproducible_and_differ_from_each_other(tmp_path: Path) -> None:
+    make_biwi(tmp_path / "ds", groups=4, frames=4, size=(32, 24), distractors=0, seed=1)
+    ds = open_dataset(tmp_path / "ds")
+    store = LabelStore.open(ds)
+    cfg = TrainConfig(
+        arch="tiny", head="spatial", pretrained=False, size=(24, 32), bs=4, epochs=1, device="cpu"
+    )
+    events: list[dict] = []
+    one = out_of_fold(ds, store, cfg, folds=2, repeats=2, on_event=events.append)
+    two = out_of_fold(ds, store, cfg, folds=2, repeats=2)
+    assert [(e["fold"], e["folds"]) for e in events if e["type"] == "fold"] == [
+        (1, 4),
+        (2, 4),
+        (3, 4),
+        (4, 4),
+    ]
+    assert len(one.rounds) == 2 and all(len(r) == 16 for r in one.rounds)
+    preds = {r.item: r.pred for r in one.rows}
+    assert preds == {r.item: r.pred for r in two.rows}
+    # the second round has its own seed and split: other predictions, whose disagreement is in the spread
+    first = {r.item: r.pred for r in one.rounds[0]}
+    assert any(first[r.item] != r.pred for r in one.rounds[1])
+    assert all(r.spread is not None and r.score is not None for r in one.rows)
+    stored = store.predictions(one.run_id)
+    assert {n: r.score for n, r in stored.items()} == {r.item: r.score for r in one.rows}
+    assert read_json(one.run_dir / "summary.json")["repeats"] == 2
     store.close()

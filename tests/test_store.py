@@ -431,12 +431,16 @@ def test_edit_waits_for_another_writer(store):
     assert store.effective("a.jpg") == (2.0, 2.0)
 
 
-def test_corrupt_database_is_a_store_error(ds, tmp_path):
+def test_corrupt_database_is_moved_aside_not_an_error(ds, tmp_path):
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / DB_NAME).write_bytes(b"this is not a database" * 100)
-    with pytest.raises(StoreError):
-        LabelStore.open(ds, db_dir=bad)
+    with LabelStore.open(
+        ds, db_dir=bad
+    ) as store:  # recovery is in engine/labels/recovery.py (test_recovery.py)
+        assert "damaged" in store.recovery_message and store.effective("a.jpg") == (1.0, 2.0)
+    (aside,) = bad.glob(f"{DB_NAME}.damaged-*")
+    assert aside.read_bytes() == b"this is not a database" * 100  # never deleted
 
 
 finite = st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import sys
 from collections.abc import Sequence
 
-from engine.cli import labels, model
+from engine.cli import cache, interop, labels, model, similar, store
 from engine.cli.common import CliError
+from engine.labels.store import StoreError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -16,6 +18,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     labels.register(sub)
     model.register(sub)
+    interop.register(sub)
+    store.register(sub)
+    similar.register(sub)
+    cache.register(sub)
     return p
 
 
@@ -27,6 +33,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except CliError as e:
         print(f"imgreg: error: {e}", file=sys.stderr)
+        return 2
+    except (StoreError, sqlite3.Error) as e:  # the label store failed mid-command: still one line
+        print(f"imgreg: error: label store: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("imgreg: interrupted", file=sys.stderr)

@@ -20,15 +20,25 @@ class CliError(Exception):
     """A whole job cannot run: printed as one line, exit code 2."""
 
 
-def open_with_store(path: str) -> tuple[Dataset, LabelStore]:
+def open_with_store(path: str, image_root: str | None = None) -> tuple[Dataset, LabelStore]:
     """Index the dataset at ``path`` and open its label store (one-line errors when either fails)."""
     if not Path(path).exists():
         raise CliError(f"dataset {path} does not exist")
     try:
-        ds = open_dataset(Path(path))
-        return ds, LabelStore.open(ds)
+        ds = open_dataset(Path(path), image_root=image_root)
+        store = LabelStore.open(ds)
     except (DatasetError, StoreError) as e:
         raise CliError(str(e)) from None
+    if store.recovery_message:  # one line saying what was recovered, before the command's own output
+        print(f"imgreg: {store.recovery_message}", file=sys.stderr)
+    return ds, store
+
+
+def add_image_root(s: argparse.ArgumentParser) -> None:
+    """The ``--image-root`` option of commands that open a dataset (COCO files whose images live elsewhere)."""
+    s.add_argument(
+        "--image-root", help="COCO datasets: folder the image paths start from (default: the JSON's)"
+    )
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -42,6 +52,11 @@ def parse_size(text: str) -> tuple[int, int]:
     if len(parts) != 2 or min(parts) < 8:
         raise argparse.ArgumentTypeError(f"size {text!r} is not HxW with both sides >= 8")
     return parts[0], parts[1]
+
+
+def parse_size_auto(text: str) -> tuple[int, int] | str:
+    """``auto`` (follow the data's image shape) or ``HxW``."""
+    return "auto" if text.strip().lower() == "auto" else parse_size(text)
 
 
 def parse_sizes(text: str) -> list[tuple[int, int]]:

@@ -13,9 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from engine.atomic import atomic_write_text
-from engine.cli.common import CliError, open_with_store
+from engine.cli.common import CliError, add_image_root, open_with_store
 from engine.core import Dataset, Label
+from engine.data.cache import list_caches
 from engine.labels.export import label_columns, labels_text
+from engine.labels.ondisk import orphans
 from engine.labels.store import LabelStore
 
 
@@ -47,7 +49,10 @@ def dataset_info(ds: Dataset, store: LabelStore) -> dict[str, Any]:
         ),
         "verified": sum(1 for it in ds.items if it.name in records and records[it.name].verified),
         "problems": len(ds.problems),
+        "orphans": 0,
     }
+    orphaned = orphans(store, ds)
+    counts["orphans"] = len(orphaned)
     return {
         "dataset": str(ds.root),
         "format": ds.format,
@@ -58,6 +63,12 @@ def dataset_info(ds: Dataset, store: LabelStore) -> dict[str, Any]:
         "label_stats": label_stats,
         "notes": list(ds.notes),
         "problems": [{"item": p.item, "reason": p.reason} for p in ds.problems],
+        "orphans": [
+            {"item": r.item, "label": r.effective, "source": r.source, "verified": r.verified}
+            for r in orphaned
+        ],
+        "recovered": store.recovery_message,
+        "caches": list_caches(store.dir),
     }
 
 
@@ -75,12 +86,21 @@ def print_info(info: dict[str, Any], out: io.TextIOBase) -> None:
             out.write(
                 f"label {col:<6}mean {s['mean']:.2f}  std {s['std']:.2f}  min {s['min']:.2f}  max {s['max']:.2f}\n"
             )
+    for c in info.get("caches", []):
+        out.write(
+            f"cache     {c['size']}: {c['items']} images, {c['bytes'] / 2**20:.1f} MiB ({c['state']})\n"
+        )
     for note in info["notes"]:
         out.write(f"note      {note}\n")
     if info["problems"]:
         out.write(f"problems ({len(info['problems'])}):\n")
         for p in info["problems"]:
             out.write(f"  {p['item']}: {p['reason']}\n")
+    if info.get("orphans"):
+        out.write(f"orphans ({len(info['orphans'])}, corrections kept for files no longer in the dataset):\n")
+        for o in info["orphans"]:
+            lbl = "none" if o["label"] is None else " ".join(f"{v:g}" for v in o["label"])
+            out.write(f"  {o['item']}: {lbl} ({o['source']}{', verified' if o['verified'] else ''})\n")
 
 
 def _require_item(ds: Dataset, name: str) -> None:
@@ -106,7 +126,7 @@ def _parse_label(ds: Dataset, args: argparse.Namespace) -> Label:
 
 def cmd_info(args: argparse.Namespace) -> int:
     """``imgreg info``."""
-    ds, store = open_with_store(args.dataset)
+    ds, store = open_with_store(args.dataset, args.image_root)
     with store:
         info = dataset_info(ds, store)
     if args.json:
@@ -119,8 +139,13 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def cmd_labels(args: argparse.Namespace) -> int:
     """``imgreg labels``."""
-    ds, store = open_with_store(args.dataset)
+    ds, store = open_with_store(args.dataset, args.image_root)
     fmt = args.format or ("json" if args.out and args.out.endswith(".json") else "csv")
+    if fmt in ("coco", "yolo-pose"):
+        from engine.cli.interop import write_other
+
+        with store:
+            return write_other(ds, store, fmt, args.out)
     with store:
         text, n = labels_text(ds, store, fmt)
     if args.out:
@@ -152,13 +177,15 @@ def register(sub: Any) -> None:
     """Add the label commands to the main CLI's subparsers."""
     s = sub.add_parser("info", help="format, counts, label statistics and problems of a dataset")
     s.add_argument("dataset")
+    add_image_root(s)
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(func=cmd_info)
 
-    s = sub.add_parser("labels", help="effective labels (corrections applied) as CSV or JSON")
+    s = sub.add_parser("labels", help="effective labels (corrections applied): CSV, JSON, COCO or YOLO-pose")
     s.add_argument("dataset")
-    s.add_argument("--out", help="write to this file instead of standard output")
-    s.add_argument("--format", choices=["csv", "json"])
+    s.add_argument("--out", help="write to this file (a folder for yolo-pose) instead of standard output")
+    s.add_argument("--format", choices=["csv", "json", "coco", "yolo-pose"])
+    add_image_root(s)
     s.set_defaults(func=cmd_labels)
 
     s = sub.add_parser("correct", help="set an item's label: X Y in original-image pixels, or --value V")

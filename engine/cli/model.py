@@ -13,12 +13,13 @@ from typing import Any
 import engine.cli.ddp as ddp
 from engine.cli.common import (
     CliError,
+    add_image_root,
     fmt_metrics,
     num,
     open_with_store,
     parse_list,
     parse_lr,
-    parse_size,
+    parse_size_auto,
     parse_sizes,
     write_csv,
 )
@@ -32,9 +33,15 @@ def _add_train_options(s: argparse.ArgumentParser) -> None:
     s.add_argument("--arch", default="resnet18", choices=ARCH_NAMES)
     s.add_argument("--epochs", type=int, default=5)
     s.add_argument("--lr", type=parse_lr, default=2e-3, help="learning rate, or 'find' for the LR finder")
-    s.add_argument("--size", type=parse_size, default=(240, 320), help="input size HxW (default 240x320)")
+    s.add_argument(
+        "--size",
+        type=parse_size_auto,
+        default="auto",
+        help="input size HxW, or auto (default): the images' shape, long side at most 320 (Biwi 240x320, 200px faces 208x208)",
+    )
     s.add_argument("--sizes", type=parse_sizes, help="progressive resizing, e.g. 120x160,240x320")
-    s.add_argument("--bs", type=int, default=16)
+    s.add_argument("--bs", type=int, help="batch size (default 16, or one that fills the GPU)")
+    s.add_argument("--no-cache", action="store_true", help="decode every image every epoch (no image cache)")
     s.add_argument("--valid-groups", type=parse_list, help="e.g. 07,08")
     s.add_argument("--valid-pct", type=float, default=0.2)
     s.add_argument("--seed", type=int, default=42)
@@ -63,11 +70,24 @@ def _add_train_options(s: argparse.ArgumentParser) -> None:
     s.add_argument("--ps", type=float, default=0.5, help="head dropout")
     s.add_argument("--schedule", choices=["fine_tune", "one_cycle"])
     s.add_argument("--freeze-epochs", type=int, default=1)
+    s.add_argument(
+        "--lr-ratio",
+        type=float,
+        help="head-to-body learning-rate ratio: the body trains at slice(lr/RATIO, lr) (default: fastai's 100 "
+        "for fine_tune, one lr for one_cycle)",
+    )
+    s.add_argument(
+        "--mixup",
+        type=float,
+        default=0.0,
+        help="mixup alpha for scalar targets (e.g. 0.4; refused for points)",
+    )
     s.add_argument("--no-augment", action="store_true")
     s.add_argument(
         "--json", action="store_true", help="one JSON object per event on stdout, then a summary line"
     )
     s.add_argument("--control-stdin", action="store_true", help="read 'stop-epoch' / 'cancel' lines on stdin")
+    add_image_root(s)
 
 
 def register(subparsers: Any) -> None:
@@ -83,7 +103,7 @@ def register(subparsers: Any) -> None:
     s.set_defaults(func=cmd_train)
 
     s = subparsers.add_parser("predict", help="predict a dataset with a run (original-image pixels)")
-    s.add_argument("run", help="run id of DATASET or path of a run folder")
+    s.add_argument("run", help="run id of DATASET, path of a run folder, or an exported FILE.onnx (no torch)")
     s.add_argument("dataset")
     s.add_argument("--out", help="CSV file (default: standard output)")
     s.add_argument("--tta", action="store_true", help="average with the horizontally flipped image")
@@ -95,21 +115,38 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="spatial runs: also write each item's heatmap as <run>/heatmaps/<item>.png (pooled runs: no-op)",
     )
+    add_image_root(s)
     s.set_defaults(func=cmd_predict)
 
-    s = subparsers.add_parser("rank", help="items ordered by disagreement between model and label")
+    s = subparsers.add_parser(
+        "rank", help="items ordered by doubt about their label (score), or by raw error"
+    )
     s.add_argument("dataset")
     s.add_argument("--run", help="rank by this run's predictions (predicting first when needed)")
     s.add_argument("--folds", type=int, default=5, help="out-of-fold models when no --run (default 5)")
-    s.add_argument("--top", type=int, help="only the K largest errors")
+    s.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="out-of-fold rounds with other seeds and splits, averaged (default 1)",
+    )
+    s.add_argument(
+        "--by",
+        default="score",
+        choices=["score", "error"],
+        help="order by label doubt (default) or raw error",
+    )
+    s.add_argument("--top", type=int, help="only the K most doubtful items")
     s.add_argument("--out", help="CSV file (default: standard output)")
     _add_train_options(s)
     ddp.add_options(s, ranking=True)
     s.set_defaults(func=cmd_rank)
 
 
-def train_config(args: argparse.Namespace, rep: Reporter | None = None) -> Any:
-    """A TrainConfig from parsed options (``rep`` hears a ``note`` when cached weights are missing)."""
+def train_config(args: argparse.Namespace, rep: Reporter | None = None, ds: Any = None) -> Any:
+    """A TrainConfig from parsed options (``rep`` hears a ``note`` when cached weights are missing; ``ds`` sizes
+    ``--size auto``, which the ``prepared`` event reports)."""
+    from engine.data.shape import DEFAULT_SIZE, auto_size
     from engine.learn.train import TrainConfig
 
     pretrained = not args.no_pretrained and not args.weights
@@ -120,13 +157,17 @@ def train_config(args: argparse.Namespace, rep: Reporter | None = None) -> Any:
         if not pretrained and rep is not None:
             rep({"type": "note", "message": f"no cached ImageNet weights for {args.arch}: random weights"})
 
-    return TrainConfig(
+    size = args.size if args.size != "auto" else (auto_size(ds) if ds is not None else DEFAULT_SIZE)
+    cfg = TrainConfig(
         arch=args.arch, head=args.head, spatial_stride=args.stride, scalar_head=args.scalar_head,
-        size=tuple(args.size), ps=args.ps, pretrained=pretrained, weights=args.weights, epochs=args.epochs,
-        lr=args.lr, bs=args.bs, valid_groups=args.valid_groups, valid_pct=args.valid_pct, seed=args.seed,
+        size=tuple(size), ps=args.ps, pretrained=pretrained, weights=args.weights, epochs=args.epochs,
+        lr=args.lr, valid_groups=args.valid_groups, valid_pct=args.valid_pct, seed=args.seed,
         schedule=args.schedule, freeze_epochs=args.freeze_epochs, sizes=args.sizes, device=args.device,
-        augment=not args.no_augment,
+        augment=not args.no_augment, mixup=getattr(args, "mixup", 0.0), lr_ratio=getattr(args, "lr_ratio", None),
     )  # fmt: skip
+    cfg.cache, cfg.auto_bs = not getattr(args, "no_cache", False), args.bs is None
+    cfg.bs = args.bs or cfg.bs
+    return cfg
 
 
 @contextmanager
@@ -156,11 +197,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     if ddp.wanted(args):  # data-parallel: torchrun starts the ranks (engine/cli/ddp.py)
         return ddp.run(args, train_config)
     rep = Reporter(args.json)
-    ds, store = open_with_store(args.dataset)
+    ds, store = open_with_store(args.dataset, args.image_root)
     t0 = time.perf_counter()
     try:
         with engine_errors(rep), stdin_control(args.control_stdin) as token:
-            cfg = train_config(args, rep)
+            cfg = train_config(args, rep, ds)
             try:
                 if getattr(args, "lr_find", False):
                     from engine.learn.train import lr_find
@@ -221,13 +262,17 @@ def prediction_table(ds: Any, labels: dict[str, Any], rows: list[Any]) -> tuple[
 
 def cmd_predict(args: argparse.Namespace) -> int:
     """``imgreg predict RUN DATASET``: predict every item, store the rows, write the CSV."""
+    from engine.runs.onnx_predict import is_onnx
+
+    if is_onnx(args.run):
+        return _predict_onnx(args)
     from engine.learn.dls import effective_labels
     from engine.learn.predict import predict
     from engine.runs.files import resolve_run
     from engine.runs.heatmaps import heatmap_dir
 
     rep = Reporter(args.json)
-    ds, store = open_with_store(args.dataset)
+    ds, store = open_with_store(args.dataset, args.image_root)
     try:
         with engine_errors(rep):
             run_dir = resolve_run(args.run, store.dir)
@@ -263,6 +308,36 @@ def cmd_predict(args: argparse.Namespace) -> int:
         store.close()
 
 
+def _predict_onnx(args: argparse.Namespace) -> int:
+    """``imgreg predict FILE.onnx DATASET``: onnxruntime prediction that never imports torch."""
+    from engine.runs.onnx_predict import OnnxError, predict_onnx
+
+    if args.heatmaps:
+        raise CliError("--heatmaps needs the run folder; an ONNX model gives coordinates and spread only")
+    rep = Reporter(args.json)
+    ds, store = open_with_store(args.dataset, args.image_root)
+    try:
+        try:
+            run_id, rows = predict_onnx(args.run, ds, store, tta=args.tta, on_event=rep, bs=args.bs)
+        except OnnxError as e:
+            if rep.as_json:
+                rep({"type": "failed", "message": str(e)})
+            raise CliError(str(e)) from None
+        header, table = prediction_table(ds, dict(store.effective_labels()), rows)
+        if args.out or not args.json:
+            write_csv(args.out, header, table)
+        errs = [r.error for r in rows if r.error is not None]
+        metrics = (
+            {"mean_error": statistics.fmean(errs), "median_error": statistics.median(errs)} if errs else {}
+        )
+        data = {"run_id": run_id, "run_dir": None, "n": len(rows), "metrics": metrics, "out": args.out}
+        if args.json or args.out:
+            rep.summary(data, f"{len(rows)} predictions from {run_id} stored; {fmt_metrics(metrics)}")
+        return 0
+    finally:
+        store.close()
+
+
 def _spatial_run(run_dir: Path) -> bool:
     """Whether a run folder's model has the spatial (heatmap) head, from its config.json."""
     return read_json(Path(run_dir) / "config.json").get("head") == "spatial"
@@ -275,33 +350,37 @@ def cmd_rank(args: argparse.Namespace) -> int:
     from engine.runs.files import resolve_run
 
     rep = Reporter(args.json)
-    ds, store = open_with_store(args.dataset)
+    ds, store = open_with_store(args.dataset, args.image_root)
     try:
         with engine_errors(rep), stdin_control(args.control_stdin) as token:
             if args.run:
                 run_dir = resolve_run(args.run, store.dir)
                 run_id = run_dir.name
-                rows = rank_run(store, run_id) if run_id in store.prediction_runs() else []
-                if not rows:
-                    rows = rank_rows(predict(run_dir, ds, store, on_event=rep, cancel=token))
+                if run_id not in store.prediction_runs():
+                    predict(run_dir, ds, store, on_event=rep, cancel=token)
+                rows = rank_run(store, run_id, by=args.by)
             else:
                 try:
+                    cfg = train_config(args, rep, ds)
                     res = out_of_fold(
-                        ds, store, train_config(args, rep), args.folds, rep, token, **ddp.fold_options(args)
+                        ds, store, cfg, args.folds, rep, token, repeats=args.repeats, **ddp.fold_options(args)
                     )
                 except Cancelled:
                     raise CliError("cancelled before any fold finished") from None
-                run_id, rows = res.run_id, res.rows
+                run_id, rows = res.run_id, rank_rows(res.rows, args.by)
         rows = [r for r in rows if r.error is not None]
         if args.top:
             rows = rows[: args.top]
-        table = [[i + 1, r.item, num(r.error)] for i, r in enumerate(rows)]
+        table = [[i + 1, r.item, num(r.error), num(r.score)] for i, r in enumerate(rows)]
         if args.out or not args.json:
-            write_csv(args.out, ["rank", "item", "error"], table)
-        top = [{"rank": i + 1, "item": r.item, "error": r.error} for i, r in enumerate(rows[:20])]
-        data = {"run_id": run_id, "n": len(rows), "top": top, "out": args.out}
+            write_csv(args.out, ["rank", "item", "error", "score"], table)
+        top = [
+            {"rank": i + 1, "item": r.item, "error": r.error, "score": r.score}
+            for i, r in enumerate(rows[:20])
+        ]
+        data = {"run_id": run_id, "n": len(rows), "by": args.by, "top": top, "out": args.out}
         if args.json or args.out:
-            rep.summary(data, f"{len(rows)} items ranked by {run_id}")
+            rep.summary(data, f"{len(rows)} items ranked by {args.by} from {run_id}")
         return 0
     finally:
         store.close()

@@ -87,7 +87,11 @@ class Reporter:
         elif t == "fold":
             self._line(f"--- fold {e['fold']}/{e['folds']} ---")
         elif t in PROGRESS_TYPES:
-            what = "predicted" if t == "predict_progress" else "lr_find"
+            what = {
+                "predict_progress": "predicted",
+                "embed_progress": "embedded",
+                "cache_progress": "cached",
+            }.get(t, "lr_find")
             self._progress((t,), what, e["done"], e["total"])
         elif t in ("failed", "cancelled"):
             self._line(f"{t}: {e['message']}")

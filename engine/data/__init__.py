@@ -1,7 +1,8 @@
-"""Dataset formats, detected automatically: ``biwi``, ``points-csv``, ``scalar-csv``, ``utkface``, ``folder``.
+"""Dataset formats, detected automatically: ``biwi``, ``points-csv``, ``scalar-csv``, ``coco``, ``utkface``, ``folder``.
 
 Detection order: a label CSV in the root (or the root itself being one), Biwi person folders (or a single
-person folder), UTKFace-named images, any images. Bad files never stop indexing: they become Problems.
+person folder), a COCO keypoints JSON (or the root itself being a ``.json`` file), UTKFace-named images, any
+images. Bad files never stop indexing: they become Problems.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from pathlib import Path
 
 from engine.core import CancelToken, Dataset, Kind
 from engine.data.biwi import has_frames, index_biwi, is_frame_file
+from engine.data.coco import find_coco, index_coco
 from engine.data.common import (
     Builder,
     DatasetError,
@@ -29,6 +31,7 @@ FORMATS: dict[str, Kind] = {
     "biwi": "point",
     "points-csv": "point",
     "scalar-csv": "scalar",
+    "coco": "point",
     "utkface": "scalar",
     "folder": "point",
 }
@@ -59,9 +62,13 @@ def _detect(root: Path) -> tuple[str, Path | None]:
     if not root.exists():
         raise DatasetError(f"{root}: no such file or folder")
     if root.is_file():
+        if root.suffix.lower() == ".json":
+            return "coco", root
         found = csv_kind(root) if root.suffix.lower() == ".csv" else None
         if not found:
-            raise DatasetError(f"{root}: not a folder or a label CSV (image,x,y or image,value)")
+            raise DatasetError(
+                f"{root}: not a folder, a label CSV (image,x,y or image,value) or a COCO keypoints JSON"
+            )
         return ("points-csv" if found[0] == "points" else "scalar-csv"), root
     try:
         entries = scandir_sorted(root)
@@ -70,6 +77,9 @@ def _detect(root: Path) -> tuple[str, Path | None]:
             return csv_hit[1], csv_hit[0]
         if _biwi_like(root, entries):
             return "biwi", None
+        coco = find_coco(entries)
+        if coco:
+            return "coco", coco
         names = [n for n, _ in walk_images(root, lambda name, reason: None, limit=_SAMPLE)]
     except OSError as e:
         raise DatasetError(f"{root}: cannot read folder ({e.strerror or e})") from None
@@ -84,9 +94,15 @@ def detect(root: str | os.PathLike) -> str:
 
 
 def open_dataset(
-    root: str | os.PathLike, on_batch: OnBatch | None = None, cancel: CancelToken | None = None
+    root: str | os.PathLike,
+    on_batch: OnBatch | None = None,
+    cancel: CancelToken | None = None,
+    image_root: str | os.PathLike | None = None,
 ) -> Dataset:
-    """Detect and index the dataset at ``root``, passing items to ``on_batch`` in chunks as they are parsed."""
+    """Detect and index the dataset at ``root``, passing items to ``on_batch`` in chunks as they are parsed.
+
+    ``image_root``: where a COCO file's image paths start (default: the JSON's folder); other formats ignore it.
+    """
     root = Path(os.path.abspath(root))
     fmt, csv_path = _detect(root)
     if root.is_file():
@@ -94,6 +110,11 @@ def open_dataset(
     b = Builder(root, fmt, FORMATS[fmt], on_batch, cancel)
     if fmt == "biwi":
         index_biwi(root, b)
+    elif fmt == "coco" and csv_path is not None:
+        try:
+            index_coco(root, csv_path, b, Path(image_root) if image_root is not None else None)
+        except ParseError as e:
+            raise DatasetError(f"{csv_path}: {e}") from None
     elif csv_path is not None:
         try:
             index_csv(root, csv_path, b)

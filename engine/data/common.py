@@ -99,6 +99,7 @@ class Builder:
     items: list[Item] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    point_names: list[str] = field(default_factory=list)
     _sent: int = 0
 
     def add(self, item: Item) -> None:
@@ -124,9 +125,9 @@ class Builder:
     def dataset(self) -> Dataset:
         """Flush and return the finished dataset."""
         self.flush()
-        return Dataset(
-            self.root, self.format, self.kind, self.items, self.problems, self.notes, self.n_points
-        )
+        ds = Dataset(self.root, self.format, self.kind, self.items, self.problems, self.notes, self.n_points)
+        ds.point_names = self.point_names
+        return ds
 
 
 def scandir_sorted(folder: Path | str) -> list[os.DirEntry]:

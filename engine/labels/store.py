@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from engine.core import Dataset, Item, Label
+from engine.labels import filekeys, recovery
+from engine.labels.journal import Entry, Journal
 from engine.labels.location import (  # noqa: F401 (re-exported for callers of the store)
     DATA_DIR_ENV,
     DB_NAME,
@@ -65,6 +67,7 @@ CREATE TABLE IF NOT EXISTS predictions (
     pred TEXT NOT NULL,
     error REAL,
     spread REAL,
+    score REAL,
     PRIMARY KEY (run_id, item)
 );
 """
@@ -109,12 +112,14 @@ class Change:
 
 @dataclass(frozen=True)
 class PredictionRow:
-    """A model's prediction for one item in original pixels, with its error and spread when known."""
+    """A model's prediction for one item in original pixels, with its error, spread and label-quality score
+    (``engine.labels.quality``: higher is more likely a wrong label) when known."""
 
     item: str
     pred: Label
     error: float | None = None
     spread: float | None = None
+    score: float | None = None
 
 
 def encode_label(label: Iterable[float] | None) -> str | None:
@@ -146,6 +151,13 @@ def _opt_float(v: float | None) -> float | None:
     return None if v is None else float(v)
 
 
+def _add_score_column(conn: sqlite3.Connection) -> None:
+    """Migration: stores made before label-quality scores get a NULL ``score`` column on their predictions."""
+    cols = [r[1] for r in conn.execute("PRAGMA table_info(predictions)")]
+    if "score" not in cols:
+        conn.execute("ALTER TABLE predictions ADD COLUMN score REAL")
+
+
 def _is_busy(e: sqlite3.OperationalError) -> bool:
     msg = str(e).lower()
     return "locked" in msg or "busy" in msg
@@ -173,7 +185,18 @@ class LabelStore:
         self._listeners: list[Listener] = []
         self._pid = os.getpid()
         self._closed = False
-        self._init_schema()
+        self.journal = Journal(self.dir)  # every edit is also appended here (see engine/labels/journal.py)
+        self.journal_error: str | None = None  # why the last journal append failed, if it did
+        try:
+            with recovery.store_lock(self.dir):
+                # One line saying what was recovered (None when the store was sound): the CLI and app show it.
+                self.recovery_message = recovery.recover_if_needed(self.db_path, self.journal, _SCHEMA)
+                self._init_schema()
+                recovered = self.recovery_message is not None  # a rebuilt store gets a fresh backup at once
+                self._retry(lambda conn: recovery.after_open(conn, self.journal, self.dir, recovered))
+        except (recovery.RecoveryError, OSError, sqlite3.Error) as e:
+            self.close()
+            raise StoreError(f"cannot open label store {self.db_path}: {e}") from e
 
     @classmethod
     def open(
@@ -271,6 +294,7 @@ class LabelStore:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
+            _add_score_column(conn)
             row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
             if row is None:
                 conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
@@ -299,6 +323,8 @@ class LabelStore:
             with contextlib.suppress(sqlite3.Error):
                 conn.close()
         self._local = threading.local()
+        if hasattr(self, "journal"):
+            self.journal.close()
 
     def __enter__(self) -> LabelStore:
         return self
@@ -453,7 +479,7 @@ class LabelStore:
                 "UPDATE labels SET current = ?, source = ?, verified = ?, updated = ? WHERE item = ?",
                 (encode_label(current), source, int(verified), now, name),
             )
-            conn.execute(
+            hid = conn.execute(
                 "INSERT INTO history (item, old, new, old_source, new_source, verified, time, kind) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
@@ -466,12 +492,25 @@ class LabelStore:
                     now,
                     kind,
                 ),
+            ).lastrowid
+            entry = Entry(
+                hid, now, name, kind, old.effective, old.source, current, source, verified, old.original
             )
-            return new
+            return new, entry
 
-        rec = self._write(work)
+        rec, entry = self._write(work)
+        self._journal(entry)
         self._notify([name])
         return rec
+
+    def _journal(self, entry: Entry) -> None:
+        """Append a committed edit to the journal (flushed to disk); a refusing disk is logged, not raised."""
+        try:
+            self.journal.append([entry])
+            self.journal_error = None
+        except OSError as e:
+            self.journal_error = f"the edit of {entry.item} is saved but not journaled: {e}"
+            log.error("label store %s: %s", self.db_path, self.journal_error)
 
     def correct(self, item: ItemRef, label: Iterable[float], source: str = "corrected") -> LabelRecord:
         """Set the item's label (a correction, or with ``source='prediction'`` an accepted prediction)."""
@@ -502,22 +541,29 @@ class LabelStore:
     def put_predictions(self, run_id: str, rows: Iterable[PredictionRow]) -> None:
         """Save a run's predictions (replacing that run's earlier rows for the same items; labels untouched)."""
         data = [
-            (run_id, r.item, encode_label(_check_label(r.pred)), _opt_float(r.error), _opt_float(r.spread))
+            (run_id, r.item, encode_label(_check_label(r.pred)), _opt_float(r.error), _opt_float(r.spread),
+             _opt_float(r.score))
             for r in rows
-        ]
+        ]  # fmt: skip
 
         def work(conn: sqlite3.Connection) -> None:
             conn.execute("INSERT OR IGNORE INTO prediction_runs VALUES (?, ?)", (run_id, time.time()))
-            conn.executemany("INSERT OR REPLACE INTO predictions VALUES (?, ?, ?, ?, ?)", data)
+            conn.executemany(
+                "INSERT OR REPLACE INTO predictions (run_id, item, pred, error, spread, score)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                data,
+            )
+            filekeys.record_file_keys(conn, self.root, run_id, [d[1] for d in data])
 
         self._write(work)
 
     def predictions(self, run_id: str) -> dict[str, PredictionRow]:
         """A run's predictions by item name (empty for an unknown run)."""
         rows = self._read(
-            "SELECT item, pred, error, spread FROM predictions WHERE run_id = ? ORDER BY rowid", (run_id,)
+            "SELECT item, pred, error, spread, score FROM predictions WHERE run_id = ? ORDER BY rowid",
+            (run_id,),
         )
-        return {r[0]: PredictionRow(r[0], decode_label(r[1]), r[2], r[3]) for r in rows}  # type: ignore[arg-type]
+        return {r[0]: PredictionRow(r[0], decode_label(r[1]), r[2], r[3], r[4]) for r in rows}  # type: ignore[arg-type]
 
     def prediction_runs(self) -> list[str]:
         """Run ids that have predictions, oldest first."""
@@ -529,5 +575,10 @@ class LabelStore:
         def work(conn: sqlite3.Connection) -> None:
             conn.execute("DELETE FROM predictions WHERE run_id = ?", (run_id,))
             conn.execute("DELETE FROM prediction_runs WHERE run_id = ?", (run_id,))
+            filekeys.forget_file_keys(conn, run_id)
 
         self._write(work)
+
+    def stale_predictions(self, run_id: str) -> set[str]:
+        """Items of a run whose image changed on disk since it was predicted (show the image as it is now)."""
+        return self._retry(lambda conn: filekeys.stale_items(conn, self.root, run_id))

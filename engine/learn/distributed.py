@@ -10,6 +10,7 @@ import signal
 import sys
 from collections.abc import Iterator
 from datetime import timedelta
+from typing import Any
 
 import numpy as np
 import torch
@@ -17,7 +18,7 @@ import torch.distributed as dist
 from fastai.callback.core import Callback
 from torch.nn.parallel import DistributedDataParallel
 
-from engine.core import CancelToken
+from engine.core import CancelToken, OnEvent, no_event
 
 WORKER_ENV = "IMGREG_DDP_WORKER"  # set by `imgreg train --nproc` for the processes torchrun starts
 FAIL_ENV = "IMGREG_FAIL_RANK"  # fault injection for tests: this rank raises at its first training batch
@@ -98,6 +99,18 @@ def rank0_first() -> Iterator[None]:
     yield
     if first:
         dist.barrier()
+
+
+def warm_cache(
+    samples: list[Any], cfg: Any, on_event: OnEvent = no_event, cancel: CancelToken | None = None
+) -> None:
+    """Build the decoded-image cache of ``samples`` at every stage size once, before several processes read it."""
+    from engine.learn.feed import build_for
+
+    if getattr(cfg, "cache", False) and getattr(cfg, "cache_dir", None):
+        for size in cfg.stage_sizes():
+            if build_for(samples, cfg.cache_dir, tuple(size), on_event, cancel) is None:
+                return
 
 
 def shard(idx: list[int], seed: int = 42) -> list[int]:

@@ -14,9 +14,9 @@ from fastai.vision.core import (
     imagenet_stats,  # noqa: F401  (re-exported for callers that want the tuple)
 )
 from fastai.vision.data import ImageBlock, PointBlock
-from PIL import Image
 
 from engine.core import Dataset, Label
+from engine.data.cache import squish  # noqa: F401  (the one squish resize; re-exported for callers)
 from engine.data.images import ImageError, check_file, image_size, load_image
 
 
@@ -166,12 +166,6 @@ def make_dls(
     return dblock.dataloaders(
         samples, bs=train_bs, val_bs=bs, device=device, num_workers=num_workers, seed=seed
     )
-
-
-def squish(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Resize an RGB image to ``size`` (h, w) ignoring aspect, exactly as training does (PIL bilinear)."""
-    h, w = size
-    return np.asarray(Image.fromarray(img).resize((w, h), Image.BILINEAR))
 
 
 def to_pixels(pred: torch.Tensor | np.ndarray, sizes: np.ndarray) -> np.ndarray:

@@ -15,6 +15,7 @@ import torch
 
 from engine.core import Cancelled, CancelToken, Item, Label, OnEvent, no_event
 from engine.labels.store import PredictionRow
+from engine.learn.distributed import warm_cache
 from engine.learn.dls import Sample
 from engine.learn.train import TrainConfig, TrainingError
 
@@ -75,19 +76,20 @@ def _child(
         torch.set_num_threads(threads)
     token = CancelToken()
     threading.Thread(target=_watch, args=(stop_epoch, stop_now, token), daemon=True).start()
-    samples, cfg, folds = job["samples"], job["cfg"], job["folds"]
+    samples, cfg, total = job["samples"], job["cfg"], job["total"]
     while (task := tasks.get()) is not None:
-        k, train_idx, valid_idx = task
+        k, r, train_idx, valid_idx = task  # k: the job's number (0-based over all repeats), r: its repeat
         if token.requested:
             out.put(("skipped", k, None))
             continue
-        fwd = _Forward(out, k, folds)
+        fwd = _Forward(out, k, total)
         out.put(("start", k, None))
         try:
             if os.environ.get(FAIL_ENV) == str(k + 1):
                 raise RuntimeError(f"injected failure in fold {k + 1} ({FAIL_ENV})")
-            res = fit(samples, train_idx, valid_idx, replace(cfg, device=device), fwd, token,
-                      {"fold": k + 1, "folds": folds})  # fmt: skip
+            # the serial loop's config: repeat r trains with seed + r
+            run_cfg = replace(cfg, seed=cfg.seed + r, device=device)
+            res = fit(samples, train_idx, valid_idx, run_cfg, fwd, token, {"fold": k + 1, "folds": total})
             items = [job["items"][samples[i].name] for i in valid_idx]
             rows = predict_model(res.model, res.cfg, items, job["labels"], bs=job["bs"], cancel=token)
             out.put(("done", k, (rows, res.state.best_metrics, res.state.cancelled)))
@@ -104,7 +106,7 @@ def _child(
 
 def parallel_folds(
     samples: list[Sample],
-    splits: list[list[int]],
+    jobs: list[tuple[int, int, list[int]]],
     cfg: TrainConfig,
     items: dict[str, Item],
     labels: dict[str, Label],
@@ -114,24 +116,26 @@ def parallel_folds(
     devices: list[str] | None = None,
     on_event: OnEvent = no_event,
     cancel: CancelToken | None = None,
-) -> tuple[list[PredictionRow], list[dict[str, Any]], bool]:
-    """Fit and predict the folds ``parallel`` at a time: (rows, per-fold metrics, cancelled), as the serial loop.
+) -> tuple[list[list[PredictionRow]], list[dict[str, Any]], bool]:
+    """Fit and predict ``jobs`` ((repeat, fold, valid indices)) ``parallel`` at a time, as the serial loop does.
 
-    Each fold gets the same samples, indices and config (seed included) as in the serial loop, so the same model
-    and rows. One failing fold stops every process and raises ``TrainingError`` after one ``failed`` event.
+    Returns (rows per repeat, per-fold metrics, cancelled). Each fold gets the same samples, indices and config
+    (seed + repeat) as in the serial loop, so the same model and rows. One failing fold stops every process and
+    raises ``TrainingError`` after one ``failed`` event.
     """
-    devs = fold_devices(cfg.device, min(parallel, len(splits)), devices)
+    devs = fold_devices(cfg.device, min(parallel, len(jobs)), devices)
+    warm_cache(samples, cfg, on_event, cancel)  # once, here: the fold processes then only read it
     threads = max(1, torch.get_num_threads() // len(devs))
     ctx = mp.get_context("spawn")
     tasks, out = ctx.Queue(), ctx.Queue()
     stop_epoch, stop_now = ctx.Event(), ctx.Event()
-    n = len(splits)
-    for k, valid_idx in enumerate(splits):
+    n = len(jobs)
+    for k, (r, _, valid_idx) in enumerate(jobs):
         vset = set(valid_idx)
-        tasks.put((k, [i for i in range(len(samples)) if i not in vset], valid_idx))
+        tasks.put((k, r, [i for i in range(len(samples)) if i not in vset], valid_idx))
     for _ in devs:
         tasks.put(None)
-    job = {"samples": samples, "cfg": cfg, "folds": n, "items": items, "labels": labels, "bs": bs}
+    job = {"samples": samples, "cfg": cfg, "total": n, "items": items, "labels": labels, "bs": bs}
     procs = [
         ctx.Process(
             target=_child, args=(d, threads, tasks, out, stop_epoch, stop_now, job), name=f"imgreg-fold-{i}"
@@ -167,16 +171,18 @@ def parallel_folds(
                 cancelled |= kind != "done" or bool(data[2])
     finally:
         _stop(procs, done=len(results) == n)
-    rows: list[PredictionRow] = []
+    rounds: dict[int, list[PredictionRow]] = {}
     fold_metrics: list[dict[str, Any]] = []
-    for k, valid_idx in enumerate(splits):
+    for k, (r, fold, valid_idx) in enumerate(jobs):
         if results.get(k) is None:
             continue
         fold_rows, best, _ = results[k]
-        rows += fold_rows
+        rounds.setdefault(r, []).extend(fold_rows)
         groups = list(dict.fromkeys(samples[i].group for i in valid_idx)) if by_groups else []
-        fold_metrics.append({"fold": k + 1, "valid_groups": groups, "n_valid": len(valid_idx), **best})
-    return rows, fold_metrics, cancelled
+        fold_metrics.append(
+            {"fold": fold + 1, "repeat": r + 1, "valid_groups": groups, "n_valid": len(valid_idx), **best}
+        )
+    return [rounds[r] for r in sorted(rounds)], fold_metrics, cancelled
 
 
 def _fail(on_event: OnEvent, message: str) -> None:

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.core import CancelToken, Dataset, Item, Label, OnEvent, label_distance, no_event
+from engine.data.cache import ImageCache, cache_dir, open_cache
 from engine.data.images import ImageError, load_image
 from engine.labels.store import PredictionRow
 from engine.learn.arch import ModelConfig
@@ -36,8 +37,12 @@ class Loaded:
     error: str | None = None
 
 
-def _load(item: Item, size: tuple[int, int]) -> Loaded:
-    """Load and squish one item (never raises: unreadable images carry their reason)."""
+def _load(item: Item, size: tuple[int, int], cache: ImageCache | None = None) -> Loaded:
+    """Load and squish one item, from the decoded-image cache when it holds the unchanged file (never raises:
+    unreadable images carry their reason)."""
+    img = cache.get(item.name, item.path) if cache is not None else None
+    if img is not None:
+        return Loaded(item, img, cache.orig_size(item.name))
     try:
         img = load_image(item.path)
     except ImageError as e:
@@ -46,7 +51,9 @@ def _load(item: Item, size: tuple[int, int]) -> Loaded:
     return Loaded(item, squish(img, size), (w, h))
 
 
-def _batches(items: list[Item], size: tuple[int, int], bs: int, workers: int) -> Iterator[list[Loaded]]:
+def _batches(
+    items: list[Item], size: tuple[int, int], bs: int, workers: int, cache: ImageCache | None = None
+) -> Iterator[list[Loaded]]:
     """Loaded batches in order, decoding the next batch in threads while the current one runs."""
     if not items:
         return
@@ -54,7 +61,7 @@ def _batches(items: list[Item], size: tuple[int, int], bs: int, workers: int) ->
         chunks = [items[i : i + bs] for i in range(0, len(items), bs)]
 
         def submit(chunk: list[Item]) -> list[Future]:
-            return [pool.submit(_load, it, size) for it in chunk]
+            return [pool.submit(_load, it, size, cache) for it in chunk]
 
         pending = submit(chunks[0])
         for k in range(len(chunks)):
@@ -117,8 +124,12 @@ def predict_model(
     device: torch.device | str = "cpu",
     workers: int = 2,
     heatmaps_to: Path | None = None,
+    cache: ImageCache | None = None,
 ) -> list[PredictionRow]:
     """Predict ``items`` with an in-memory model; rows in original pixels (unreadable images are left out).
+
+    ``cache``: a decoded-image cache at ``cfg.size`` (``engine.data.cache``); items it holds unchanged are not
+    decoded again.
 
     With ``heatmaps_to`` (a run folder) and a spatial model, each item's heatmap is also written as a PNG at
     ``engine.runs.heatmaps.heatmap_path(heatmaps_to, item)`` from the same forward pass.
@@ -135,7 +146,7 @@ def predict_model(
     on_event({"type": "predict_progress", "done": 0, "total": len(items)})
     amp = device.type == "cuda"
     with torch.inference_mode(), torch.autocast(device.type, enabled=amp):
-        for batch in _batches(items, size, bs, workers):
+        for batch in _batches(items, size, bs, workers, cache):
             if cancel is not None:
                 cancel.raise_if_now()
             ok = [b for b in batch if b.img is not None]
@@ -201,6 +212,7 @@ def predict(
     rows = predict_model(
         run.model, run.cfg, default_items(ds, items), effective_labels(ds, store), tta, on_event, cancel, bs,
         resolve_device(device), heatmaps_to=Path(run_dir) if heatmaps else None,
+        cache=open_cache(cache_dir(store.dir, run.cfg.size), run.cfg.size) if store is not None else None,
     )  # fmt: skip
     if store is not None:
         store.put_predictions(run.run_id, rows)

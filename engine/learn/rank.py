@@ -1,18 +1,20 @@
-"""Ranking items by disagreement: from a run's stored predictions, or out-of-fold with K group-wise models."""
+"""Ranking items by label doubt: from a run's stored predictions, or out-of-fold with K group-wise models (repeated
+R times with other seeds and splits, averaged: an ensemble whose spread the score uses)."""
 
 from __future__ import annotations
 
-import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from engine.core import Cancelled, CancelToken, Dataset, OnEvent, label_distance, no_event
+from engine.core import Cancelled, CancelToken, Dataset, OnEvent, no_event
+from engine.labels.quality import mean_rows, rank_rows, rank_run, score_rows  # noqa: F401 (rank_run re-exported)
 from engine.labels.store import PredictionRow
 from engine.learn.dls import Sample
+from engine.learn.feed import train_cache
 from engine.learn.predict import predict_model
 from engine.learn.train import TrainConfig, TrainingError, fit, prepare
 from engine.runs.files import new_run_id, run_parent, write_json
@@ -20,33 +22,14 @@ from engine.runs.files import new_run_id, run_parent, write_json
 
 @dataclass
 class OofResult:
-    """Out-of-fold predictions: the run id they are stored under, rows sorted largest error first, metrics."""
+    """Out-of-fold predictions: the run id they are stored under, rows sorted by doubt (largest first), metrics."""
 
     run_id: str
     run_dir: Path
     rows: list[PredictionRow]
     metrics: dict[str, float]
     cancelled: bool = False
-
-
-def rank_rows(rows: list[PredictionRow] | Any) -> list[PredictionRow]:
-    """Rows sorted by error, largest first; rows without an error (unlabelled) last, by name."""
-    rows = list(rows)
-    return sorted(
-        rows, key=lambda r: (r.error is None or not math.isfinite(r.error), -(r.error or 0.0), r.item)
-    )
-
-
-def rank_run(store: Any, run_id: str) -> list[PredictionRow]:
-    """A run's stored predictions ranked by disagreement with the current effective labels (largest error first).
-
-    Errors are recomputed, so labels corrected since the prediction rank by their new disagreement.
-    """
-    labels = store.effective_labels()
-    rows = []
-    for r in store.predictions(run_id).values():
-        rows.append(replace(r, error=label_distance(r.pred, labels.get(r.item))))
-    return rank_rows(rows)
+    rounds: list[list[PredictionRow]] = field(default_factory=list)  # each repeat's own rows, unscored
 
 
 def fold_indices(samples: list[Sample], folds: int, seed: int = 42) -> list[list[int]]:
@@ -80,18 +63,23 @@ def out_of_fold(
     on_event: OnEvent = no_event,
     cancel: CancelToken | None = None,
     bs: int = 32,
+    repeats: int = 1,
+    neighbours: dict[str, list[str]] | None = None,
     parallel: int = 1,
     devices: list[str] | None = None,
 ) -> OofResult:
     """Train ``folds`` models, each holding out a share of the groups, so each labelled item is predicted by a model
-    that never saw it; store the rows under ``oof-<stamp>`` and return them sorted largest error first.
+    that never saw it; ``repeats`` rounds with seeds ``seed, seed+1, ...`` (other splits, other inits) are averaged.
+    Store the rows, scored by ``engine.labels.quality``, under ``oof-<stamp>``; return them sorted by doubt.
 
     ``parallel`` > 1 fits that many folds at a time, one process per device (``devices``, else from ``cfg.device``),
     with the serial loop's seeds, hence the same rows."""
     t0 = time.perf_counter()
+    if repeats < 1:
+        raise TrainingError("repeats must be at least 1")
     cfg, samples, skipped = prepare(ds, store, cfg)
     try:
-        splits = fold_indices(samples, folds, cfg.seed)
+        splits = [fold_indices(samples, folds, cfg.seed + r) for r in range(repeats)]
     except ValueError as e:
         raise TrainingError(str(e)) from None
     parent = run_parent(ds.root, store)
@@ -100,38 +88,48 @@ def out_of_fold(
     run_dir = parent / run_id
     labels = {s.name: s.label for s in samples}
     by_groups = len({s.group for s in samples}) >= folds
-    rows: list[PredictionRow] = []
+    rounds: list[list[PredictionRow]] = []
     fold_metrics: list[dict[str, Any]] = []
     cancelled = False
+    total = folds * repeats
+    jobs = [(rep, k, v) for rep in range(repeats) for k, v in enumerate(splits[rep])]
     if parallel > 1:  # one process per device instead of the loop below (engine/learn/parallel.py)
         from engine.learn.parallel import parallel_folds
 
         items = {s.name: ds.item(s.name) for s in samples}
-        rows, fold_metrics, cancelled = parallel_folds(
-            samples, splits, cfg, items, labels, by_groups, bs, parallel, devices, on_event, cancel
+        rounds, fold_metrics, cancelled = parallel_folds(
+            samples, jobs, cfg, items, labels, by_groups, bs, parallel, devices, on_event, cancel
         )
-    for k, valid_idx in enumerate(splits if parallel <= 1 else []):
-        on_event({"type": "fold", "fold": k + 1, "folds": folds})
+        jobs = []
+    for r, k, valid_idx in jobs:
+        if cancelled:
+            break
+        n = r * folds + k + 1  # events count folds over all repeats
+        on_event({"type": "fold", "fold": n, "folds": total})
         vset = set(valid_idx)
         train_idx = [i for i in range(len(samples)) if i not in vset]
         try:
             res = fit(
-                samples, train_idx, valid_idx, replace(cfg), on_event, cancel, {"fold": k + 1, "folds": folds}
-            )
+                samples, train_idx, valid_idx, replace(cfg, seed=cfg.seed + r), on_event, cancel,
+                {"fold": n, "folds": total},
+            )  # fmt: skip
         except Cancelled:
             cancelled = True
             break
         items = [ds.item(samples[i].name) for i in valid_idx]
-        rows += predict_model(res.model, res.cfg, items, labels, bs=bs, cancel=cancel)
+        if k == 0:
+            rounds.append([])
+        rounds[r] += predict_model(
+            res.model, res.cfg, items, labels, bs=bs, cancel=cancel, cache=train_cache(res.cfg)
+        )
         # with fewer groups than folds the folds hold out items, and no group is held out whole
         groups = list(dict.fromkeys(samples[i].group for i in valid_idx)) if by_groups else []
         fold_metrics.append(
-            {"fold": k + 1, "valid_groups": groups, "n_valid": len(valid_idx), **res.state.best_metrics}
-        )
-        if res.state.cancelled:
-            cancelled = True
-            break
-    rows = rank_rows(rows)
+            {"fold": k + 1, "repeat": r + 1, "valid_groups": groups, "n_valid": len(valid_idx),
+             **res.state.best_metrics}
+        )  # fmt: skip
+        cancelled = res.state.cancelled
+    rows = rank_rows(score_rows(mean_rows(rounds), labels, neighbours))
     errs = np.array([r.error for r in rows if r.error is not None], dtype=np.float64)
     metrics = {"mean_error": float(errs.mean()), "median_error": float(np.median(errs))} if len(errs) else {}
     if rows and store is not None:
@@ -142,6 +140,7 @@ def out_of_fold(
         "kind": "oof",
         "dataset": str(ds.root),
         "folds": folds,
+        "repeats": repeats,
         "arch": cfg.arch,
         "n_predicted": len(rows),
         "n_skipped": len(skipped),
@@ -155,8 +154,8 @@ def out_of_fold(
     end = {"run_id": run_id, "run_dir": str(run_dir), "metrics": metrics}
     if cancelled:
         on_event(
-            {"type": "cancelled", "message": f"stopped after {len(fold_metrics)} of {folds} folds", **end}
+            {"type": "cancelled", "message": f"stopped after {len(fold_metrics)} of {total} folds", **end}
         )
     else:
         on_event({"type": "finished", "best_epoch": None, **end})
-    return OofResult(run_id, run_dir, rows, metrics, cancelled)
+    return OofResult(run_id, run_dir, rows, metrics, cancelled, rounds)

@@ -29,6 +29,7 @@ from engine.learn.arch import ModelConfig, build_model
 from engine.learn.callbacks import CancelCheck, EngineCallback, FitState, LRFindProgress, PixelError
 from engine.learn.device import resolve_device
 from engine.learn.dls import Sample, make_dls, scalar_range, split_groups, usable_samples
+from engine.learn.feed import cached_dls, fill_bs, store_cache_dir, tune_step
 from engine.learn.models import save_run
 from engine.runs.files import new_run_id, run_parent
 
@@ -61,6 +62,14 @@ class TrainConfig(ModelConfig):
     num_workers: int | None = None
     max_event_rate: float = 10.0
     spatial_reg: float = 1.0
+    mixup: float = 0.0
+    lr_ratio: float | None = None
+    cache: bool = True
+    """Train from the decoded-image cache (``engine.learn.feed``); False decodes every file every epoch."""
+    cache_dir: str | None = None
+    """The store folder whose ``cache`` holds the caches (``prepare`` fills it in)."""
+    auto_bs: bool = False
+    """On a GPU, replace ``bs`` by one that fills it for the input size (the CLI's default)."""
 
     def stage_sizes(self) -> list[tuple[int, int]]:
         """Image sizes (h, w) of the progressive-resizing stages (just ``size`` without ``sizes``)."""
@@ -121,20 +130,29 @@ def _n_epochs(cfg: TrainConfig) -> int:
 
 
 def _learner(
-    samples: list[Sample], valid_idx: list[int], cfg: TrainConfig, size: tuple[int, int], device: torch.device
+    samples: list[Sample],
+    valid_idx: list[int],
+    cfg: TrainConfig,
+    size: tuple[int, int],
+    device: torch.device,
+    on_event: OnEvent = no_event,
+    cancel: CancelToken | None = None,
 ) -> Learner:
     """A silent fastai Learner (no progress bars, no printing) for ``cfg`` at ``size``."""
-    dls = _dls(samples, valid_idx, cfg, size, device)
     model, splitter = build_model(cfg)
+    dls = _dls(samples, valid_idx, cfg, size, device, on_event, cancel)
     loss = _loss(cfg)
     mets, _ = _metrics(cfg.kind)
     # fastai's LR finder saves a temporary checkpoint under learn.path/models: keep it out of the working folder
     path = Path(tempfile.gettempdir()) / "imgreg-fastai"
     learn = Learner(dls, model, loss_func=loss, opt_func=Adam, splitter=splitter, metrics=mets, path=path)
+    if cfg.mixup:
+        from engine.learn.mixup import mixup_callbacks
+
+        learn.add_cbs(mixup_callbacks(cfg.kind, cfg.mixup))
     learn.remove_cbs(ProgressCallback)
     learn.logger = noop
-    if device.type == "cuda" and cfg.mixed_precision:
-        learn.to_fp16()
+    tune_step(learn, device, cfg.mixed_precision)
     return learn
 
 
@@ -149,8 +167,19 @@ def _loss(cfg: TrainConfig):
     return MSELossFlat()
 
 
-def _dls(samples: list[Sample], valid_idx: list[int], cfg: TrainConfig, size, device: torch.device):
-    """DataLoaders for one stage."""
+def _dls(
+    samples: list[Sample],
+    valid_idx: list[int],
+    cfg: TrainConfig,
+    size,
+    device: torch.device,
+    on_event: OnEvent = no_event,
+    cancel: CancelToken | None = None,
+):
+    """DataLoaders for one stage: from the decoded-image cache when it can be used, else decoding every epoch."""
+    dls = cached_dls(samples, valid_idx, cfg, size, device, on_event, cancel)
+    if dls is not None:
+        return dls
     nw = (
         cfg.num_workers
         if cfg.num_workers is not None
@@ -195,6 +224,12 @@ def prepare(
     head = cfg.head if cfg.head != "auto" else "spatial"
     # The spatial head localises points; a scalar target has nothing to localise.
     cfg = replace(cfg, kind=ds.kind, n_points=ds.n_points, head=head if ds.kind == "point" else "pooled")
+    if cfg.mixup:
+        from engine.learn.mixup import mixup_error
+
+        if err := mixup_error(cfg.kind, cfg.mixup):
+            raise TrainingError(err)
+    cfg.cache_dir = cfg.cache_dir or str(store_cache_dir(ds.root, store))
     if cfg.kind == "point":
         cfg.y_range = (-1.0, 1.0)
     elif cfg.y_range is None:
@@ -219,6 +254,7 @@ def fit(
     t0 = time.perf_counter()
     set_seed(cfg.seed)
     device = resolve_device(cfg.device)
+    cfg = fill_bs(cfg, device)
     cancel, ddp_cbs = distributed.hooks(cancel)  # DDP: rank 0's stop request, shared by every rank
     used = sorted(distributed.shard(train_idx, cfg.seed)) + sorted(valid_idx)  # DDP: this rank's share
     sub = [samples[i] for i in used]
@@ -227,8 +263,12 @@ def fit(
     sizes = cfg.stage_sizes()
     state = FitState(epochs=_n_epochs(cfg))
     _, names = _metrics(cfg.kind)
-    with distributed.rank0_first():  # DDP: caches are built once, by rank 0
-        learn = _learner(sub, v_idx, cfg, sizes[0], device)
+    with distributed.rank0_first():  # DDP: each machine's first rank builds the cache of every rank's items
+        if distributed.active():
+            distributed.warm_cache(
+                [samples[i] for i in sorted(set(train_idx) | set(valid_idx))], cfg, on_event
+            )
+        learn = _learner(sub, v_idx, cfg, sizes[0], device, on_event, cancel)
     learn.add_cbs(ddp_cbs)
     on_cpu = device.type == "cpu"
     on_event(
@@ -258,16 +298,17 @@ def fit(
             lr = _run_lr_find(learn, on_event, cancel)
         for stage, size in enumerate(sizes):
             if stage:
-                learn.dls = _dls(sub, v_idx, cfg, size, device)
+                learn.dls = _dls(sub, v_idx, cfg, size, device, on_event, cancel)
             cb = EngineCallback(
                 state, names, on_event, cancel, cfg.max_event_rate, {"size": f"{size[0]}x{size[1]}"}
             )
             with learn.added_cbs(cb):
                 if schedule == "fine_tune":
-                    learn.fine_tune(cfg.epochs, base_lr=lr, freeze_epochs=cfg.freeze_epochs)
+                    mult = cfg.lr_ratio or 100  # fastai's default: the body trains at lr/100 after unfreezing
+                    learn.fine_tune(cfg.epochs, base_lr=lr, freeze_epochs=cfg.freeze_epochs, lr_mult=mult)
                 else:
                     learn.unfreeze()
-                    learn.fit_one_cycle(cfg.epochs, lr)
+                    learn.fit_one_cycle(cfg.epochs, slice(lr / cfg.lr_ratio, lr) if cfg.lr_ratio else lr)
             if state.failed or state.cancelled:
                 break
     except CancelFitException:
@@ -359,6 +400,7 @@ def train(
     train_conf = {
         "train": {"epochs": cfg.epochs, "lr": res.lr, "bs": cfg.bs, "schedule": summary["schedule"]}
     }
+    train_conf["train"].update(mixup=cfg.mixup, lr_ratio=cfg.lr_ratio)
     save_run(run_dir, res.cfg, res.model.state_dict(), st.history, summary, train_conf)
     info = RunInfo(run_id, run_dir, st.best_metrics, st.best_epoch, st.cancelled, summary, res.model)
     end = {"run_id": run_id, "run_dir": str(run_dir), "metrics": st.best_metrics, "best_epoch": st.best_epoch}
@@ -383,6 +425,7 @@ def lr_find(
     device = resolve_device(cfg.device)
     used = sorted(train_idx) + sorted(valid_idx)
     learn = _learner(
-        [samples[i] for i in used], list(range(len(train_idx), len(used))), cfg, cfg.stage_sizes()[0], device
-    )
+        [samples[i] for i in used], list(range(len(train_idx), len(used))), cfg, cfg.stage_sizes()[0], device,
+        on_event, cancel,
+    )  # fmt: skip
     return _run_lr_find(learn, on_event, cancel)

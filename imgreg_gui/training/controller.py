@@ -1,16 +1,21 @@
-"""Wires the training UI into the main window: docks, menu, and the flow train -> runs -> predict -> review."""
+"""Wires the training UI to the app state: docks, the Training menu, and the flow train -> runs -> predict ->
+review. The panels follow the state themselves; this only adds what crosses panels."""
 
 from __future__ import annotations
 
 import contextlib
 import sqlite3
-from typing import Any
+from collections.abc import Callable
 
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QApplication, QCheckBox, QMenu
+from PySide6.QtWidgets import QApplication, QCheckBox, QDockWidget, QMainWindow, QWidget
 
 from engine.labels.store import StoreError
+from imgreg_gui.actions import Actions, Menus
+from imgreg_gui.canvas import ImageCanvas
+from imgreg_gui.editing import Editor
+from imgreg_gui.state import AppState
 from imgreg_gui.training.heatmap import HeatmapView
 from imgreg_gui.training.options import rank_command
 from imgreg_gui.training.panel import TrainPanel
@@ -19,93 +24,91 @@ from imgreg_gui.training.runs import RunsPanel, read_history
 
 RIGHT = Qt.DockWidgetArea.RightDockWidgetArea
 BOTTOM = Qt.DockWidgetArea.BottomDockWidgetArea
+AddDock = Callable[[QWidget, str, Qt.DockWidgetArea], QDockWidget]
 
 
 class TrainingController(QObject):
-    """Owns the Train, Training curves, Runs and Review docks of one main window and keeps them in step."""
+    """Owns the Train, Training curves, Runs and Review docks of one main window and the Training menu."""
 
-    def __init__(self, window: Any) -> None:
+    def __init__(
+        self,
+        state: AppState,
+        editor: Editor,
+        window: QMainWindow,
+        canvas: ImageCanvas,
+        menus: Menus,
+        acts: Actions,
+        add_dock: AddDock,
+    ) -> None:
         super().__init__(window)
+        self.state = state
         self.window = window
         self.train = TrainPanel()
-        self.runs = RunsPanel()
-        self.review = ReviewPanel(window)
+        self.runs = RunsPanel(state)
+        self.review = ReviewPanel(state, editor)
         self.predict_after = QCheckBox("Predict all items after training")
         self.predict_after.setChecked(True)
         self.predict_after.setToolTip("Store the new run's predictions so the review queue can rank by them")
         self.train.layout().insertWidget(2, self.predict_after)
         self.docks = {
-            "Train": window.add_dock(self.train, "Train", RIGHT),
-            "Training curves": window.add_dock(self.train.live, "Training curves", BOTTOM),
-            "Runs": window.add_dock(self.runs, "Runs", BOTTOM),
-            "Review": window.add_dock(self.review, "Review", RIGHT),
+            "Train": add_dock(self.train, "Train", RIGHT),
+            "Training curves": add_dock(self.train.live, "Training curves", BOTTOM),
+            "Runs": add_dock(self.runs, "Runs", BOTTOM),
+            "Review": add_dock(self.review, "Review", RIGHT),
         }
         self._tabify()
-        self.review.install_shortcuts(window)
-        self.heat = HeatmapView(window)
-        self._menu()
+        self.review.install_shortcuts(window, acts)
+        self.heat = HeatmapView(state, canvas, window, menus, acts)
+        self._menu(menus)
         self.train.run_finished.connect(self._on_run_finished)
-        self.runs.active_run_changed.connect(self._on_runs_selection)
         self.runs.predictions_stored.connect(self._on_predictions_stored)
-        self.review.source_changed.connect(self._on_review_source)
         self.review.make_rank_command = self._rank_command
         self.runs.device_fn = lambda: self.train.options().device
         self.review.child.ended.connect(lambda _res: self.runs.refresh())
-        window.dataset_opened.connect(self.on_dataset_opened)
-        window.current_item_changed.connect(self.review.show_current)
-        window.labels_changed.connect(self.review.update_items)
-        window.labels_changed.connect(self._update_counts)
+        state.dataset_changed.connect(self.on_dataset_opened)
+        state.active_run_changed.connect(self._show_run_history)
+        state.records_changed.connect(self._update_counts)
         window.installEventFilter(self)
         app = QApplication.instance()
         if app is not None:
             app.aboutToQuit.connect(self.shutdown)
-        if getattr(window, "dataset", None) is not None:
+        if state.dataset is not None:
             QTimer.singleShot(0, self.on_dataset_opened)
 
     def _tabify(self) -> None:
         """Curves and runs share the bottom area as tabs; train and review share the right one."""
-        with contextlib.suppress(Exception):
-            d = self.docks
-            self.window.tabifyDockWidget(d["Training curves"], d["Runs"])
-            self.window.tabifyDockWidget(d["Train"], d["Review"])
-            d["Training curves"].raise_()
-            d["Train"].raise_()
-            # First-run sizes; a remembered layout (restoreState) replaces them.
-            self.window.resizeDocks([d["Train"]], [420], Qt.Orientation.Horizontal)
-            self.window.resizeDocks([d["Training curves"]], [300], Qt.Orientation.Vertical)
+        d, w = self.docks, self.window
+        w.tabifyDockWidget(d["Training curves"], d["Runs"])
+        w.tabifyDockWidget(d["Train"], d["Review"])
+        d["Training curves"].raise_()
+        d["Train"].raise_()
+        # First-run sizes; a remembered layout (restoreState) replaces them.
+        w.resizeDocks([d["Train"]], [420], Qt.Orientation.Horizontal)
+        w.resizeDocks([d["Training curves"]], [300], Qt.Orientation.Vertical)
 
-    def _menu(self) -> None:
-        menus = getattr(self.window, "menus", {}) or {}
-        menu = menus.get("Training") or menus.get("&Training")
-        if menu is None:
-            menu = QMenu("&Training", self.window)
-            menu.setToolTipsVisible(True)
-            help_menu = menus.get("Help")
-            if help_menu is not None:
-                self.window.menuBar().insertMenu(help_menu.menuAction(), menu)
-            else:
-                self.window.menuBar().addMenu(menu)
-            with contextlib.suppress(Exception):
-                menus["Training"] = menu
-        self.menu = menu
+    def _menu(self, menus: Menus) -> None:
+        self.menu = menus.add("&Training")
         self.actions: dict[str, QAction] = {}
-        for name, slot, key in (
-            ("Start training", self.train.start, "Ctrl+T"),
-            ("Stop after this epoch", self.train.stop_after_epoch, ""),
-            ("Cancel training", self.train.cancel, ""),
-            ("Find learning rate", self.train.find_lr, ""),
-            (None, None, None),
+        t, rv = self.train, self.review
+        table = (
+            ("Start training", t.start, "Ctrl+T"),
+            ("Stop after this epoch", t.stop_after_epoch, ""),
+            ("Cancel training", t.cancel, ""),
+            ("Find learning rate", t.find_lr, ""),
+            None,
             ("Predict all with the active run", self.runs.predict, "Ctrl+Shift+P"),
-            ("Rank out-of-fold", self.review.rank, ""),
-            (None, None, None),
-            ("Next suspect", self.review.next_suspect, ""),
-            ("Previous suspect", self.review.previous, ""),
-        ):
-            if name is None:
-                menu.addSeparator()
+            ("Rank out-of-fold", rv.rank, ""),
+            None,
+            ("Next suspect", rv.next_suspect, ""),
+            ("Previous suspect", rv.previous, ""),
+        )
+        for row in table:
+            if row is None:
+                self.menu.addSeparator()
                 continue
-            act = menu.addAction(name)
-            act.triggered.connect(lambda _c=False, f=slot: f())
+            name, f, key = row
+            act = self.menu.addAction(name)
+            act.triggered.connect(lambda _c=False, f=f: f())
             if key:
                 act.setShortcut(QKeySequence(key))
             self.actions[name] = act
@@ -115,64 +118,41 @@ class TrainingController(QObject):
 
     # -- flow ----------------------------------------------------------------------------------------------
 
-    def on_dataset_opened(self, *_args: Any) -> None:
-        """A dataset was opened: point every panel at it."""
-        ds, store = getattr(self.window, "dataset", None), getattr(self.window, "store", None)
+    def on_dataset_opened(self, *_args: object) -> None:
+        """A dataset was opened (or closed): point the Train panel at it, show its newest predictions."""
+        ds, store = self.state.dataset, self.state.store
         path = str(ds.root) if ds is not None else None
-        self.train.set_dataset(
-            path, ds.groups if ds is not None else [], ds.kind if ds is not None else "point"
-        )
-        self.runs.set_dataset(path, store)
-        active = getattr(self.window, "active_run", None)
+        self.train.set_dataset(path, ds.groups if ds is not None else [], self.state.kind)
+        active = self.state.active_run
         if active is None and store is not None:
             # Show the newest predictions at once (e.g. reopening a dataset after training).
             runs = store.prediction_runs()
             active = runs[-1] if runs else None
-        self.review.refresh(prefer=active)
         if active is not None:
-            self.set_active_run(active)
+            self.state.set_active_run(active)
         self._update_counts()
 
-    def _update_counts(self, *_args: Any) -> None:
-        store = getattr(self.window, "store", None)
+    def _update_counts(self, *_args: object) -> None:
+        store = self.state.store
         try:
             self.train.set_label_counts(store.counts() if store is not None else None)
         except (StoreError, sqlite3.Error):  # a closed store while the window switches datasets
             self.train.set_label_counts(None)
 
-    def set_active_run(self, run_id: str | None, force: bool = False) -> None:
-        """Make ``run_id`` the window's active run; the runs list and the review queue follow."""
-        if force or getattr(self.window, "active_run", None) != run_id:
-            self.window.set_active_run(run_id)
-        self.heat.update()
-        self.runs.blockSignals(True)
-        if run_id is None or self.runs.run(run_id) is not None:
-            self.runs.select(run_id)
-        else:
-            self.runs.tree.clearSelection()
-        self.runs.blockSignals(False)
-        self.runs._update_buttons()
-        if run_id is not None:
-            self.review.set_source(run_id)
-        rec = self.runs.run(run_id) if run_id else None
+    def _show_run_history(self, run_id: object) -> None:
+        """The active run's training curves, while nothing trains."""
+        rec = self.runs.run(run_id) if isinstance(run_id, str) else None
         if not self.train.busy and rec is not None and rec.has_model:
-            self.train.live.curves.show_history(read_history(rec.run_dir), run_id or "")
+            self.train.live.curves.show_history(read_history(rec.run_dir), rec.run_id)
 
-    def _on_runs_selection(self, run_id: str | None) -> None:
-        self.set_active_run(run_id)
-
-    def _on_review_source(self, run_id: str | None) -> None:
-        if run_id is not None:
-            self.set_active_run(run_id)
-
-    def _rank_command(self, dataset: Any, folds: int) -> list[str]:
+    def _rank_command(self, dataset: object, folds: int) -> list[str]:
         """Out-of-fold ranking trains with the Train panel's options."""
         return rank_command(dataset, self.train.options(), folds, self.train.kind)
 
     def _on_run_finished(self, run_id: str) -> None:
         self.runs.refresh()
         rec = self.runs.run(run_id) if run_id else None
-        store = getattr(self.window, "store", None)
+        store = self.state.store
         if rec is not None and (rec.is_oof or (store is not None and run_id in store.prediction_runs())):
             self._on_predictions_stored(run_id)  # out-of-fold runs store their predictions as they go
         elif rec is not None and self.predict_after.isChecked():
@@ -182,11 +162,7 @@ class TrainingController(QObject):
 
     def _on_predictions_stored(self, run_id: str) -> None:
         self.review.refresh(prefer=run_id)
-        self.set_active_run(run_id, force=True)
-        refresh = getattr(self.window, "refresh_item", None)
-        name = self.window.current_item_name() if hasattr(self.window, "current_item_name") else None
-        if refresh is not None and name:
-            refresh(name)
+        self.state.set_active_run(run_id)
 
     def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt override)
         """Stop child processes when the window closes."""

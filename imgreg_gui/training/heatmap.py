@@ -9,14 +9,17 @@ happen on the GUI thread when the item or the run changes.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from PySide6.QtCore import QObject, Qt
 from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import QWidget
 
 from engine.runs.heatmaps import has_heatmaps, heatmap_path, read_heatmap
 from imgreg_gui import settings
+from imgreg_gui.actions import Actions, Menus, insert_after
+from imgreg_gui.canvas import ImageCanvas
 from imgreg_gui.settings import icon
+from imgreg_gui.state import AppState
 
 SETTING = "view/show_heatmap"
 TIP = "Show the active run's heatmap under the markers: where the model looked, diffuse means unsure"
@@ -29,10 +32,13 @@ NO_MAPS_TIP = (
 class HeatmapView(QObject):
     """Owns the Show heatmap action (H) and pushes the current item's heatmap and spread to the canvas."""
 
-    def __init__(self, window: Any) -> None:
-        super().__init__(window)
-        self.window = window
-        act = QAction("Show &heatmap", window)
+    def __init__(
+        self, state: AppState, canvas: ImageCanvas, host: QWidget, menus: Menus, acts: Actions
+    ) -> None:
+        super().__init__(host)
+        self.state, self.canvas = state, canvas
+        self.persist = True  # remember the toggle (off for scripted screenshots)
+        act = QAction("Show &heatmap", host)
         act.setObjectName("action_show_heatmap")
         act.setCheckable(True)
         act.setShortcut(QKeySequence("H"))
@@ -40,45 +46,31 @@ class HeatmapView(QObject):
         act.setChecked(settings.get_bool(SETTING, False))
         act.setIcon(icon("show-heatmap"))
         act.setStatusTip(TIP)
-        window.addAction(act)
+        host.addAction(act)
         self.action = act
-        self._add_to_view(act)
+        acts.all["show_heatmap"] = act  # listed with the window's actions (F1)
+        view = menus.by_title.get("View")
+        if view is not None:
+            insert_after(view, acts.all.get("show_line"), act)
         act.toggled.connect(self._toggled)
-        window.current_item_changed.connect(self.update)
-        window.image_shown.connect(self.update)
-        window.dataset_opened.connect(self.update)
+        state.current_changed.connect(self.update)
+        state.active_run_changed.connect(self.update)
+        state.dataset_changed.connect(self.update)
+        canvas.image_shown.connect(self.update)
         self.update()
-
-    def _add_to_view(self, act: QAction) -> None:
-        """After Show error line in the View menu and the toolbar; listed with the window's actions (F1)."""
-        acts = getattr(self.window, "acts", None)
-        if acts is not None:
-            acts.all["show_heatmap"] = act
-        line = acts.all.get("show_line") if acts is not None else None
-        menu = (getattr(self.window, "menus", {}) or {}).get("View")
-        for host in (menu, getattr(self.window, "toolbar", None)):
-            if host is None:
-                continue
-            after = host.actions()
-            i = after.index(line) + 1 if line in after else len(after)
-            if i < len(after):
-                host.insertAction(after[i], act)
-            else:
-                host.addAction(act)
 
     def run_dir(self) -> Path | None:
         """The active run's folder (None without a store or an active run)."""
-        store, run = getattr(self.window, "store", None), getattr(self.window, "active_run", None)
+        store, run = self.state.store, self.state.active_run
         return Path(store.dir) / "runs" / run if store is not None and run else None
 
     def _toggled(self, on: bool) -> None:
-        if getattr(self.window, "persist", True):
+        if self.persist:
             settings.set_value(SETTING, on)
         self.update()
 
-    def update(self, *_args: Any) -> None:
+    def update(self, *_args: object) -> None:
         """Re-read the current item's heatmap for the active run (or clear it) and set the action's state."""
-        canvas = self.window.canvas
         run_dir = self.run_dir()
         available = has_heatmaps(run_dir)
         act = self.action
@@ -86,11 +78,10 @@ class HeatmapView(QObject):
         tip = f"{TIP} (H)" if available else f"{NO_MAPS_TIP} (H)"
         act.setToolTip(tip)
         act.setStatusTip(tip[:-4])
-        name = self.window.current_item_name()
-        run = getattr(self.window, "active_run", None)
-        pred = self.window.panel.model.preds.get(name) if name else None
-        spread = getattr(pred, "spread", None)
+        name, run = self.state.current, self.state.active_run
+        pred = self.state.prediction(name)
+        spread = pred.spread if pred is not None else None
         gray = None
         if available and act.isChecked() and name and run_dir is not None:
             gray = read_heatmap(heatmap_path(run_dir, name))
-        canvas.set_heatmap(name, run, gray, spread, act.isChecked() and available)
+        self.canvas.set_heatmap(name, run, gray, spread, act.isChecked() and available)

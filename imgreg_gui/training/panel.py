@@ -21,9 +21,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from engine import events
 from imgreg_gui.training.options import DeviceQuery, OptionsForm, TrainOptions, train_command
 from imgreg_gui.training.plots import LrPlot, TrainingCurves, pick_error_metric
-from imgreg_gui.training.process import ChildProcess, ChildResult, open_error_box
+from imgreg_gui.training.process import ChildProcess, ChildResult, open_error_box, show_progress
 
 CommandMaker = Callable[..., list[str]]
 
@@ -306,12 +307,8 @@ class TrainPanel(QWidget):
             self._fold, self._folds = int(ev.get("fold") or 1), max(1, int(ev.get("folds") or 1))
             self.live.curves.clear("MAE" if self.kind == "scalar" else "px")
             self.live.curves.set_title(f"Out-of-fold model {self._fold} of {self._folds} (live)")
-        elif kind == "lr_find_progress":
-            self.batch_bar.setRange(0, max(1, int(ev.get("total") or 1)))
-            self.batch_bar.setValue(int(ev.get("done") or 0))
-        elif kind == "predict_progress":
-            self.batch_bar.setRange(0, max(1, int(ev.get("total") or 1)))
-            self.batch_bar.setValue(int(ev.get("done") or 0))
+        elif kind in events.PROGRESS_TYPES:  # read now: new kinds need no change here
+            show_progress(self.batch_bar, ev)
         elif kind in ("finished", "cancelled", "failed"):
             self.live.append(f"{kind}: {ev.get('message') or ev.get('run_id') or ''}".rstrip(": "))
         elif kind == "note":
@@ -321,6 +318,7 @@ class TrainPanel(QWidget):
 
     def _on_batch(self, ev: dict) -> None:
         self.live.curves.add_event(ev)
+        self.batch_bar.setFormat("batch %v / %m")
         n = max(1, int(ev.get("n_batches") or self._n_batches or 1))
         ep, b = int(ev.get("epoch", 1)), int(ev.get("batch", 1))
         if self.batch_bar.maximum() != n:

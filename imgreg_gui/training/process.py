@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections import deque
@@ -11,10 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, Qt, QTimer, Signal
-from PySide6.QtWidgets import QMessageBox, QWidget
+from PySide6.QtWidgets import QMessageBox, QProgressBar, QWidget
+
+from engine.events import END_TYPES, parse_event
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-TERMINAL = ("finished", "cancelled", "failed")
+TERMINAL = END_TYPES
 KILL_GRACE_MS = 4000
 STDERR_KEEP = 40
 
@@ -51,6 +52,20 @@ def open_error_box(parent: QWidget, title: str, message: str, details: str = "")
     box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
     box.open()
     return box
+
+
+def progress_label(kind: str) -> str:
+    """How a progress event's kind reads on a bar: ``cache_progress`` -> ``cache``, ``lr_find_progress`` ->
+    ``lr find``."""
+    return kind.removesuffix("_progress").replace("_", " ")
+
+
+def show_progress(bar: QProgressBar, ev: dict) -> None:
+    """Show any ``PROGRESS_TYPES`` event (``done`` of ``total``) on ``bar``, labelled by its kind."""
+    bar.setFormat(f"{progress_label(str(ev.get('type', '')))} %v / %m")
+    bar.setRange(0, max(1, int(ev.get("total") or 1)))
+    bar.setValue(int(ev.get("done") or 0))
+    bar.show()
 
 
 def _child_env(threads: int | None) -> QProcessEnvironment:
@@ -166,13 +181,8 @@ class ChildProcess(QObject):
     def _line(self, text: str) -> None:
         if not text.strip():
             return
-        ev = None
-        if text.lstrip().startswith("{"):
-            try:
-                ev = json.loads(text)
-            except ValueError:
-                ev = None
-        if not isinstance(ev, dict) or "type" not in ev:
+        ev = parse_event(text) if text.lstrip().startswith("{") else None
+        if ev is None:  # not one of the engine's events (engine/events.py): plain output
             self.output.emit(text)
             return
         if ev["type"] in TERMINAL:

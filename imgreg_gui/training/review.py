@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QSignalBlocker, Qt
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -25,6 +25,9 @@ from PySide6.QtWidgets import (
 )
 
 from imgreg_gui import settings
+from imgreg_gui.actions import Actions
+from imgreg_gui.editing import Editor
+from imgreg_gui.state import AppState
 from imgreg_gui.training.options import TrainOptions, rank_command
 from imgreg_gui.training.plots import ErrorHistogram
 from imgreg_gui.training.process import ChildProcess, ChildResult, open_error_box
@@ -42,21 +45,21 @@ from imgreg_gui.training.review_model import (  # noqa: F401  (ReviewRow, disagr
 
 
 class ReviewPanel(QWidget):
-    """Suspect labels first: the queue, its histogram and actions, over the window's store and predictions."""
+    """Suspect labels first: the queue, its histogram and actions, over the app state's store and predictions.
 
-    source_changed = Signal(object)
+    The queue ranks by the active run's predictions (``source``); choosing another run here makes it active.
+    """
 
-    def __init__(self, window: Any, parent: QWidget | None = None) -> None:
+    def __init__(self, state: AppState, editor: Editor, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.window_ = window
-        self.kind = "point"
+        self.state = state
+        self.editor = editor
         self.source: str | None = None
         self.all_rows: list[ReviewRow] = []
         self._by_name: dict[str, int] = {}
         self._last_shown: str | None = None
         self.error_box: QMessageBox | None = None
         self._preds: dict[str, Any] = {}  # the predictions the rows were built from (edits keep them)
-        self._syncing = False
         self.child = ChildProcess(self)
         self.child.ended.connect(self._on_rank_ended)
         self.child.event.connect(self._on_rank_event)
@@ -64,6 +67,15 @@ class ReviewPanel(QWidget):
             dataset, TrainOptions.load(), folds, self.kind
         )
         self._build()
+        state.dataset_changed.connect(lambda: self.refresh())
+        state.active_run_changed.connect(self._follow_active_run)
+        state.current_changed.connect(self.show_current)
+        state.records_changed.connect(self.update_items)
+
+    @property
+    def kind(self) -> str:
+        """``point`` or ``scalar``."""
+        return self.state.kind
 
     def _build(self) -> None:
         lay = QVBoxLayout(self)
@@ -71,7 +83,7 @@ class ReviewPanel(QWidget):
         top = QHBoxLayout()
         self.source_box = QComboBox()
         self.source_box.setToolTip("Whose predictions to rank by: a run's, or out-of-fold predictions")
-        self.source_box.currentIndexChanged.connect(self._on_source_box)
+        self.source_box.activated.connect(self._on_source_box)  # the user's choice only
         self.folds = QSpinBox()
         self.folds.setRange(2, 20)
         self.folds.setValue(5)
@@ -169,7 +181,7 @@ class ReviewPanel(QWidget):
         self._last_shown = None  # a new order: next suspect starts again from its head
         self.rebuild()
 
-    def install_shortcuts(self, host: QWidget) -> None:
+    def install_shortcuts(self, host: QWidget, acts: Actions) -> None:
         """N: next suspect, Shift+N: previous, anywhere in ``host`` (the main window); the window's verify (V) and
         accept (Ctrl+Enter) actions move on to the next suspect too while this panel is shown with "then next"."""
         self.shortcuts = []
@@ -178,15 +190,12 @@ class ReviewPanel(QWidget):
             sc.setContext(Qt.ShortcutContext.WindowShortcut)
             sc.activated.connect(slot)
             self.shortcuts.append(sc)
-        acts = getattr(host, "acts", None)
         for name in ("verify", "accept"):
-            act = getattr(acts, "all", {}).get(name) if acts is not None else None
-            if act is not None:  # connected after the window's own slot, so the edit is done when this runs
-                act.triggered.connect(lambda _c=False, n=name: self._after_window_action(n))
+            # Connected after the window's own slot, so the edit is done when this runs.
+            acts.all[name].triggered.connect(lambda _c=False, n=name: self._after_window_action(n))
 
         def key(name: str, fallback: str) -> str:
-            act = getattr(acts, name, None) if acts is not None and not callable(acts) else None
-            seq = act.shortcut().toString(QKeySequence.SequenceFormat.NativeText) if act is not None else ""
+            seq = acts.all[name].shortcut().toString(QKeySequence.SequenceFormat.NativeText)
             return seq or fallback
 
         self.keys_hint.setText(
@@ -198,24 +207,25 @@ class ReviewPanel(QWidget):
 
     @property
     def store(self) -> Any:
-        """The window's label store (None while no dataset is open)."""
-        return getattr(self.window_, "store", None)
+        """The state's label store (None while no dataset is open)."""
+        return self.state.store
 
     @property
     def dataset(self) -> Any:
-        """The window's dataset."""
-        return getattr(self.window_, "dataset", None)
+        """The state's dataset."""
+        return self.state.dataset
 
     def refresh(self, prefer: str | None = None) -> None:
         """Re-read the runs with predictions, choose ``prefer`` (or keep the source), and rebuild the queue."""
         ds, store = self.dataset, self.store
-        self.kind = getattr(ds, "kind", "point") if ds is not None else "point"
         unit = "px" if self.kind == "point" else "abs"
         self.model.unit = unit
         self.histogram.set_unit(unit)
         runs = list(store.prediction_runs()) if store is not None else []
+        if self.source not in runs:
+            self.source = None
         want = prefer or self.source or (runs[-1] if runs else None)
-        self._syncing = True
+        blocker = QSignalBlocker(self.group_box)  # refilled here: one rebuild at the end
         self.source_box.clear()
         for r in reversed(runs):
             self.source_box.addItem(r, r)
@@ -227,36 +237,36 @@ class ReviewPanel(QWidget):
         self.group_box.addItem(ALL_GROUPS)
         self.group_box.addItems(groups)
         self.group_box.setCurrentText(keep if keep in groups else ALL_GROUPS)
-        self._syncing = False
+        blocker.unblock()
         self.source = self.source_box.currentData()
         self.rank_btn.setEnabled(ds is not None and not self.child.running)
         self.rebuild()
 
-    def set_source(self, run_id: str | None) -> None:
-        """Rank by ``run_id``'s predictions (ignored when it has none)."""
+    def _follow_active_run(self, run_id: object) -> None:
+        """Rank by the new active run's predictions (a run without any leaves the queue as it is)."""
         i = self.source_box.findData(run_id) if run_id else -1
-        if i >= 0 and run_id != self.source:
+        if i < 0 and run_id and self.store is not None and run_id in self.store.prediction_runs():
+            self.refresh(prefer=str(run_id))  # predictions stored since the last refresh
+            return
+        if i >= 0:
             self.source_box.setCurrentIndex(i)
+            self.source = str(run_id)
+            self.rebuild()
 
     def _on_source_box(self, _i: int) -> None:
-        if self._syncing:
-            return
-        self.source = self.source_box.currentData()
-        self.rebuild()
-        self.source_changed.emit(self.source)
+        self.state.set_active_run(self.source_box.currentData())
 
     # -- the queue -------------------------------------------------------------------------------------
 
     def rebuild(self) -> None:
         """Recompute every error against the current labels, sort largest first, apply the filters."""
-        if self._syncing:
-            return
-        ds, store = self.dataset, self.store
+        ds, store, st = self.dataset, self.store, self.state
         rows: list[ReviewRow] = []
         self._preds = {}
         if ds is not None and store is not None and self.source:
-            preds = self._preds = store.predictions(self.source)
-            records = store.records()
+            preds = st.preds if self.source == st.active_run else store.predictions(self.source)
+            self._preds = preds
+            records = st.records
             for it in ds.items:
                 p = preds.get(it.name)
                 if p is None:
@@ -322,7 +332,7 @@ class ReviewPanel(QWidget):
             i = self._by_name.get(name)
             if i is None:
                 continue
-            rec = store.record(name)
+            rec = self.state.records.get(name) or store.record(name)
             r = self.model.rows[i]
             p = self._preds.get(name)  # the rows were built from these: no store query per edit
             err = disagreement(p.pred, rec.effective, self.kind) if p is not None else None
@@ -336,13 +346,11 @@ class ReviewPanel(QWidget):
     # -- navigation and actions -----------------------------------------------------------------------------
 
     def _current(self) -> str | None:
-        fn = getattr(self.window_, "current_item_name", None)
-        return fn() if fn else None
+        return self.state.current
 
-    def show_current(self, name: str | None) -> None:
+    def show_current(self, name: object) -> None:
         """Select the current item's row and mark its error on the histogram."""
-        i = self._by_name.get(name) if name else None
-        self._syncing = True
+        i = self._by_name.get(name) if isinstance(name, str) else None
         if i is None:
             self.table.clearSelection()
             self.histogram.mark_error(None)
@@ -350,13 +358,12 @@ class ReviewPanel(QWidget):
             self.table.selectRow(i)
             self.table.scrollTo(self.model.index(i, 0))
             self.histogram.mark_error(self.model.rows[i].error)
-        self._syncing = False
 
     def go_to(self, i: int) -> None:
         """Show row ``i``'s item in the window."""
         if 0 <= i < len(self.model.rows):
             self._last_shown = self.model.rows[i].name
-            self.window_.go_to_item(self.model.rows[i].name)
+            self.state.set_current(self.model.rows[i].name)
             self.show_current(self.model.rows[i].name)
 
     def next_suspect(self) -> str | None:
@@ -388,7 +395,7 @@ class ReviewPanel(QWidget):
     def accept(self) -> None:
         """Accept the model's prediction for the current item (undoable), then move on."""
         if self._current() in self._by_name:
-            self.window_.accept_prediction()
+            self.editor.accept_prediction()
             self._after_action()
 
     def verify(self) -> None:
@@ -397,7 +404,7 @@ class ReviewPanel(QWidget):
         if name in self._by_name:
             rec = self.store.record(name) if self.store is not None else None
             if rec is None or not rec.verified:  # the window's action toggles; never clear a flag from here
-                self.window_.mark_verified()
+                self.editor.mark_verified()
             self._after_action()
 
     def on_screen(self) -> bool:
@@ -451,7 +458,7 @@ class ReviewPanel(QWidget):
         if res.ok:
             run_id = res.final.get("run_id") or res.summary.get("run_id")
             self.refresh(prefer=run_id)
-            self.source_changed.emit(self.source)
+            self.state.set_active_run(self.source)
             self.status.setText(f"Ranked by {self.source}.")
         elif res.status == "cancelled":
             self.status.setText("Ranking cancelled.")

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QSignalBlocker, Qt, Signal
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
@@ -25,10 +25,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from engine import events
 from engine.labels.store import StoreError
 from engine.runs import files as runfiles
+from imgreg_gui.state import AppState
 from imgreg_gui.training.options import predict_command
-from imgreg_gui.training.process import ChildProcess, ChildResult, open_error_box
+from imgreg_gui.training.process import ChildProcess, ChildResult, open_error_box, show_progress
 
 BASE_COLUMNS = ("Run", "Arch", "Head", "Size", "Epochs", "LR", "Train/valid", "Time", "Preds")
 METRIC_ORDER = ("mean_px", "median_px", "mae", "mean_error", "median_error", "valid_loss", "rmse")
@@ -170,16 +172,15 @@ class _Item(QTreeWidgetItem):
 
 
 class RunsPanel(QWidget):
-    """Runs with their metrics; selecting one makes it the active run; Predict all fills the store."""
+    """The state's runs with their metrics; selecting one makes it the state's active run; Predict all fills the
+    store (``predictions_stored(run_id)`` when done)."""
 
-    active_run_changed = Signal(object)
     predictions_stored = Signal(str)
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, state: AppState, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self.state = state
         self.runs_dir: Path | None = None
-        self.dataset_path: str | None = None
-        self.store: Any = None
         self.runs: list[RunRecord] = []
         self.child = ChildProcess(self)
         self.child.event.connect(self._on_event)
@@ -220,23 +221,44 @@ class RunsPanel(QWidget):
         lay.addWidget(self.progress)
         lay.addWidget(self.status)
         self._update_buttons()
+        state.dataset_changed.connect(self._on_dataset)
+        state.active_run_changed.connect(self._follow_active_run)
 
     # -- data --------------------------------------------------------------------------------------------
 
-    def set_dataset(self, dataset_path: str | None, store: Any) -> None:
-        """Show the runs of this dataset's store (None: nothing open)."""
-        self.dataset_path = dataset_path
-        self.store = store
+    @property
+    def store(self) -> Any:
+        """The state's label store."""
+        return self.state.store
+
+    @property
+    def dataset_path(self) -> str | None:
+        """The open dataset's folder."""
+        return str(self.state.dataset.root) if self.state.dataset is not None else None
+
+    def _on_dataset(self) -> None:
+        """Show the runs of the open dataset's store (none while nothing is open)."""
+        store = self.state.store
         self.runs_dir = runfiles.runs_dir(store.dir) if store is not None else None
         self.refresh()
 
+    def _follow_active_run(self, run_id: object) -> None:
+        """Select the state's active run (nothing when it is not listed)."""
+        blocker = QSignalBlocker(self.tree)  # showing the state is not choosing a run
+        if isinstance(run_id, str) and self.run(run_id) is not None:
+            self.select(run_id)
+        else:
+            self.tree.clearSelection()
+        blocker.unblock()
+        self._update_buttons()
+
     def refresh(self, select: str | None = None) -> None:
         """Re-read the run folders, keeping (or moving to) the selected run."""
-        keep = select or self.selected_run()
+        keep = select or self.selected_run() or self.state.active_run
         self.runs = load_runs(self.runs_dir) if self.runs_dir else []
         with_preds = set(self._prediction_runs())
         metrics = metric_columns(self.runs)
-        self.tree.blockSignals(True)
+        blocker = QSignalBlocker(self.tree)  # refilled here: the selection is restored below
         self.tree.clear()
         self.tree.setColumnCount(len(BASE_COLUMNS) + len(metrics))
         self.tree.setHeaderLabels([*BASE_COLUMNS, *metrics])
@@ -265,7 +287,7 @@ class RunsPanel(QWidget):
         if chosen is not None:
             chosen.setSelected(True)
             self.tree.setCurrentItem(chosen)
-        self.tree.blockSignals(False)
+        blocker.unblock()
         self._update_buttons()
         if select is not None and chosen is not None:
             self._on_selection()
@@ -299,7 +321,9 @@ class RunsPanel(QWidget):
 
     def _on_selection(self) -> None:
         self._update_buttons()
-        self.active_run_changed.emit(self.selected_run())
+        run = self.selected_run()
+        if run != self.state.active_run:
+            self.state.set_active_run(run)
 
     # -- predict all -----------------------------------------------------------------------------------
 
@@ -326,9 +350,8 @@ class RunsPanel(QWidget):
         return cmd
 
     def _on_event(self, ev: dict) -> None:
-        if ev.get("type") == "predict_progress":
-            self.progress.setRange(0, max(1, int(ev.get("total") or 1)))
-            self.progress.setValue(int(ev.get("done") or 0))
+        if ev.get("type") in events.PROGRESS_TYPES:  # read now: new kinds need no change here
+            show_progress(self.progress, ev)
 
     def _on_ended(self, res: ChildResult) -> None:
         run_id, self.predicting = self.predicting, None

@@ -1,0 +1,292 @@
+"""The embedding map: every item as a point of a 2-D projection, coloured by label, error or group.
+
+Plain inputs only: names, (n, 2) coordinates (``ProjectionJob`` computes them off the GUI thread from the vectors
+of ``engine.runs.embeddings``) and per-item values. Hovering shows a thumbnail, a click emits
+``item_clicked(name)``, a box or lasso drag emits ``selection_changed(set)`` (an empty set clears the filter).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QObject, QPoint, QPointF, QRunnable, Qt, QThreadPool, Signal
+from PySide6.QtGui import QImage, QPixmap, QPolygonF
+from PySide6.QtWidgets import QButtonGroup, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+
+from engine.runs.projection import project
+from imgreg_gui.image_loader import ImageLoader
+
+COLOURINGS = ("label", "error", "group")
+HOVER_THUMB = 128
+
+
+def value_brushes(values: list, mode: str) -> list:
+    """One brush per item: a continuous colour map for label/error (grey when unknown), categories for groups."""
+    grey = pg.mkBrush(150, 150, 150, 120)
+    if mode == "group":
+        cats = sorted({str(v) for v in values})
+        palette = [pg.mkBrush(pg.intColor(i, hues=max(len(cats), 1), alpha=200)) for i in range(len(cats))]
+        pos = {c: palette[i] for i, c in enumerate(cats)}
+        return [pos[str(v)] for v in values]
+    known = np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
+    ok = np.isfinite(known)
+    if not ok.any():
+        return [grey] * len(values)
+    lo, hi = np.nanpercentile(known, [2, 98])
+    t = np.clip((known - lo) / max(hi - lo, 1e-12), 0, 1)
+    cmap = pg.colormap.get("viridis")
+    lut = [pg.mkBrush(*c[:3], 210) for c in cmap.getLookupTable(0.0, 1.0, 64, alpha=False)]
+    return [lut[int(v * 63)] if f else grey for v, f in zip(np.nan_to_num(t), ok, strict=True)]
+
+
+class _JobSignals(QObject):
+    done = Signal(object)
+    progress = Signal(int, int)
+    failed = Signal(str)
+
+
+class ProjectionJob(QRunnable):
+    """Projects vectors to 2-D on a thread pool; ``signals.done(np.ndarray)`` or ``signals.failed(reason)``."""
+
+    def __init__(self, vecs: np.ndarray) -> None:
+        super().__init__()
+        self.vecs = vecs
+        self.signals = _JobSignals()
+
+    def run(self) -> None:
+        """Compute the projection (UMAP when installed, else PCA), reporting progress."""
+        try:
+            xy = project(self.vecs, on_event=lambda e: self.signals.progress.emit(e["done"], e["total"]))
+        except Exception as e:  # any failure becomes a message in the dock, never a crash
+            self.signals.failed.emit(f"projection failed: {e}")
+            return
+        self.signals.done.emit(xy)
+
+
+class SelectViewBox(pg.ViewBox):
+    """A ViewBox whose left drag draws a box or lasso (``mode``) instead of panning; ``selected(polygon)``."""
+
+    def __init__(self, owner: EmbeddingMap) -> None:
+        super().__init__()
+        self.owner = owner
+        self.mode = "box"
+        self._pts: list[QPointF] = []
+        self.outline = pg.PlotCurveItem(pen=pg.mkPen((255, 200, 0), width=1.5))
+        self.outline.setZValue(10)
+        self.addItem(self.outline, ignoreBounds=True)
+
+    def mouseDragEvent(self, ev, axis=None) -> None:  # noqa: N802  (Qt override)
+        """Box/lasso selection with the left button; other buttons keep pyqtgraph's pan and zoom."""
+        if self.mode not in ("box", "lasso") or ev.button() != Qt.MouseButton.LeftButton:
+            super().mouseDragEvent(ev, axis)
+            return
+        ev.accept()
+        p = self.mapSceneToView(ev.scenePos())
+        if ev.isStart():
+            self._pts = [self.mapSceneToView(ev.buttonDownScenePos()), p]
+        else:
+            self._pts = [self._pts[0], p] if self.mode == "box" else [*self._pts, p]
+        poly = self.polygon()
+        xs = [q.x() for q in poly] + ([poly[0].x()] if len(poly) else [])
+        ys = [q.y() for q in poly] + ([poly[0].y()] if len(poly) else [])
+        self.outline.setData(xs, ys)
+        if ev.isFinish():
+            self.outline.setData([], [])
+            self.owner.select_polygon(poly)
+
+    def polygon(self) -> QPolygonF:
+        """The current selection outline in data coordinates."""
+        if self.mode == "box" and len(self._pts) >= 2:
+            a, b = self._pts[0], self._pts[-1]
+            return QPolygonF([a, QPointF(b.x(), a.y()), b, QPointF(a.x(), b.y())])
+        return QPolygonF(self._pts)
+
+
+class EmbeddingMap(QWidget):
+    """A pyqtgraph scatter of the items' 2-D projection with hover thumbnails, click and box/lasso selection."""
+
+    item_clicked = Signal(str)
+    selection_changed = Signal(object)
+
+    def __init__(self, loader: ImageLoader | None = None, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.loader = loader or ImageLoader(capacity=32, parent=self)
+        self.loader.ready.connect(self._on_image)
+        self.names: list[str] = []
+        self.paths: dict[str, str] = {}
+        self.values: dict[str, dict[str, object]] = {m: {} for m in COLOURINGS}
+        self.xy = np.zeros((0, 2), np.float32)
+        self.mode = "label"
+        self.selected: set[str] = set()
+        self.pool = QThreadPool(self)
+        self.pool.setMaxThreadCount(1)
+        self._job: ProjectionJob | None = None
+        self._hover: str | None = None
+
+        self.vb = SelectViewBox(self)
+        self.plot = pg.PlotWidget(viewBox=self.vb, background=(30, 30, 30))
+        self.plot.hideAxis("left")
+        self.plot.hideAxis("bottom")
+        self.scatter = pg.ScatterPlotItem(size=6, pen=None, hoverable=True, useCache=True)
+        self.scatter.sigClicked.connect(self._clicked)
+        self.scatter.sigHovered.connect(self._hovered)
+        self.plot.addItem(self.scatter)
+        self.thumb = QLabel(self.plot)
+        self.thumb.setStyleSheet("background: #202020; border: 1px solid #888; color: #ddd; padding: 2px")
+        self.thumb.hide()
+        self.status = QLabel("")
+
+        bar = QHBoxLayout()
+        self.colour_buttons = QButtonGroup(self)
+        for m in COLOURINGS:
+            b = QPushButton(m.capitalize())
+            b.setCheckable(True)
+            b.setChecked(m == self.mode)
+            b.clicked.connect(lambda _=False, m=m: self.set_colouring(m))
+            self.colour_buttons.addButton(b)
+            bar.addWidget(b)
+        bar.addSpacing(12)
+        self.select_buttons = QButtonGroup(self)
+        for m, tip in (("box", "drag a box to filter the item list"), ("lasso", "draw a lasso"),
+                       ("pan", "drag to pan, wheel to zoom")):  # fmt: skip
+            b = QPushButton(m.capitalize())
+            b.setCheckable(True)
+            b.setChecked(m == self.vb.mode)
+            b.setToolTip(tip)
+            b.clicked.connect(lambda _=False, m=m: setattr(self.vb, "mode", m))
+            self.select_buttons.addButton(b)
+            bar.addWidget(b)
+        clear = QPushButton("Clear selection")
+        clear.clicked.connect(self.clear_selection)
+        bar.addWidget(clear)
+        bar.addStretch(1)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(2, 2, 2, 2)
+        lay.addLayout(bar)
+        lay.addWidget(self.plot, 1)
+        lay.addWidget(self.status)
+
+    # --- data -------------------------------------------------------------------------------------------
+    def set_items(
+        self, names: list[str], paths: dict[str, str], labels: dict, errors: dict, groups: dict
+    ) -> None:
+        """The items and what they can be coloured by (scalar label or label length, error, group)."""
+        self.names = list(names)
+        self.paths = dict(paths)
+        self.values = {
+            "label": {n: (v[0] if len(v) == 1 else None) for n, v in labels.items() if v is not None},
+            "error": dict(errors),
+            "group": dict(groups),
+        }
+
+    def compute(self, vecs: np.ndarray) -> None:
+        """Project ``vecs`` (rows in ``names`` order) in the background, then show the points."""
+        self.status.setText(f"projecting {len(vecs)} items ...")
+        job = ProjectionJob(np.asarray(vecs))
+        job.signals.progress.connect(
+            lambda d, t: self.status.setText(f"projecting {len(vecs)} items ({d}/{t})")
+        )
+        job.signals.done.connect(self.set_points)
+        job.signals.failed.connect(self.status.setText)
+        self._job = job
+        self.pool.start(job)
+
+    def set_points(self, xy: np.ndarray) -> None:
+        """Show the items at ``xy`` (n, 2), in ``names`` order."""
+        self.xy = np.asarray(xy, dtype=np.float32)
+        self._redraw()
+        self.vb.autoRange(padding=0.05)
+        self.status.setText(f"{len(self.names)} items; hover for a thumbnail, click to open, drag to select")
+
+    def set_colouring(self, mode: str) -> None:
+        """Colour the points by ``label``, ``error`` or ``group``."""
+        if mode not in COLOURINGS:
+            raise ValueError(f"unknown colouring {mode!r}")
+        self.mode = mode
+        for b in self.colour_buttons.buttons():
+            b.setChecked(b.text().lower() == mode)
+        self._redraw()
+
+    def _redraw(self) -> None:
+        if len(self.xy) != len(self.names):
+            return
+        vals = self.values.get(self.mode, {})
+        brushes = value_brushes([vals.get(n) for n in self.names], self.mode)
+        sel = self.selected
+        sizes = [9 if n in sel else 6 for n in self.names] if sel else 6
+        pens = [pg.mkPen("w") if n in sel else None for n in self.names] if sel else None
+        self.scatter.setData(
+            pos=self.xy, data=np.arange(len(self.names)), brush=brushes, size=sizes, pen=pens
+        )
+
+    # --- interaction ----------------------------------------------------------------------------------
+    def select_polygon(self, poly: QPolygonF) -> None:
+        """Select the items inside ``poly`` (data coordinates) and emit ``selection_changed``."""
+        if len(poly) < 3 or not len(self.xy):
+            return
+        rect = poly.boundingRect()
+        cand = np.nonzero(
+            (self.xy[:, 0] >= rect.left()) & (self.xy[:, 0] <= rect.right())
+            & (self.xy[:, 1] >= rect.top()) & (self.xy[:, 1] <= rect.bottom())
+        )[0]  # fmt: skip
+        rule = Qt.FillRule.OddEvenFill
+        inside = {self.names[i] for i in cand if poly.containsPoint(QPointF(*map(float, self.xy[i])), rule)}
+        self.selected = inside
+        self._redraw()
+        self.status.setText(f"{len(inside)} items selected")
+        self.selection_changed.emit(set(inside))
+
+    def clear_selection(self) -> None:
+        """Drop the selection (the item list shows everything again)."""
+        self.selected = set()
+        self._redraw()
+        self.selection_changed.emit(set())
+
+    def point_pos(self, name: str) -> QPoint:
+        """Where item ``name`` is drawn, in the plot's viewport coordinates (for tests and tours)."""
+        i = self.names.index(name)
+        scene = self.vb.mapViewToScene(QPointF(*map(float, self.xy[i])))
+        return self.plot.mapFromScene(scene)
+
+    def _clicked(self, _item, points, _ev=None) -> None:
+        if len(points):
+            self.item_clicked.emit(self.names[int(points[0].data())])
+
+    def _hovered(self, _item, points, ev=None) -> None:
+        if not len(points):
+            self.thumb.hide()
+            self._hover = None
+            return
+        name = self.names[int(points[0].data())]
+        if name == self._hover:
+            return
+        self._hover = name
+        path = self.paths.get(name)
+        img = self.loader.request(path) if path else None
+        self._show_thumb(name, img)
+
+    def _on_image(self, key: str, img: QImage) -> None:
+        if self._hover is not None and self.loader.key(self.paths.get(self._hover, "")) == key:
+            self._show_thumb(self._hover, img)
+
+    def _show_thumb(self, name: str, img: QImage | None) -> None:
+        if img is not None:
+            pm = QPixmap.fromImage(
+                img.scaled(HOVER_THUMB, HOVER_THUMB, Qt.AspectRatioMode.KeepAspectRatio,
+                           Qt.TransformationMode.SmoothTransformation)
+            )  # fmt: skip
+            self.thumb.setPixmap(pm)
+        else:
+            self.thumb.setText(name)
+        self.thumb.setToolTip(name)
+        self.thumb.adjustSize()
+        pos = self.point_pos(name)  # beside the point (the cursor is on it while hovering)
+        x = min(max(0, pos.x() + 16), max(0, self.plot.width() - self.thumb.width()))
+        y = min(max(0, pos.y() + 16), max(0, self.plot.height() - self.thumb.height()))
+        self.thumb.move(x, y)
+        self.thumb.show()
+        self.thumb.raise_()
+
+    def hover_name(self) -> str | None:
+        """The item whose thumbnail is shown, if any."""
+        return self._hover if self.thumb.isVisible() else None

@@ -1,0 +1,149 @@
+"""Find similar: a strip of thumbnails of an item's nearest neighbours with distance, label and error.
+
+Plain inputs only (``Neighbour`` rows, e.g. from ``engine.runs.embeddings.ExactIndex.neighbours`` or
+``imgreg similar --json``); a click emits ``item_clicked(name)``. Thumbnails decode off the GUI thread through
+``ImageLoader``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtGui import QColor, QIcon, QImage, QPixmap
+from PySide6.QtWidgets import QLabel, QListWidget, QListWidgetItem, QVBoxLayout, QWidget
+
+from imgreg_gui.image_loader import ImageLoader
+
+THUMB = 96
+NAME_ROLE = Qt.ItemDataRole.UserRole
+
+
+@dataclass
+class Neighbour:
+    """One similar item: its name, image path, distance to the query, label and prediction error (if known)."""
+
+    item: str
+    path: str
+    distance: float
+    label: tuple[float, ...] | None = None
+    error: float | None = None
+
+
+def fmt_label(label: tuple[float, ...] | None) -> str:
+    """A label as short text: ``34`` for a scalar, ``(120, 88)`` for one point, ``3 points`` otherwise."""
+    if label is None:
+        return "no label"
+    if len(label) == 1:
+        return f"{label[0]:.4g}"
+    if len(label) == 2:
+        return f"({label[0]:.0f}, {label[1]:.0f})"
+    return f"{len(label) // 2} points"
+
+
+def neighbour_text(n: Neighbour) -> str:
+    """The caption under a thumbnail: distance, label, error."""
+    err = f"\nerror {n.error:.3g}" if n.error is not None else ""
+    return f"d {n.distance:.3f}\n{fmt_label(n.label)}{err}"
+
+
+def neighbours_from_json(
+    obj: dict, paths: dict[str, str], errors: dict[str, float] | None = None
+) -> list[Neighbour]:
+    """``Neighbour`` rows from ``imgreg similar --json``'s object, with image paths and errors by item name."""
+    errors = errors or {}
+    out = []
+    for n in obj.get("neighbours", []):
+        lab = tuple(n["label"]) if n.get("label") is not None else None
+        out.append(
+            Neighbour(n["item"], paths.get(n["item"], ""), float(n["distance"]), lab, errors.get(n["item"]))
+        )
+    return out
+
+
+def _placeholder() -> QPixmap:
+    pm = QPixmap(THUMB, THUMB)
+    pm.fill(QColor(60, 60, 60))
+    return pm
+
+
+class SimilarPanel(QWidget):
+    """Thumbnails of the nearest items, nearest first; clicking one emits ``item_clicked(name)``."""
+
+    item_clicked = Signal(str)
+
+    def __init__(self, loader: ImageLoader | None = None, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.loader = loader or ImageLoader(capacity=64, parent=self)
+        self.loader.ready.connect(self._on_ready)
+        self.loader.failed.connect(self._on_failed)
+        self.title = QLabel("Find similar (F): select an item")
+        self.title.setWordWrap(True)
+        self.list = QListWidget()
+        self.list.setViewMode(QListWidget.ViewMode.IconMode)
+        self.list.setIconSize(QSize(THUMB, THUMB))
+        self.list.setGridSize(QSize(THUMB + 24, THUMB + 60))
+        self.list.setResizeMode(QListWidget.ResizeMode.Adjust)
+        self.list.setMovement(QListWidget.Movement.Static)
+        self.list.setWordWrap(True)
+        self.list.setUniformItemSizes(True)
+        self.list.itemClicked.connect(self._clicked)
+        self.list.itemActivated.connect(self._clicked)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(4, 4, 4, 4)
+        lay.addWidget(self.title)
+        lay.addWidget(self.list, 1)
+        self._rows: dict[str, QListWidgetItem] = {}
+        self.query: str | None = None
+
+    def set_results(self, query: str, rows: list[Neighbour], note: str = "") -> None:
+        """Show ``rows`` (nearest first) as the neighbours of ``query``."""
+        self.query = query
+        self.title.setText(f"Similar to {Path(query).name}" + (f" ({note})" if note else ""))
+        self.title.setToolTip(query)
+        self.list.clear()
+        self._rows.clear()
+        for n in rows:
+            it = QListWidgetItem(QIcon(_placeholder()), neighbour_text(n))
+            it.setData(NAME_ROLE, n.item)
+            it.setToolTip(f"{n.item}\ndistance {n.distance:.4f}\nlabel {fmt_label(n.label)}")
+            self.list.addItem(it)
+            if n.path:
+                self._rows[self.loader.key(n.path)] = it
+                img = self.loader.request(n.path)
+                if img is not None:
+                    self._set_thumb(it, img)
+
+    def set_message(self, text: str) -> None:
+        """Show a message instead of results (computing, no embeddings, errors)."""
+        self.title.setText(text)
+        self.list.clear()
+        self._rows.clear()
+
+    def names(self) -> list[str]:
+        """The neighbours shown, nearest first."""
+        return [self.list.item(i).data(NAME_ROLE) for i in range(self.list.count())]
+
+    def thumbnails_loaded(self) -> bool:
+        """Whether every thumbnail has arrived (or failed)."""
+        return not self._rows
+
+    def _set_thumb(self, it: QListWidgetItem, img: QImage) -> None:
+        thumb = img.scaled(
+            THUMB, THUMB, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation
+        )
+        it.setIcon(QIcon(QPixmap.fromImage(thumb)))
+
+    def _on_ready(self, key: str, img: QImage) -> None:
+        it = self._rows.pop(key, None)
+        if it is not None:
+            self._set_thumb(it, img)
+
+    def _on_failed(self, key: str, reason: str) -> None:
+        it = self._rows.pop(key, None)
+        if it is not None:
+            it.setText(it.text() + f"\n{reason}")
+
+    def _clicked(self, it: QListWidgetItem) -> None:
+        self.item_clicked.emit(it.data(NAME_ROLE))
