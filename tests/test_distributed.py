@@ -90,8 +90,10 @@ def test_two_gloo_processes_train_one_run(tmp_path: Path) -> None:
     res = _imgreg([*args, "--json"], tmp_path)
     assert res.returncode == 0, res.stderr[-2000:]
     events = _events(res.stdout)
-    prepared = events[0]
-    assert prepared["type"] == "prepared" and prepared["world_size"] == 2
+    # the decoded-image cache is built once, by rank 0, before training
+    assert sum(e["type"] == "cache_progress" and e["done"] == 0 for e in events) <= 1
+    prepared = next(e for e in events if e["type"] == "prepared")
+    assert prepared["world_size"] == 2
     # each of the two processes trains on half of the training items
     assert prepared["n_batches"] == (prepared["n_train"] // 2) // 4
     epochs = [e for e in events if e["type"] == "epoch"]
