@@ -7,7 +7,7 @@ one definition, used by the engine that sends them, the CLI reporter, the app an
 from __future__ import annotations
 
 import json
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict
 
 EventType = Literal[
     "prepared",
@@ -49,6 +49,7 @@ class Prepared(TypedDict, total=False):
     n_batches: int
     fold: int
     folds: int
+    world_size: int  # processes of a data-parallel run (``train --nproc``); n_batches is per process
 
 
 class Batch(TypedDict):
@@ -59,6 +60,8 @@ class Batch(TypedDict):
     batch: int
     n_batches: int
     loss: float
+    fold: NotRequired[int]  # folds side by side (``rank --parallel``) tag their progress
+    folds: NotRequired[int]
 
 
 class Epoch(TypedDict):
@@ -70,6 +73,8 @@ class Epoch(TypedDict):
     train_loss: float
     valid_loss: float
     metrics: dict[str, float]
+    fold: NotRequired[int]
+    folds: NotRequired[int]
 
 
 class LrFind(TypedDict):

@@ -28,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``imgreg``: run a subcommand; one-line errors and exit code 2 when the job cannot run."""
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # `train --nproc` hands it to torchrun
     try:
         return int(args.func(args) or 0)
     except CliError as e:

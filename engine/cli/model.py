@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import engine.cli.ddp as ddp
 from engine.cli.common import (
     CliError,
     add_image_root,
@@ -98,6 +99,7 @@ def register(subparsers: Any) -> None:
         "--lr-find", action="store_true", help="only run the LR finder (lr_find event, suggestion)"
     )
     _add_train_options(s)
+    ddp.add_options(s)
     s.set_defaults(func=cmd_train)
 
     s = subparsers.add_parser("predict", help="predict a dataset with a run (original-image pixels)")
@@ -137,6 +139,7 @@ def register(subparsers: Any) -> None:
     s.add_argument("--top", type=int, help="only the K most doubtful items")
     s.add_argument("--out", help="CSV file (default: standard output)")
     _add_train_options(s)
+    ddp.add_options(s, ranking=True)
     s.set_defaults(func=cmd_rank)
 
 
@@ -191,7 +194,8 @@ def engine_errors(rep: Reporter | None = None):
 
 def cmd_train(args: argparse.Namespace) -> int:
     """``imgreg train``: train (or K out-of-fold models), report progress and a summary."""
-
+    if ddp.wanted(args):  # data-parallel: torchrun starts the ranks (engine/cli/ddp.py)
+        return ddp.run(args, train_config)
     rep = Reporter(args.json)
     ds, store = open_with_store(args.dataset, args.image_root)
     t0 = time.perf_counter()
@@ -208,7 +212,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                 if args.folds:
                     from engine.learn.rank import out_of_fold
 
-                    res = out_of_fold(ds, store, cfg, args.folds, rep, token)
+                    res = out_of_fold(ds, store, cfg, args.folds, rep, token, **ddp.fold_options(args))
                     data = {"run_id": res.run_id, "run_dir": str(res.run_dir), "metrics": res.metrics,
                             "cancelled": res.cancelled, "n_predicted": len(res.rows), "folds": args.folds}  # fmt: skip
                 else:
@@ -358,7 +362,9 @@ def cmd_rank(args: argparse.Namespace) -> int:
             else:
                 try:
                     cfg = train_config(args, rep, ds)
-                    res = out_of_fold(ds, store, cfg, args.folds, rep, token, repeats=args.repeats)
+                    res = out_of_fold(
+                        ds, store, cfg, args.folds, rep, token, repeats=args.repeats, **ddp.fold_options(args)
+                    )
                 except Cancelled:
                     raise CliError("cancelled before any fold finished") from None
                 run_id, rows = res.run_id, rank_rows(res.rows, args.by)

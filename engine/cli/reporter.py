@@ -76,8 +76,11 @@ class Reporter:
             )
         elif t == "epoch":
             mets = "  ".join(f"{k} {v:.4g}" for k, v in e["metrics"].items())
+            fold = (
+                f"fold {e['fold']}/{e['folds']}: " if "fold" in e else ""
+            )  # folds side by side (--parallel)
             self._line(
-                f"epoch {e['epoch']}/{e['epochs']}  train {e['train_loss']:.4f}  valid {e['valid_loss']:.4f}  {mets}"
+                f"{fold}epoch {e['epoch']}/{e['epochs']}  train {e['train_loss']:.4f}  valid {e['valid_loss']:.4f}  {mets}"
             )
         elif t == "lr_find":
             self._line(f"lr_find suggests {e['suggestion']:.2e}")

@@ -65,10 +65,15 @@ def out_of_fold(
     bs: int = 32,
     repeats: int = 1,
     neighbours: dict[str, list[str]] | None = None,
+    parallel: int = 1,
+    devices: list[str] | None = None,
 ) -> OofResult:
     """Train ``folds`` models, each holding out a share of the groups, so each labelled item is predicted by a model
     that never saw it; ``repeats`` rounds with seeds ``seed, seed+1, ...`` (other splits, other inits) are averaged.
-    Store the rows, scored by ``engine.labels.quality``, under ``oof-<stamp>``; return them sorted by doubt."""
+    Store the rows, scored by ``engine.labels.quality``, under ``oof-<stamp>``; return them sorted by doubt.
+
+    ``parallel`` > 1 fits that many folds at a time, one process per device (``devices``, else from ``cfg.device``),
+    with the serial loop's seeds, hence the same rows."""
     t0 = time.perf_counter()
     if repeats < 1:
         raise TrainingError("repeats must be at least 1")
@@ -88,6 +93,14 @@ def out_of_fold(
     cancelled = False
     total = folds * repeats
     jobs = [(rep, k, v) for rep in range(repeats) for k, v in enumerate(splits[rep])]
+    if parallel > 1:  # one process per device instead of the loop below (engine/learn/parallel.py)
+        from engine.learn.parallel import parallel_folds
+
+        items = {s.name: ds.item(s.name) for s in samples}
+        rounds, fold_metrics, cancelled = parallel_folds(
+            samples, jobs, cfg, items, labels, by_groups, bs, parallel, devices, on_event, cancel
+        )
+        jobs = []
     for r, k, valid_idx in jobs:
         if cancelled:
             break

@@ -24,6 +24,7 @@ from fastcore.basics import noop
 from torch import nn
 
 from engine.core import Cancelled, CancelToken, Dataset, OnEvent, no_event
+from engine.learn import distributed
 from engine.learn.arch import ModelConfig, build_model
 from engine.learn.callbacks import CancelCheck, EngineCallback, FitState, LRFindProgress, PixelError
 from engine.learn.device import resolve_device
@@ -254,14 +255,21 @@ def fit(
     set_seed(cfg.seed)
     device = resolve_device(cfg.device)
     cfg = fill_bs(cfg, device)
-    used = sorted(train_idx) + sorted(valid_idx)
+    cancel, ddp_cbs = distributed.hooks(cancel)  # DDP: rank 0's stop request, shared by every rank
+    used = sorted(distributed.shard(train_idx, cfg.seed)) + sorted(valid_idx)  # DDP: this rank's share
     sub = [samples[i] for i in used]
-    v_idx = list(range(len(train_idx), len(used)))
+    v_idx = list(range(len(used) - len(valid_idx), len(used)))
     schedule = cfg.resolved_schedule()
     sizes = cfg.stage_sizes()
     state = FitState(epochs=_n_epochs(cfg))
     _, names = _metrics(cfg.kind)
-    learn = _learner(sub, v_idx, cfg, sizes[0], device, on_event, cancel)
+    with distributed.rank0_first():  # DDP: each machine's first rank builds the cache of every rank's items
+        if distributed.active():
+            distributed.warm_cache(
+                [samples[i] for i in sorted(set(train_idx) | set(valid_idx))], cfg, on_event
+            )
+        learn = _learner(sub, v_idx, cfg, sizes[0], device, on_event, cancel)
+    learn.add_cbs(ddp_cbs)
     on_cpu = device.type == "cpu"
     on_event(
         {
@@ -350,8 +358,10 @@ def train(
         cfg,
         on_event,
         cancel,
-        {"n_skipped": len(skipped), "valid_groups": vgroups},
+        {"n_skipped": len(skipped), "valid_groups": vgroups, "world_size": distributed.world_size()},
     )
+    if not distributed.is_main():  # DDP: rank 0 alone writes the run folder and reports the end
+        return RunInfo("", Path(), res.state.best_metrics, res.state.best_epoch, res.state.cancelled)
     parent = Path(out_dir) if out_dir is not None else run_parent(ds.root, store)
     parent.mkdir(parents=True, exist_ok=True)
     run_id = new_run_id(parent)
@@ -378,6 +388,7 @@ def train(
         "epochs": st.epochs,
         "cancelled": st.cancelled,
         "device": str(res.device),
+        "world_size": distributed.world_size(),
         "time_s": res.time_s,
         "lr": res.lr,
         "schedule": cfg.resolved_schedule(),
