@@ -188,6 +188,12 @@ def test_several_gpus_all_gpus_choice_and_parallel_folds(qtbot) -> None:
     folds = args_of(train_command("/d", opts))
     assert "--folds 4 --parallel 2" in folds and "--nproc" not in folds
     assert "--parallel 2" in args_of(rank_command("/d", opts, 5))
+    from engine.cli import build_parser
+
+    parser = build_parser()  # the real CLI accepts them (ddp merged)
+    assert parser.parse_args(train_command("/d", TrainOptions(device="all:2"))[4:]).nproc == 2
+    assert parser.parse_args(train_command("/d", opts)[4:]).parallel == 2
+    assert parser.parse_args(rank_command("/d", opts, 5)[4:]).parallel == 2
     opts.save()  # the choice is remembered and reselected once the GPUs are found again
     again = TrainPanel()
     qtbot.addWidget(again)
