@@ -328,3 +328,22 @@ def test_leak_check_of_a_random_item_split_and_its_cache(tmp_path: Path) -> None
     assert "random split" in leaks.text() or not leaks.pairs
     again = check_leaks(store_dir(ds.root), one, labels, [], cache)
     assert again is not None and again.pairs == leaks.pairs
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAS_TRAIN_CLI or not _cli_has("--parallel"), reason="--parallel not available")
+def test_real_parallel_folds_from_the_window(qtbot, training_window, tmp_path: Path) -> None:
+    """train --folds 2 --parallel 2 on the CPU: both fold processes' progress in the one panel."""
+    win = training_window(make_scalar_groups(tmp_path / "ds", n=6))
+    panel = win.training.train
+    panel.form.set_options(TrainOptions(arch="tiny", epochs=2, lr=1e-3, size="32x32", bs=2, weights="scratch",
+                                        device="cpu", folds=2, parallel=2))  # fmt: skip
+    seen: list[str] = []
+    panel.child.event.connect(lambda ev: ev["type"] == "batch" and seen.append(panel.status.text()))
+    with qtbot.waitSignal(panel.child.ended, timeout=300000):
+        assert panel.start()
+    res = panel.last_result
+    assert res is not None and res.status == "finished", (res.message, res.stderr_tail)
+    assert "--parallel 2" in panel.live.log.toPlainText()
+    assert panel.prog.done == {1, 2} and panel.prog.fraction() == 1.0
+    assert any(t.startswith("Folds 1, 2 of 2") for t in seen), seen[-3:]
