@@ -18,7 +18,7 @@ from engine.data import open_dataset  # noqa: E402
 from engine.labels.location import store_dir  # noqa: E402
 from engine.runs.embeddings import Embeddings, embeddings_path, item_key, save_embeddings  # noqa: E402
 from imgreg_gui.training.leaks import NO_EMBEDDINGS, check_leaks, valid_split  # noqa: E402
-from imgreg_gui.training.options import TrainOptions, rank_command, train_command  # noqa: E402
+from imgreg_gui.training.options import TrainOptions, predict_command, rank_command, train_command  # noqa: E402
 from imgreg_gui.training.panel import TrainPanel  # noqa: E402
 
 HAS_TRAIN_CLI = importlib.util.find_spec("engine.cli.model") is not None
@@ -194,6 +194,7 @@ def test_several_gpus_all_gpus_choice_and_parallel_folds(qtbot) -> None:
     assert parser.parse_args(train_command("/d", TrainOptions(device="all:2"))[4:]).nproc == 2
     assert parser.parse_args(train_command("/d", opts)[4:]).parallel == 2
     assert parser.parse_args(rank_command("/d", opts, 5)[4:]).parallel == 2
+    assert parser.parse_args(predict_command("/r", "/d", "all:2")[4:]).device == "auto"
     opts.save()  # the choice is remembered and reselected once the GPUs are found again
     again = TrainPanel()
     qtbot.addWidget(again)

@@ -163,7 +163,8 @@ def rank_command(dataset: str | Path, opts: TrainOptions, folds: int, kind: str 
 
 def predict_command(run_dir: str | Path, dataset: str | Path, device: str = "auto") -> list[str]:
     """The child command line predicting (and storing) every item of ``dataset`` with a run."""
-    return engine_command("predict", str(run_dir), str(dataset), "--device", device or "auto", "--json")
+    device = "auto" if not device or all_gpus(device) else device  # prediction runs in one process
+    return engine_command("predict", str(run_dir), str(dataset), "--device", device, "--json")
 
 
 SIZE_RE = re.compile(r"^\s*(\d{2,4})\s*(?:[x,]\s*(\d{2,4}))?\s*$")
