@@ -173,8 +173,9 @@ class LeakWatch(QObject):
 
     def _run(self) -> None:
         self._gen += 1
-        if self.store_dir is None:
-            self._show(None)
+        if self.store_dir is None:  # no dataset open: nothing to say
+            self.leaks, self.text = None, ""
+            self.result.emit(None)
             return
         gen, args = self._gen, (self.store_dir, self.items, self.labels, self.groups, self.cache)
         self._spawn(lambda: check_leaks(*args), lambda res: gen == self._gen and self._show(res))
