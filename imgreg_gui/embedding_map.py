@@ -1,4 +1,4 @@
-"""The embedding map: every item as a point of a 2-D projection, coloured by label, error or group.
+"""The embedding map: every item as a point of a 2-D projection, coloured by label, error, score or group.
 
 Plain inputs only: names, (n, 2) coordinates (``ProjectionJob`` computes them off the GUI thread from the vectors
 of ``engine.runs.embeddings``) and per-item values. Hovering shows a thumbnail, a click emits
@@ -16,7 +16,13 @@ from PySide6.QtWidgets import QButtonGroup, QHBoxLayout, QLabel, QPushButton, QV
 from engine.runs.projection import project
 from imgreg_gui.image_loader import ImageLoader
 
-COLOURINGS = ("label", "error", "group")
+COLOURINGS = ("label", "error", "score", "group")
+COLOUR_TIPS = {
+    "label": "Colour by the label (a scalar's value; for points the mean x of the label's points)",
+    "error": "Colour by the active run's error (label vs prediction); grey: no prediction",
+    "score": "Colour by the label-quality score of the active run; grey: no score",
+    "group": "Colour by group (person folder, or parent folder)",
+}
 HOVER_THUMB = 128
 
 
@@ -37,6 +43,13 @@ def value_brushes(values: list, mode: str) -> list:
     cmap = pg.colormap.get("viridis")
     lut = [pg.mkBrush(*c[:3], 210) for c in cmap.getLookupTable(0.0, 1.0, 64, alpha=False)]
     return [lut[int(v * 63)] if f else grey for v, f in zip(np.nan_to_num(t), ok, strict=True)]
+
+
+def label_value(label) -> float | None:
+    """What the label colouring shows: a scalar's value, or the mean x of a point label's points."""
+    if label is None or not len(label):
+        return None
+    return float(label[0]) if len(label) == 1 else float(np.mean(label[0::2]))
 
 
 class _JobSignals(QObject):
@@ -142,6 +155,7 @@ class EmbeddingMap(QWidget):
             b = QPushButton(m.capitalize())
             b.setCheckable(True)
             b.setChecked(m == self.mode)
+            b.setToolTip(COLOUR_TIPS[m])
             b.clicked.connect(lambda _=False, m=m: self.set_colouring(m))
             self.colour_buttons.addButton(b)
             bar.addWidget(b)
@@ -168,16 +182,32 @@ class EmbeddingMap(QWidget):
 
     # --- data -------------------------------------------------------------------------------------------
     def set_items(
-        self, names: list[str], paths: dict[str, str], labels: dict, errors: dict, groups: dict
+        self,
+        names: list[str],
+        paths: dict[str, str],
+        labels: dict,
+        errors: dict,
+        groups: dict,
+        scores: dict | None = None,
     ) -> None:
-        """The items and what they can be coloured by (scalar label or label length, error, group)."""
+        """The items and what they can be coloured by (label, error, score, group)."""
         self.names = list(names)
         self.paths = dict(paths)
+        self.set_values(labels, errors, groups, scores)
+
+    def set_values(self, labels: dict, errors: dict, groups: dict, scores: dict | None = None) -> None:
+        """New colouring values (labels edited, another run active); the points stay where they are."""
         self.values = {
-            "label": {n: (v[0] if len(v) == 1 else None) for n, v in labels.items() if v is not None},
+            "label": {n: label_value(v) for n, v in labels.items() if v is not None},
             "error": dict(errors),
+            "score": dict(scores or {}),
             "group": dict(groups),
         }
+        self._redraw()
+
+    def set_message(self, text: str) -> None:
+        """A line under the map (progress, errors)."""
+        self.status.setText(text)
 
     def compute(self, vecs: np.ndarray) -> None:
         """Project ``vecs`` (rows in ``names`` order) in the background, then show the points."""
@@ -186,8 +216,8 @@ class EmbeddingMap(QWidget):
         job.signals.progress.connect(
             lambda d, t: self.status.setText(f"projecting {len(vecs)} items ({d}/{t})")
         )
-        job.signals.done.connect(self.set_points)
-        job.signals.failed.connect(self.status.setText)
+        job.signals.done.connect(lambda xy, j=job: self.set_points(xy) if j is self._job else None)
+        job.signals.failed.connect(lambda msg, j=job: self.status.setText(msg) if j is self._job else None)
         self._job = job
         self.pool.start(job)
 
@@ -199,7 +229,7 @@ class EmbeddingMap(QWidget):
         self.status.setText(f"{len(self.names)} items; hover for a thumbnail, click to open, drag to select")
 
     def set_colouring(self, mode: str) -> None:
-        """Colour the points by ``label``, ``error`` or ``group``."""
+        """Colour the points by ``label``, ``error``, ``score`` or ``group``."""
         if mode not in COLOURINGS:
             raise ValueError(f"unknown colouring {mode!r}")
         self.mode = mode
