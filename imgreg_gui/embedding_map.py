@@ -7,6 +7,8 @@ of ``engine.runs.embeddings``) and per-item values. Hovering shows a thumbnail, 
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QObject, QPoint, QPointF, QRunnable, Qt, QThreadPool, Signal
@@ -71,9 +73,11 @@ class ProjectionJob(QRunnable):
         try:
             xy = project(self.vecs, on_event=lambda e: self.signals.progress.emit(e["done"], e["total"]))
         except Exception as e:  # any failure becomes a message in the dock, never a crash
-            self.signals.failed.emit(f"projection failed: {e}")
+            with contextlib.suppress(RuntimeError):  # the map was closed meanwhile
+                self.signals.failed.emit(f"projection failed: {e}")
             return
-        self.signals.done.emit(xy)
+        with contextlib.suppress(RuntimeError):
+            self.signals.done.emit(xy)
 
 
 class SelectViewBox(pg.ViewBox):
@@ -213,13 +217,27 @@ class EmbeddingMap(QWidget):
         """Project ``vecs`` (rows in ``names`` order) in the background, then show the points."""
         self.status.setText(f"projecting {len(vecs)} items ...")
         job = ProjectionJob(np.asarray(vecs))
-        job.signals.progress.connect(
-            lambda d, t: self.status.setText(f"projecting {len(vecs)} items ({d}/{t})")
-        )
-        job.signals.done.connect(lambda xy, j=job: self.set_points(xy) if j is self._job else None)
-        job.signals.failed.connect(lambda msg, j=job: self.status.setText(msg) if j is self._job else None)
+        # Bound methods, not lambdas: Qt drops the connections when the map is deleted before the job ends.
+        job.signals.progress.connect(self._on_job_progress)
+        job.signals.done.connect(self._on_job_done)
+        job.signals.failed.connect(self._on_job_failed)
         self._job = job
         self.pool.start(job)
+
+    def _current_job(self) -> bool:
+        return self._job is not None and self.sender() is self._job.signals
+
+    def _on_job_progress(self, done: int, total: int) -> None:
+        if self._current_job():
+            self.status.setText(f"projecting {len(self.names)} items ({done}/{total})")
+
+    def _on_job_done(self, xy: np.ndarray) -> None:
+        if self._current_job():
+            self.set_points(xy)
+
+    def _on_job_failed(self, msg: str) -> None:
+        if self._current_job():
+            self.status.setText(msg)
 
     def set_points(self, xy: np.ndarray) -> None:
         """Show the items at ``xy`` (n, 2), in ``names`` order."""
