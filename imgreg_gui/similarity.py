@@ -14,24 +14,11 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 
-from engine.runs.embeddings import EMBED_DIR, Embeddings, ExactIndex, embeddings_path, load_embeddings
+from engine.runs.embeddings import Embeddings, ExactIndex, embeddings_path, load_embeddings
 from engine.runs.files import is_run, runs_dir
+from engine.runs.neighbours import pick_source
 from imgreg_gui.state import AppState
 from imgreg_gui.training.process import ChildProcess, ChildResult, engine_command
-
-BACKBONE_PREFIXES = ("imagenet-", "random-")
-
-
-def pick_source(store_dir: Path | str, run_id: str | None) -> str | None:
-    """The stored source to use: the active run's embeddings, else the ImageNet (or fallback) backbone's."""
-    if run_id and embeddings_path(store_dir, run_id).is_file():
-        return run_id
-    folder = Path(store_dir) / EMBED_DIR
-    for prefix in BACKBONE_PREFIXES:
-        files = sorted(folder.glob(f"{prefix}*.npz")) if folder.is_dir() else []
-        if files:
-            return files[0].stem
-    return None
 
 
 def embed_command(root: Path | str, source: str | None, store_dir: Path | str) -> list[str]:
