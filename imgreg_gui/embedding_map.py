@@ -26,6 +26,7 @@ COLOUR_TIPS = {
     "group": "Colour by group (person folder, or parent folder)",
 }
 HOVER_THUMB = 128
+LUT_SIZE = 64
 
 
 def value_brushes(values: list, mode: str) -> list:
@@ -41,10 +42,34 @@ def value_brushes(values: list, mode: str) -> list:
     if not ok.any():
         return [grey] * len(values)
     lo, hi = np.nanpercentile(known, [2, 98])
-    t = np.clip((known - lo) / max(hi - lo, 1e-12), 0, 1)
+    t = np.clip((np.nan_to_num(known) - lo) / max(hi - lo, 1e-12), 0, 1)
+    lut = np.empty(LUT_SIZE + 1, dtype=object)  # shared brushes, picked with one numpy lookup
+    lut[:LUT_SIZE] = _lut()
+    lut[LUT_SIZE] = grey
+    return list(lut[np.where(ok, (t * (LUT_SIZE - 1)).astype(int), LUT_SIZE)])
+
+
+def _lut() -> list:
     cmap = pg.colormap.get("viridis")
-    lut = [pg.mkBrush(*c[:3], 210) for c in cmap.getLookupTable(0.0, 1.0, 64, alpha=False)]
-    return [lut[int(v * 63)] if f else grey for v, f in zip(np.nan_to_num(t), ok, strict=True)]
+    return [pg.mkBrush(*c[:3], 210) for c in cmap.getLookupTable(0.0, 1.0, LUT_SIZE, alpha=False)]
+
+
+def inside_polygon(xy: np.ndarray, poly: QPolygonF) -> np.ndarray:
+    """Which rows of ``xy`` (n, 2) lie inside ``poly`` (even-odd rule), vectorised over the points."""
+    pts = np.array([(p.x(), p.y()) for p in poly], dtype=np.float64)
+    x, y = xy[:, 0].astype(np.float64), xy[:, 1].astype(np.float64)
+    lo, hi = pts.min(0), pts.max(0)
+    cand = np.nonzero((x >= lo[0]) & (x <= hi[0]) & (y >= lo[1]) & (y <= hi[1]))[0]
+    inside = np.zeros(len(xy), dtype=bool)
+    cx, cy = x[cand], y[cand]
+    hit = np.zeros(len(cand), dtype=bool)
+    for (x1, y1), (x2, y2) in zip(pts, np.roll(pts, -1, 0), strict=True):
+        crosses = (y1 > cy) != (y2 > cy)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            xcross = x1 + (cy - y1) * (x2 - x1) / (y2 - y1)
+        hit ^= crosses & (cx < xcross)
+    inside[cand] = hit
+    return inside
 
 
 def label_value(label) -> float | None:
@@ -148,6 +173,10 @@ class EmbeddingMap(QWidget):
         self.scatter.sigClicked.connect(self._clicked)
         self.scatter.sigHovered.connect(self._hovered)
         self.plot.addItem(self.scatter)
+        # The selection is a second, outline-only layer: selecting never re-styles every point.
+        self.sel_scatter = pg.ScatterPlotItem(size=9, pen=pg.mkPen("w"), brush=None, useCache=True)
+        self.sel_scatter.setZValue(5)
+        self.plot.addItem(self.sel_scatter)
         self.thumb = QLabel(self.plot)
         self.thumb.setStyleSheet("background: #202020; border: 1px solid #888; color: #ddd; padding: 2px")
         self.thumb.hide()
@@ -260,34 +289,28 @@ class EmbeddingMap(QWidget):
             return
         vals = self.values.get(self.mode, {})
         brushes = value_brushes([vals.get(n) for n in self.names], self.mode)
-        sel = self.selected
-        sizes = [9 if n in sel else 6 for n in self.names] if sel else 6
-        pens = [pg.mkPen("w") if n in sel else None for n in self.names] if sel else None
-        self.scatter.setData(
-            pos=self.xy, data=np.arange(len(self.names)), brush=brushes, size=sizes, pen=pens
-        )
+        self.scatter.setData(pos=self.xy, data=np.arange(len(self.names)), brush=brushes, size=6, pen=None)
+        self._draw_selection()
+
+    def _draw_selection(self) -> None:
+        rows = [i for i, n in enumerate(self.names) if n in self.selected] if self.selected else []
+        self.sel_scatter.setData(pos=self.xy[rows] if rows else np.zeros((0, 2), np.float32))
 
     # --- interaction ----------------------------------------------------------------------------------
     def select_polygon(self, poly: QPolygonF) -> None:
         """Select the items inside ``poly`` (data coordinates) and emit ``selection_changed``."""
         if len(poly) < 3 or not len(self.xy):
             return
-        rect = poly.boundingRect()
-        cand = np.nonzero(
-            (self.xy[:, 0] >= rect.left()) & (self.xy[:, 0] <= rect.right())
-            & (self.xy[:, 1] >= rect.top()) & (self.xy[:, 1] <= rect.bottom())
-        )[0]  # fmt: skip
-        rule = Qt.FillRule.OddEvenFill
-        inside = {self.names[i] for i in cand if poly.containsPoint(QPointF(*map(float, self.xy[i])), rule)}
+        inside = {self.names[i] for i in np.nonzero(inside_polygon(self.xy, poly))[0]}
         self.selected = inside
-        self._redraw()
+        self._draw_selection()
         self.status.setText(f"{len(inside)} items selected")
         self.selection_changed.emit(set(inside))
 
     def clear_selection(self) -> None:
         """Drop the selection (the item list shows everything again)."""
         self.selected = set()
-        self._redraw()
+        self._draw_selection()
         self.selection_changed.emit(set())
 
     def point_pos(self, name: str) -> QPoint:
