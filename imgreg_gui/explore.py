@@ -236,6 +236,12 @@ class ExploreController(QObject):
         self.acts.embedding_map.setEnabled(st.is_open)
         self.acts.sort_score.setEnabled(any(p.score is not None for p in st.preds.values()))
 
+    def idle(self) -> bool:
+        """Whether nothing is pending: no embeddings read or computed, map projected, thumbnails loaded."""
+        projecting = bool(self.map.names) and len(self.map.xy) != len(self.map.names)
+        waiting = self._query is not None or self._want_map or self.source.busy or projecting
+        return not waiting and self.similar.thumbnails_loaded()
+
     def sort_by_score(self) -> None:
         """Sort the item list by label-quality score, largest doubt first."""
         self.sort_by_column(COL_SCORE, Qt.SortOrder.DescendingOrder)
