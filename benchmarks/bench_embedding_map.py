@@ -42,7 +42,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=15000)
     ap.add_argument("--reps", type=int, default=7)
     args = ap.parse_args()
-    app = QApplication.instance() or QApplication([])
+    app = QApplication.instance() or QApplication([])  # noqa: F841  (kept alive for the widgets)
     rng = np.random.default_rng(0)
     n = args.n
     vecs = (rng.normal(size=(60, 512))[rng.integers(0, 60, n)] + 0.3 * rng.normal(size=(n, 512))).astype(np.float16)

@@ -72,7 +72,7 @@ def is_loaded(win) -> bool:
         return win.canvas.problem is not None and win.canvas.problem[0].startswith("Cannot")
     name = win.current_item_name()
     explore = getattr(win, "explore", None)
-    if explore is not None and not explore.idle():
+    if explore is not None and explore.wait_in_screenshots and not explore.idle():
         return False
     return name is None or (win.canvas.name == name and not win.canvas.pending)
 
@@ -130,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         dataset = str(ensure_demo())
     win.show()
     if args.explore:
+        win.explore.wait_in_screenshots = True
         win.dataset_opened.connect(lambda: (win.explore.show_map(), win.explore.find_similar()))
     if dataset:
         win.open_dataset(dataset, item=args.item)

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import numpy as np
 from PySide6.QtCore import QObject, Qt
-from PySide6.QtWidgets import QDockWidget, QMainWindow, QWidget
+from PySide6.QtWidgets import QDockWidget, QHeaderView, QMainWindow, QTreeView, QWidget
 
 from imgreg_gui.actions import Actions
 from imgreg_gui.embedding_map import EmbeddingMap
@@ -34,7 +34,7 @@ class ExploreController(QObject):
         window: QMainWindow,
         acts: Actions,
         add_dock: AddDock,
-        sort_by_column: Callable[[int, Qt.SortOrder], None],
+        item_view: QTreeView,
         neighbours: dict[str, QDockWidget] | None = None,
     ) -> None:
         super().__init__(window)
@@ -58,7 +58,9 @@ class ExploreController(QObject):
         self._want_map = False
         self._map_of: Loaded | None = None  # the embeddings the map shows
         self._filter_from_similar = False
-        self.sort_by_column = sort_by_column
+        self.wait_in_screenshots = False  # app --explore: the screenshot waits for idle()
+        self.item_view = item_view
+        item_view.model().modelReset.connect(self._fit_score_column)
 
         acts.similar.triggered.connect(lambda: self.find_similar())
         acts.embedding_map.triggered.connect(lambda: self.show_map())
@@ -140,13 +142,15 @@ class ExploreController(QObject):
         dock = self.docks["Embedding map"]
         dock.show()
         dock.raise_()
-        self._ensure_map()
+        self._ensure_map(compute=True)
 
     def _on_map_visible(self, on: bool) -> None:
         if on:
             self._ensure_map()
 
-    def _ensure_map(self) -> None:
+    def _ensure_map(self, compute: bool = False) -> None:
+        """Show the stored embeddings on the map; ``compute``: run ``imgreg embed`` when none are stored (only on
+        the user's request, never because the dock became visible)."""
         if not self.state.is_open:
             return
         loaded = self.source.loaded
@@ -154,7 +158,7 @@ class ExploreController(QObject):
             return
         self._want_map = True
         self.map.set_message("Reading embeddings...")
-        self.source.want()
+        self.source.want(compute=compute)
 
     def _show_map(self, loaded: Loaded) -> None:
         self._want_map = False
@@ -206,6 +210,8 @@ class ExploreController(QObject):
         self.map.set_message(text)
 
     def _on_failed(self, text: str) -> None:
+        if not self._want_map and self._query is None:
+            return
         self.similar.set_progress(None)
         if self._query is not None:
             self.similar.set_message(text)
@@ -244,7 +250,13 @@ class ExploreController(QObject):
 
     def sort_by_score(self) -> None:
         """Sort the item list by label-quality score, largest doubt first."""
-        self.sort_by_column(COL_SCORE, Qt.SortOrder.DescendingOrder)
+        self.item_view.sortByColumn(COL_SCORE, Qt.SortOrder.DescendingOrder)
+
+    def _fit_score_column(self) -> None:
+        """The Score column (there while the active run has scores) takes only the room its numbers need."""
+        if self.item_view.model().columnCount() > COL_SCORE:
+            mode = QHeaderView.ResizeMode.ResizeToContents
+            self.item_view.header().setSectionResizeMode(COL_SCORE, mode)
 
     def shutdown(self) -> None:
         """Stop an embedding child (the window is closing)."""

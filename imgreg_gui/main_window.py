@@ -119,7 +119,7 @@ class MainWindow(QMainWindow):
         )
         insert_after(self.toolbar, self.acts.show_line, self.training.heat.action)
         self.explore = ExploreController(
-            self.state, self, self.acts, self.add_dock, self.panel.view.sortByColumn, self.docks.by_title
+            self.state, self, self.acts, self.add_dock, self.panel.view, self.docks.by_title
         )
         self.docks.restore(self._toggles())
         self._update_actions()

@@ -113,12 +113,15 @@ class EmbeddingSource(QObject):
         if self.loaded is not None and self.source() != self.loaded.source:
             self.forget()
 
-    def want(self, names: Iterable[str] = ()) -> bool:
-        """Ask for embeddings covering ``names``; ``ready`` follows (False: no dataset open, or already busy)."""
+    def want(self, names: Iterable[str] = (), compute: bool = True) -> bool:
+        """Ask for embeddings covering ``names``; ``ready`` follows (False: no dataset open, or already busy).
+
+        ``compute=False`` only reads what is stored: nothing stored is a ``failed`` message, not a child.
+        """
         if not self.state.is_open or self.busy:
             return False
         self._wanted = set(names)
-        self._computed = False
+        self._computed = not compute
         self._next()
         return True
 
@@ -135,7 +138,11 @@ class EmbeddingSource(QObject):
             self._load(embeddings_path(store.dir, src), src)
         elif self._computed:
             missing = sorted(self._wanted - set(loaded.emb.names)) if loaded else sorted(self._wanted)
-            self.failed.emit(f"no embedding for {missing[0]}" if missing else "no embeddings were stored")
+            self.failed.emit(
+                f"No embedding for {missing[0]}"
+                if missing
+                else "No embeddings stored yet: View ▸ Embedding map (Ctrl+M) or Find similar (S) computes them"
+            )
         else:
             self._compute(src)
 

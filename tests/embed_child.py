@@ -23,8 +23,15 @@ def clustered(n: int, dim: int = 16, per: int = 4, seed: int = 0) -> np.ndarray:
 
 
 def main() -> int:
-    """Embed every item of ``argv[1]`` as the ``imagenet-fake`` source."""
+    """Embed every item of ``argv[1]`` as the ``imagenet-fake`` source (``--slow``: stall until cancelled)."""
     ds = open_dataset(sys.argv[1])
+    if "--slow" in sys.argv:
+        print(json.dumps({"type": "embed_progress", "done": 0, "total": len(ds.items)}), flush=True)
+        for line in sys.stdin:
+            if line.strip() == "cancel":
+                print(json.dumps({"type": "cancelled", "message": "cancelled"}), flush=True)
+                return 1
+        return 1
     store = LabelStore.open(ds)
     names = [it.name for it in ds.items]
     for k in range(4):

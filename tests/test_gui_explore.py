@@ -151,3 +151,17 @@ def test_missing_embeddings_are_computed_by_a_child(training_window, qtbot, tmp_
     assert progress and progress[-1] == (N, N)
     assert set(panel.names()[:3]) == {names[0], names[1], names[3]}
     assert "imagenet-fake" in panel.title.text()
+
+
+def test_computing_embeddings_can_be_cancelled(training_window, qtbot, tmp_path: Path) -> None:
+    root, names = make_dataset(tmp_path, embeddings=False)
+    win = training_window(root)
+    win.show()
+    child = str(Path(__file__).resolve().parent / "embed_child.py")
+    win.explore.source.make_command = lambda r, _src, _sd: [sys.executable, child, str(r), "--slow"]
+    win.acts.similar.trigger()
+    panel = win.explore.similar
+    qtbot.waitUntil(lambda: panel.cancel_btn.isVisible() and panel.progress.maximum() == N, timeout=20000)
+    panel.cancel_btn.click()
+    qtbot.waitUntil(lambda: "cancelled" in panel.title.text(), timeout=10000)
+    assert not panel.cancel_btn.isVisible() and not win.explore.source.busy and panel.names() == []
