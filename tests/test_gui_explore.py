@@ -124,6 +124,9 @@ def test_embedding_map_click_and_selection_filter(training_window, qtbot, tmp_pa
     with qtbot.waitSignal(m.item_clicked) as sig:
         m._clicked(m.scatter, m.scatter.pointsAt(QPointF(*map(float, m.xy[i]))))
     assert sig.args == [target] and win.state.current == target
+    # An edit recolours the map (once, shortly after).
+    win.editor.set_value(99.0)
+    qtbot.waitUntil(lambda: m.values["label"][target] == pytest.approx(99.0), timeout=5000)
     # A box around some points filters the item list to them.
     x0, y0 = m.xy.min(0) - 1
     xm = float(np.median(m.xy[:, 0]))
