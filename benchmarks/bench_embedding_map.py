@@ -45,7 +45,9 @@ def main() -> None:
     app = QApplication.instance() or QApplication([])  # noqa: F841  (kept alive for the widgets)
     rng = np.random.default_rng(0)
     n = args.n
-    vecs = (rng.normal(size=(60, 512))[rng.integers(0, 60, n)] + 0.3 * rng.normal(size=(n, 512))).astype(np.float16)
+    vecs = (rng.normal(size=(60, 512))[rng.integers(0, 60, n)] + 0.3 * rng.normal(size=(n, 512))).astype(
+        np.float16
+    )
     t = time.perf_counter()
     xy = project(vecs, method="pca")
     project_ms = 1000 * (time.perf_counter() - t)
