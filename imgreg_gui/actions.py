@@ -83,6 +83,12 @@ ACTIONS: tuple[Act, ...] = (
     Act("sort_error", "Sort by e&rror", "Ctrl+Shift+E",
         "List items by prediction error, largest first (needs an active run)"),
     Act("sort_name", "Sort by &name", None, "List items by name"),
+    Act("sort_score", "Sort by label-quality &score", "Ctrl+Shift+S",
+        "List items by the active run's label-quality score, largest doubt first (needs a run ranked by imgreg rank)"),
+    Act("similar", "Find &similar items", ["S", "Ctrl+K"],
+        "Show the items most like the current one (embeddings; computed with imgreg embed when missing)"),
+    Act("embedding_map", "Embedding &map", "Ctrl+M",
+        "Every item as a point of a 2-D map of its embedding; hover, click, or drag a box to filter the list"),
     Act("shortcuts", "&Keyboard shortcuts", ["F1", "?"], "List every keyboard shortcut", "keyboard"),
     Act("about", "&About imgreg", None, "Version, licence and data credits", "help"),
 )  # fmt: skip
@@ -93,9 +99,9 @@ NUDGE_KEYS = [f"nudge_{k}" for k, *_ in NUDGES] + [f"nudge_{k}10" for k, *_ in N
 MENUS: dict[str, list] = {
     "&File": ["open", "@Open &recent", "reload", "-", "export", "-", "quit"],
     "&Edit": ["undo", "redo", "-", "accept", "revert", "verify", "place", ("&Nudge label", NUDGE_KEYS), "next_point"],
-    "&Go": ["next", "prev", "-", "next_group", "prev_group", "first", "last", "-", "find"],
+    "&Go": ["next", "prev", "-", "next_group", "prev_group", "first", "last", "-", "find", "similar"],
     "&View": ["zoom_in", "zoom_out", "fit", "actual", "-", *VIEW_TOGGLES, "-", "sort_name", "sort_error",
-              "@&Panels"],
+              "sort_score", "-", "embedding_map", "@&Panels"],
     "&Help": ["shortcuts", "about"],
 }  # fmt: skip
 TOOLBAR = ["open", "-", "first", "prev_group", "prev", "next", "next_group", "last", "-", "undo", "redo", "-",

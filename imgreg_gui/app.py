@@ -1,4 +1,4 @@
-"""Entry point of ``imgreg-gui [DATASET] [--demo] [--item NAME] [--screenshot FILE] [--size WxH] [--heatmap]``."""
+"""Entry point of ``imgreg-gui [DATASET] [--demo] [--item NAME] [--screenshot FILE] [--size WxH] [--heatmap] [--explore]``."""
 
 from __future__ import annotations
 
@@ -28,6 +28,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", metavar="WxH", help="window size, e.g. 1280x800")
     p.add_argument(
         "--heatmap", action="store_true", help="show the active run's heatmap (View ▸ Show heatmap) at start"
+    )
+    p.add_argument(
+        "--explore",
+        action="store_true",
+        help="once loaded, find items similar to the current one and show the embedding map (screenshots)",
     )
     p.add_argument("--timeout", type=float, default=60.0, help="seconds --screenshot waits for loading")
     return p
@@ -66,6 +71,9 @@ def is_loaded(win) -> bool:
             return True
         return win.canvas.problem is not None and win.canvas.problem[0].startswith("Cannot")
     name = win.current_item_name()
+    explore = getattr(win, "explore", None)
+    if explore is not None and explore.wait_in_screenshots and not explore.idle():
+        return False
     return name is None or (win.canvas.name == name and not win.canvas.pending)
 
 
@@ -121,6 +129,9 @@ def main(argv: list[str] | None = None) -> int:
 
         dataset = str(ensure_demo())
     win.show()
+    if args.explore:
+        win.explore.wait_in_screenshots = True
+        win.dataset_opened.connect(lambda: (win.explore.show_map(), win.explore.find_similar()))
     if dataset:
         win.open_dataset(dataset, item=args.item)
     if args.screenshot:

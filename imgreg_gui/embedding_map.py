@@ -1,4 +1,4 @@
-"""The embedding map: every item as a point of a 2-D projection, coloured by label, error or group.
+"""The embedding map: every item as a point of a 2-D projection, coloured by label, error, score or group.
 
 Plain inputs only: names, (n, 2) coordinates (``ProjectionJob`` computes them off the GUI thread from the vectors
 of ``engine.runs.embeddings``) and per-item values. Hovering shows a thumbnail, a click emits
@@ -6,6 +6,8 @@ of ``engine.runs.embeddings``) and per-item values. Hovering shows a thumbnail, 
 """
 
 from __future__ import annotations
+
+import contextlib
 
 import numpy as np
 import pyqtgraph as pg
@@ -16,8 +18,15 @@ from PySide6.QtWidgets import QButtonGroup, QHBoxLayout, QLabel, QPushButton, QV
 from engine.runs.projection import project
 from imgreg_gui.image_loader import ImageLoader
 
-COLOURINGS = ("label", "error", "group")
+COLOURINGS = ("label", "error", "score", "group")
+COLOUR_TIPS = {
+    "label": "Colour by the label (a scalar's value; for points the mean x of the label's points)",
+    "error": "Colour by the active run's error (label vs prediction); grey: no prediction",
+    "score": "Colour by the label-quality score of the active run; grey: no score",
+    "group": "Colour by group (person folder, or parent folder)",
+}
 HOVER_THUMB = 128
+LUT_SIZE = 64
 
 
 def value_brushes(values: list, mode: str) -> list:
@@ -33,10 +42,41 @@ def value_brushes(values: list, mode: str) -> list:
     if not ok.any():
         return [grey] * len(values)
     lo, hi = np.nanpercentile(known, [2, 98])
-    t = np.clip((known - lo) / max(hi - lo, 1e-12), 0, 1)
+    t = np.clip((np.nan_to_num(known) - lo) / max(hi - lo, 1e-12), 0, 1)
+    lut = np.empty(LUT_SIZE + 1, dtype=object)  # shared brushes, picked with one numpy lookup
+    lut[:LUT_SIZE] = _lut()
+    lut[LUT_SIZE] = grey
+    return list(lut[np.where(ok, (t * (LUT_SIZE - 1)).astype(int), LUT_SIZE)])
+
+
+def _lut() -> list:
     cmap = pg.colormap.get("viridis")
-    lut = [pg.mkBrush(*c[:3], 210) for c in cmap.getLookupTable(0.0, 1.0, 64, alpha=False)]
-    return [lut[int(v * 63)] if f else grey for v, f in zip(np.nan_to_num(t), ok, strict=True)]
+    return [pg.mkBrush(*c[:3], 210) for c in cmap.getLookupTable(0.0, 1.0, LUT_SIZE, alpha=False)]
+
+
+def inside_polygon(xy: np.ndarray, poly: QPolygonF) -> np.ndarray:
+    """Which rows of ``xy`` (n, 2) lie inside ``poly`` (even-odd rule), vectorised over the points."""
+    pts = np.array([(p.x(), p.y()) for p in poly], dtype=np.float64)
+    x, y = xy[:, 0].astype(np.float64), xy[:, 1].astype(np.float64)
+    lo, hi = pts.min(0), pts.max(0)
+    cand = np.nonzero((x >= lo[0]) & (x <= hi[0]) & (y >= lo[1]) & (y <= hi[1]))[0]
+    inside = np.zeros(len(xy), dtype=bool)
+    cx, cy = x[cand], y[cand]
+    hit = np.zeros(len(cand), dtype=bool)
+    for (x1, y1), (x2, y2) in zip(pts, np.roll(pts, -1, 0), strict=True):
+        crosses = (y1 > cy) != (y2 > cy)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            xcross = x1 + (cy - y1) * (x2 - x1) / (y2 - y1)
+        hit ^= crosses & (cx < xcross)
+    inside[cand] = hit
+    return inside
+
+
+def label_value(label) -> float | None:
+    """What the label colouring shows: a scalar's value, or the mean x of a point label's points."""
+    if label is None or not len(label):
+        return None
+    return float(label[0]) if len(label) == 1 else float(np.mean(label[0::2]))
 
 
 class _JobSignals(QObject):
@@ -58,9 +98,11 @@ class ProjectionJob(QRunnable):
         try:
             xy = project(self.vecs, on_event=lambda e: self.signals.progress.emit(e["done"], e["total"]))
         except Exception as e:  # any failure becomes a message in the dock, never a crash
-            self.signals.failed.emit(f"projection failed: {e}")
+            with contextlib.suppress(RuntimeError):  # the map was closed meanwhile
+                self.signals.failed.emit(f"projection failed: {e}")
             return
-        self.signals.done.emit(xy)
+        with contextlib.suppress(RuntimeError):
+            self.signals.done.emit(xy)
 
 
 class SelectViewBox(pg.ViewBox):
@@ -131,6 +173,10 @@ class EmbeddingMap(QWidget):
         self.scatter.sigClicked.connect(self._clicked)
         self.scatter.sigHovered.connect(self._hovered)
         self.plot.addItem(self.scatter)
+        # The selection is a second, outline-only layer: selecting never re-styles every point.
+        self.sel_scatter = pg.ScatterPlotItem(size=9, pen=pg.mkPen("w"), brush=None, useCache=True)
+        self.sel_scatter.setZValue(5)
+        self.plot.addItem(self.sel_scatter)
         self.thumb = QLabel(self.plot)
         self.thumb.setStyleSheet("background: #202020; border: 1px solid #888; color: #ddd; padding: 2px")
         self.thumb.hide()
@@ -142,6 +188,7 @@ class EmbeddingMap(QWidget):
             b = QPushButton(m.capitalize())
             b.setCheckable(True)
             b.setChecked(m == self.mode)
+            b.setToolTip(COLOUR_TIPS[m])
             b.clicked.connect(lambda _=False, m=m: self.set_colouring(m))
             self.colour_buttons.addButton(b)
             bar.addWidget(b)
@@ -168,28 +215,58 @@ class EmbeddingMap(QWidget):
 
     # --- data -------------------------------------------------------------------------------------------
     def set_items(
-        self, names: list[str], paths: dict[str, str], labels: dict, errors: dict, groups: dict
+        self,
+        names: list[str],
+        paths: dict[str, str],
+        labels: dict,
+        errors: dict,
+        groups: dict,
+        scores: dict | None = None,
     ) -> None:
-        """The items and what they can be coloured by (scalar label or label length, error, group)."""
+        """The items and what they can be coloured by (label, error, score, group)."""
         self.names = list(names)
         self.paths = dict(paths)
+        self.set_values(labels, errors, groups, scores)
+
+    def set_values(self, labels: dict, errors: dict, groups: dict, scores: dict | None = None) -> None:
+        """New colouring values (labels edited, another run active); the points stay where they are."""
         self.values = {
-            "label": {n: (v[0] if len(v) == 1 else None) for n, v in labels.items() if v is not None},
+            "label": {n: label_value(v) for n, v in labels.items() if v is not None},
             "error": dict(errors),
+            "score": dict(scores or {}),
             "group": dict(groups),
         }
+        self._redraw()
+
+    def set_message(self, text: str) -> None:
+        """A line under the map (progress, errors)."""
+        self.status.setText(text)
 
     def compute(self, vecs: np.ndarray) -> None:
         """Project ``vecs`` (rows in ``names`` order) in the background, then show the points."""
         self.status.setText(f"projecting {len(vecs)} items ...")
         job = ProjectionJob(np.asarray(vecs))
-        job.signals.progress.connect(
-            lambda d, t: self.status.setText(f"projecting {len(vecs)} items ({d}/{t})")
-        )
-        job.signals.done.connect(self.set_points)
-        job.signals.failed.connect(self.status.setText)
+        # Bound methods, not lambdas: Qt drops the connections when the map is deleted before the job ends.
+        job.signals.progress.connect(self._on_job_progress)
+        job.signals.done.connect(self._on_job_done)
+        job.signals.failed.connect(self._on_job_failed)
         self._job = job
         self.pool.start(job)
+
+    def _current_job(self) -> bool:
+        return self._job is not None and self.sender() is self._job.signals
+
+    def _on_job_progress(self, done: int, total: int) -> None:
+        if self._current_job():
+            self.status.setText(f"projecting {len(self.names)} items ({done}/{total})")
+
+    def _on_job_done(self, xy: np.ndarray) -> None:
+        if self._current_job():
+            self.set_points(xy)
+
+    def _on_job_failed(self, msg: str) -> None:
+        if self._current_job():
+            self.status.setText(msg)
 
     def set_points(self, xy: np.ndarray) -> None:
         """Show the items at ``xy`` (n, 2), in ``names`` order."""
@@ -199,7 +276,7 @@ class EmbeddingMap(QWidget):
         self.status.setText(f"{len(self.names)} items; hover for a thumbnail, click to open, drag to select")
 
     def set_colouring(self, mode: str) -> None:
-        """Colour the points by ``label``, ``error`` or ``group``."""
+        """Colour the points by ``label``, ``error``, ``score`` or ``group``."""
         if mode not in COLOURINGS:
             raise ValueError(f"unknown colouring {mode!r}")
         self.mode = mode
@@ -212,34 +289,28 @@ class EmbeddingMap(QWidget):
             return
         vals = self.values.get(self.mode, {})
         brushes = value_brushes([vals.get(n) for n in self.names], self.mode)
-        sel = self.selected
-        sizes = [9 if n in sel else 6 for n in self.names] if sel else 6
-        pens = [pg.mkPen("w") if n in sel else None for n in self.names] if sel else None
-        self.scatter.setData(
-            pos=self.xy, data=np.arange(len(self.names)), brush=brushes, size=sizes, pen=pens
-        )
+        self.scatter.setData(pos=self.xy, data=np.arange(len(self.names)), brush=brushes, size=6, pen=None)
+        self._draw_selection()
+
+    def _draw_selection(self) -> None:
+        rows = [i for i, n in enumerate(self.names) if n in self.selected] if self.selected else []
+        self.sel_scatter.setData(pos=self.xy[rows] if rows else np.zeros((0, 2), np.float32))
 
     # --- interaction ----------------------------------------------------------------------------------
     def select_polygon(self, poly: QPolygonF) -> None:
         """Select the items inside ``poly`` (data coordinates) and emit ``selection_changed``."""
         if len(poly) < 3 or not len(self.xy):
             return
-        rect = poly.boundingRect()
-        cand = np.nonzero(
-            (self.xy[:, 0] >= rect.left()) & (self.xy[:, 0] <= rect.right())
-            & (self.xy[:, 1] >= rect.top()) & (self.xy[:, 1] <= rect.bottom())
-        )[0]  # fmt: skip
-        rule = Qt.FillRule.OddEvenFill
-        inside = {self.names[i] for i in cand if poly.containsPoint(QPointF(*map(float, self.xy[i])), rule)}
+        inside = {self.names[i] for i in np.nonzero(inside_polygon(self.xy, poly))[0]}
         self.selected = inside
-        self._redraw()
+        self._draw_selection()
         self.status.setText(f"{len(inside)} items selected")
         self.selection_changed.emit(set(inside))
 
     def clear_selection(self) -> None:
         """Drop the selection (the item list shows everything again)."""
         self.selected = set()
-        self._redraw()
+        self._draw_selection()
         self.selection_changed.emit(set())
 
     def point_pos(self, name: str) -> QPoint:

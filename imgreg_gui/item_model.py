@@ -26,8 +26,8 @@ FILTERS = {
     "problems": "Problems",
     "unlabelled": "No label",
 }
-COLUMNS = ("Item", "Group", "Error")
-COL_NAME, COL_GROUP, COL_ERROR = range(3)
+COLUMNS = ("Item", "Group", "Error", "Score")
+COL_NAME, COL_GROUP, COL_ERROR, COL_SCORE = range(4)
 ItemIndex = QModelIndex | QPersistentModelIndex
 R = Qt.ItemDataRole
 ROLES = frozenset(
@@ -62,7 +62,8 @@ def format_label(label: Label | None, kind: str = "point") -> str:
 
 
 class ItemModel(QAbstractTableModel):
-    """Rows are the app state's items that pass the filters, in the chosen order; columns name, group and error.
+    """Rows are the app state's items that pass the filters, in the chosen order; columns name, group, error and,
+    while the active run's predictions carry label-quality scores, score.
 
     It keeps no copy of items, records or predictions: it reads them from ``state`` and follows its signals.
     """
@@ -77,6 +78,7 @@ class ItemModel(QAbstractTableModel):
         self.sort_column = -1
         self.sort_order = Qt.SortOrder.AscendingOrder
         self._icons: dict[str, QIcon] = {}  # data() runs on every paint: draw each status dot once
+        self.has_scores = False  # the Score column exists only while the active run's predictions have scores
         st = self.state
         st.items_added.connect(self._on_items_added)
         st.dataset_changed.connect(self._rebuild)
@@ -144,13 +146,23 @@ class ItemModel(QAbstractTableModel):
     def _on_active_run(self, _run_id: object) -> None:
         if self.sort_column == COL_ERROR and not self.preds:
             self.sort_column = -1
+        if self.sort_column == COL_SCORE and not self._scores_known():
+            self.sort_column = -1
         self._rebuild()
+
+    def _scores_known(self) -> bool:
+        return any(p.score is not None for p in self.preds.values())
+
+    def score(self, name: str) -> float | None:
+        """The active run's label-quality score of ``name`` (None when it has none)."""
+        p = self.preds.get(name)
+        return None if p is None else p.score
 
     def refresh(self, name: str) -> None:
         """Repaint one item's row."""
         row = self.row_of(name)
         if row is not None:
-            self.dataChanged.emit(self.index(row, 0), self.index(row, len(COLUMNS) - 1))
+            self.dataChanged.emit(self.index(row, 0), self.index(row, self.columnCount() - 1))
 
     # -- lookups ---------------------------------------------------------------------------------------
 
@@ -195,7 +207,7 @@ class ItemModel(QAbstractTableModel):
         self._rebuild()
 
     def sort(self, column: int, order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:
-        """Sort by name, group or error (items without an error last); -1 restores dataset order."""
+        """Sort by name, group, error or score (items without one last); -1 restores dataset order."""
         self.sort_column, self.sort_order = column, order
         self._rebuild()
 
@@ -235,6 +247,13 @@ class ItemModel(QAbstractTableModel):
             unknown = [i for i in view if self.items[i].name not in self.errors]
             known.sort(key=lambda i: self.errors[self.items[i].name], reverse=reverse)
             view = known + unknown
+        elif self.sort_column == COL_SCORE:
+            scores = {i: self.score(self.items[i].name) for i in view}
+            known = sorted(
+                (i for i in view if scores[i] is not None), key=scores.__getitem__, reverse=reverse
+            )
+            view = known + [i for i in view if scores[i] is None]
+        self.has_scores = self._scores_known()
         self.view = view
         self._row_of = {i: r for r, i in enumerate(view)}
         self.endResetModel()
@@ -246,11 +265,13 @@ class ItemModel(QAbstractTableModel):
         return 0 if parent.isValid() else len(self.view)
 
     def columnCount(self, parent: ItemIndex = QModelIndex()) -> int:  # noqa: B008
-        """Name, group, error."""
-        return 0 if parent.isValid() else len(COLUMNS)
+        """Name, group, error (and score while the active run has scores)."""
+        return 0 if parent.isValid() else len(COLUMNS) - (not self.has_scores)
 
     def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole):
         """Column titles."""
+        if section >= len(COLUMNS):
+            return None
         if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
             return COLUMNS[section]
         if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.ToolTipRole:
@@ -259,6 +280,8 @@ class ItemModel(QAbstractTableModel):
                 "grey labelled, hollow no label, red problem)",
                 "Group (person folder, or parent folder)",
                 "Distance between the label and the active run's prediction (pixels, or value difference)",
+                "Label-quality score (doubt) stored by imgreg rank: about 1 for a typical label, 3 or more worth "
+                "a look",
             )[section]
         return None
 
@@ -273,6 +296,9 @@ class ItemModel(QAbstractTableModel):
                 return it.name.rsplit("/", 1)[-1]
             if col == COL_GROUP:
                 return it.group
+            if col == COL_SCORE:
+                sc = self.score(it.name)
+                return "" if sc is None else f"{sc:.2f}"
             err = self.errors.get(it.name)
             return "" if err is None else f"{err:.1f}"
         if role == Qt.ItemDataRole.DecorationRole and col == COL_NAME:
@@ -282,7 +308,7 @@ class ItemModel(QAbstractTableModel):
             return self._icons[status]
         if role == Qt.ItemDataRole.ToolTipRole:
             return self.tooltip(it)
-        if role == Qt.ItemDataRole.TextAlignmentRole and col == COL_ERROR:
+        if role == Qt.ItemDataRole.TextAlignmentRole and col in (COL_ERROR, COL_SCORE):
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         if role == Qt.ItemDataRole.ForegroundRole and it.problem:
             return QBrush(QColor("#e5484d"))
@@ -306,6 +332,9 @@ class ItemModel(QAbstractTableModel):
             lines.append(f"Prediction: {format_label(pred.pred, self.kind)}")
         if it.name in self.errors:
             lines.append(f"Error: {self.errors[it.name]:.2f}")
+        sc = self.score(it.name)
+        if sc is not None:
+            lines.append(f"Label-quality score: {sc:.2f}")
         return "<br>".join(lines)
 
 

@@ -39,6 +39,7 @@ from imgreg_gui.dataset_panel import DatasetPanel, OpenWorker
 from imgreg_gui.dialogs import about_box, shortcuts_dialog, write_labels
 from imgreg_gui.docks import Docks
 from imgreg_gui.editing import Editor
+from imgreg_gui.explore import ExploreController
 from imgreg_gui.files import FileOps, orphan_text
 from imgreg_gui.image_loader import ImageLoader
 from imgreg_gui.item_model import Navigator
@@ -125,6 +126,9 @@ class MainWindow(QMainWindow):
             self.state, self.editor, self, self.canvas, menus, self.acts, self.add_dock
         )
         insert_after(self.toolbar, self.acts.show_line, self.training.heat.action)
+        self.explore = ExploreController(
+            self.state, self, self.acts, self.add_dock, self.panel.view, self.docks.by_title
+        )
         self.docks.restore(self._toggles())
         self._update_actions()
         self._update_summary()
@@ -568,6 +572,7 @@ class MainWindow(QMainWindow):
             self.save_settings()
         self._stop_worker()
         self.files.wait()
+        self.explore.shutdown()
         for worker in list(self._old_workers):
             worker.wait(3000)
         self.loader.clear()

@@ -1,7 +1,8 @@
 """Find similar: a strip of thumbnails of an item's nearest neighbours with distance, label and error.
 
 Plain inputs only (``Neighbour`` rows, e.g. from ``engine.runs.embeddings.ExactIndex.neighbours`` or
-``imgreg similar --json``); a click emits ``item_clicked(name)``. Thumbnails decode off the GUI thread through
+``imgreg similar --json``); a click emits ``item_clicked(name)``, *Show in item list* ``show_in_list()``, *Cancel*
+(while embeddings are computed, ``set_progress``) ``cancel_requested()``. Thumbnails decode off the GUI thread through
 ``ImageLoader``.
 """
 
@@ -12,7 +13,16 @@ from pathlib import Path
 
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QColor, QIcon, QImage, QPixmap
-from PySide6.QtWidgets import QLabel, QListWidget, QListWidgetItem, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 from imgreg_gui.image_loader import ImageLoader
 
@@ -72,14 +82,29 @@ class SimilarPanel(QWidget):
     """Thumbnails of the nearest items, nearest first; clicking one emits ``item_clicked(name)``."""
 
     item_clicked = Signal(str)
+    show_in_list = Signal()
+    cancel_requested = Signal()
 
     def __init__(self, loader: ImageLoader | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.loader = loader or ImageLoader(capacity=64, parent=self)
         self.loader.ready.connect(self._on_ready)
         self.loader.failed.connect(self._on_failed)
-        self.title = QLabel("Find similar (F): select an item")
+        self.title = QLabel("Find similar (S): the items most like the current one")
         self.title.setWordWrap(True)
+        self.progress = QProgressBar()
+        self.progress.setFormat("embedded %v / %m")
+        self.progress.hide()
+        self.cancel_btn = QPushButton("Cancel")
+        self.cancel_btn.setToolTip("Stop computing embeddings (those done so far are kept)")
+        self.cancel_btn.clicked.connect(self.cancel_requested)
+        self.cancel_btn.hide()
+        self.list_btn = QPushButton("Show in item list")
+        self.list_btn.setToolTip(
+            "Filter the item list to these items (the filter shows in the list; clear it there)"
+        )
+        self.list_btn.clicked.connect(self.show_in_list)
+        self.list_btn.setEnabled(False)
         self.list = QListWidget()
         self.list.setViewMode(QListWidget.ViewMode.IconMode)
         self.list.setIconSize(QSize(THUMB, THUMB))
@@ -92,7 +117,12 @@ class SimilarPanel(QWidget):
         self.list.itemActivated.connect(self._clicked)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
-        lay.addWidget(self.title)
+        top = QHBoxLayout()
+        top.addWidget(self.title, 1)
+        top.addWidget(self.progress)
+        top.addWidget(self.cancel_btn)
+        top.addWidget(self.list_btn)
+        lay.addLayout(top)
         lay.addWidget(self.list, 1)
         self._rows: dict[str, QListWidgetItem] = {}
         self.query: str | None = None
@@ -100,6 +130,8 @@ class SimilarPanel(QWidget):
     def set_results(self, query: str, rows: list[Neighbour], note: str = "") -> None:
         """Show ``rows`` (nearest first) as the neighbours of ``query``."""
         self.query = query
+        self.set_progress(None)
+        self.list_btn.setEnabled(bool(rows))
         self.title.setText(f"Similar to {Path(query).name}" + (f" ({note})" if note else ""))
         self.title.setToolTip(query)
         self.list.clear()
@@ -118,8 +150,19 @@ class SimilarPanel(QWidget):
     def set_message(self, text: str) -> None:
         """Show a message instead of results (computing, no embeddings, errors)."""
         self.title.setText(text)
+        self.title.setToolTip(text)
+        self.list_btn.setEnabled(False)
         self.list.clear()
         self._rows.clear()
+
+    def set_progress(self, done: int | None, total: int = 0) -> None:
+        """Show embedding progress with a Cancel button (``done`` None hides both)."""
+        on = done is not None
+        self.progress.setVisible(on)
+        self.cancel_btn.setVisible(on)
+        if on:
+            self.progress.setRange(0, max(total, 1))
+            self.progress.setValue(done)
 
     def names(self) -> list[str]:
         """The neighbours shown, nearest first."""

@@ -71,7 +71,7 @@ def test_no_stray_tab_strips_over_the_panels(tmp_path):
     assert out.returncode == 0, out.stderr
     first, second, live = out.stdout.strip().splitlines()[-1].split(" ", 2)
     assert (first, second) == ("0", "0")
-    assert "('Train', 'Review')" in live and "('Training curves', 'Runs')" in live
+    assert "('Train', 'Review'" in live and "('Training curves', 'Runs'" in live
 
 
 def test_review_panel_fits_a_narrow_dock(qtbot):

@@ -17,7 +17,7 @@ from engine.data.synth import make_biwi  # noqa: E402
 from engine.labels.store import PredictionRow  # noqa: E402
 from engine.runs.heatmaps import heatmap_path, write_heatmap  # noqa: E402
 from imgreg_gui import settings  # noqa: E402
-from imgreg_gui.training.review_model import ReviewRow, order_key  # noqa: E402
+from imgreg_gui.training.review_model import SPREAD_COL, ReviewRow, order_key  # noqa: E402
 
 
 @pytest.fixture
@@ -128,11 +128,12 @@ def test_review_queue_ordered_by_spread(qtbot, window) -> None:
     review.refresh(prefer="sp")
     window.state.set_active_run("sp")
     names = [it.name for it in ds.items]
-    assert review.order == "error" and review.names() == list(reversed(names))
+    # The default order is the score; predictions without scores fall back to the error.
+    assert review.order == "score" and review.names() == list(reversed(names))
     assert not review.table.isColumnHidden(review.model.columnCount() - 2)
     review.set_order("spread")
     assert review.names() == names
-    assert review.model.data(review.model.index(0, 4)) == "100.0"
+    assert review.model.data(review.model.index(0, SPREAD_COL)) == "100.0"
     assert settings.settings().value("review/order") == "spread"
     assert review.next_suspect() == names[0]
     review.set_order("error")

@@ -194,6 +194,11 @@ def test_real_out_of_fold_ranking_fills_the_review_queue(qtbot, window) -> None:
     qtbot.waitUntil(lambda: (ctl.review.source or "").startswith("oof-"), timeout=5000)
     assert window.active_run == ctl.review.source
     assert len(ctl.review.rows) == len(window.dataset.items)
+    scores = [
+        r.score for r in ctl.review.rows
+    ]  # out-of-fold rows carry label-quality scores: the default order
+    assert None not in scores and scores == sorted(scores, reverse=True)
+    ctl.review.set_order("error")
     errors = [r.error for r in ctl.review.rows]
     assert errors == sorted(errors, reverse=True)
     rec = ctl.runs.run(ctl.review.source)

@@ -17,6 +17,7 @@ from engine.labels.store import LabelStore, PredictionRow  # noqa: E402
 from imgreg_gui.editing import Editor  # noqa: E402
 from imgreg_gui.state import AppState  # noqa: E402
 from imgreg_gui.training.review import ReviewPanel, disagreement  # noqa: E402
+from imgreg_gui.training.review_model import ERROR_COL  # noqa: E402
 from imgreg_gui.training.runs import RunsPanel, load_runs, metric_columns  # noqa: E402
 
 
@@ -150,4 +151,4 @@ def test_scalar_queue(qtbot, tmp_path: Path) -> None:
         panel.refresh()
         assert panel.source == "scalar-run"
         assert panel.names()[0] == ds.items[2].name and panel.rows[0].error == pytest.approx(3.0)
-        assert panel.model.headerData(3, Qt.Orientation.Horizontal) == "Error (abs)"
+        assert panel.model.headerData(ERROR_COL, Qt.Orientation.Horizontal) == "Error (abs)"

@@ -343,6 +343,16 @@ def _spatial_run(run_dir: Path) -> bool:
     return read_json(Path(run_dir) / "config.json").get("head") == "spatial"
 
 
+def second_opinion(rep: Reporter, store_dir: Any, names: list[str], run_id: str | None = None) -> Any:
+    """Neighbours in the stored embeddings (the run's, else the backbone's) for the score, with a note; or None."""
+    from engine.runs.neighbours import stored_neighbours
+
+    nbrs, src = stored_neighbours(store_dir, names, run_id)
+    if nbrs is not None:
+        rep({"type": "note", "message": f"neighbours' labels in the {src} embeddings are a second opinion"})
+    return nbrs
+
+
 def cmd_rank(args: argparse.Namespace) -> int:
     """``imgreg rank``: items by disagreement, from a run's predictions or out-of-fold models."""
     from engine.learn.predict import predict
@@ -353,17 +363,30 @@ def cmd_rank(args: argparse.Namespace) -> int:
     ds, store = open_with_store(args.dataset, args.image_root)
     try:
         with engine_errors(rep), stdin_control(args.control_stdin) as token:
+            names = [it.name for it in ds.items]
             if args.run:
                 run_dir = resolve_run(args.run, store.dir)
                 run_id = run_dir.name
                 if run_id not in store.prediction_runs():
                     predict(run_dir, ds, store, on_event=rep, cancel=token)
-                rows = rank_run(store, run_id, by=args.by)
+                nbrs = second_opinion(rep, store.dir, names, run_id)
+                rows = rank_run(store, run_id, nbrs, by=args.by)
+                stale = set(store.stale_predictions(run_id))  # keep those marked stale: scores only
+                store.put_predictions(run_id, [r for r in rows if r.item not in stale])
             else:
                 try:
                     cfg = train_config(args, rep, ds)
+                    nbrs = second_opinion(rep, store.dir, names)
                     res = out_of_fold(
-                        ds, store, cfg, args.folds, rep, token, repeats=args.repeats, **ddp.fold_options(args)
+                        ds,
+                        store,
+                        cfg,
+                        args.folds,
+                        rep,
+                        token,
+                        repeats=args.repeats,
+                        neighbours=nbrs,
+                        **ddp.fold_options(args),
                     )
                 except Cancelled:
                     raise CliError("cancelled before any fold finished") from None

@@ -8,15 +8,16 @@ files directly; ``engine.learn.embed`` writes them.
 
 from __future__ import annotations
 
+import io
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from engine.atomic import atomic_write_bytes
 from engine.core import Item
 
 EMBED_DIR = "embeddings"
@@ -81,24 +82,15 @@ def empty(dim: int = 0, meta: dict[str, Any] | None = None) -> Embeddings:
 
 def save_embeddings(path: Path, emb: Embeddings) -> None:
     """Write ``emb`` atomically as a float16 ``.npz`` (readable without pickle)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(
-                f,
-                names=np.array(emb.names, dtype=str),
-                keys=np.array(emb.keys, dtype=str),
-                vecs=np.asarray(emb.vecs, dtype=np.float16),
-                meta=np.array(json.dumps(emb.meta)),
-            )
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    buf = io.BytesIO()
+    np.savez(
+        buf,
+        names=np.array(emb.names, dtype=str),
+        keys=np.array(emb.keys, dtype=str),
+        vecs=np.asarray(emb.vecs, dtype=np.float16),
+        meta=np.array(json.dumps(emb.meta)),
+    )
+    atomic_write_bytes(Path(path), buf.getvalue())
 
 
 def load_embeddings(path: Path | str) -> Embeddings | None:

@@ -1,4 +1,5 @@
-"""The review queue: items sorted by how far a model's prediction is from their label, largest first (or by the
+"""The review queue: items sorted by their label-quality score (the doubt ``imgreg rank`` stores with the
+predictions), or by how far a model's prediction is from their label, largest first (or by the
 spatial head's heatmap spread: diffuse, doubtful predictions first), with next-suspect navigation, accept / verify
 actions (the window's V and Ctrl+Enter move on too), a reviewed counter, filters and an error histogram."""
 
@@ -36,6 +37,7 @@ from imgreg_gui.training.review_model import (  # noqa: F401  (ReviewRow, disagr
     COLUMNS,
     ORDER_SETTING,
     ORDERS,
+    SCORE_COL,
     SPREAD_COL,
     ReviewModel,
     ReviewRow,
@@ -111,9 +113,10 @@ class ReviewPanel(QWidget):
             self.order_box.addItem(text, key)
             self.order_box.setItemData(self.order_box.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
         self.order_box.setToolTip(
-            "Order by: error (label vs prediction), spread (diffuse heatmap = doubtful prediction), or both"
+            "Order by: label-quality score (default; the error when the run has no scores), error (label vs "
+            "prediction), spread (diffuse heatmap = doubtful prediction), or both"
         )
-        i = self.order_box.findData(settings.settings().value(ORDER_SETTING, "error"))
+        i = self.order_box.findData(settings.settings().value(ORDER_SETTING, "score"))
         self.order_box.setCurrentIndex(max(i, 0))
         self.order_box.currentIndexChanged.connect(self._on_order)
         filters.addWidget(self.unverified)
@@ -154,7 +157,12 @@ class ReviewPanel(QWidget):
         self.next_btn.clicked.connect(self.next_suspect)
         self.accept_btn.clicked.connect(self.accept)
         self.verify_btn.clicked.connect(self.verify)
-        for i, w in enumerate((self.prev_btn, self.next_btn, self.advance, self.accept_btn, self.verify_btn)):
+        self.similar_btn = QPushButton("Find similar")
+        self.similar_btn.setToolTip("Show the items most like this one in the Similar items panel (S)")
+        self.similar_btn.setEnabled(False)  # wired to the window's action by install_shortcuts
+        buttons = (self.prev_btn, self.next_btn, self.advance, self.accept_btn, self.verify_btn)
+        buttons += (self.similar_btn,)
+        for i, w in enumerate(buttons):
             actions.addWidget(w, i // 3, i % 3)
         lay.addLayout(actions)
         self.status = QLabel("")
@@ -167,11 +175,11 @@ class ReviewPanel(QWidget):
 
     @property
     def order(self) -> str:
-        """The queue order: ``error`` (default), ``spread`` or ``error_spread``."""
-        return self.order_box.currentData() or "error"
+        """The queue order: ``score`` (default), ``error``, ``spread`` or ``error_spread``."""
+        return self.order_box.currentData() or "score"
 
     def set_order(self, order: str) -> None:
-        """Order the queue by ``error``, ``spread`` or ``error_spread``."""
+        """Order the queue by ``score``, ``error``, ``spread`` or ``error_spread``."""
         i = self.order_box.findData(order)
         if i >= 0:
             self.order_box.setCurrentIndex(i)
@@ -190,6 +198,9 @@ class ReviewPanel(QWidget):
             sc.setContext(Qt.ShortcutContext.WindowShortcut)
             sc.activated.connect(slot)
             self.shortcuts.append(sc)
+        if "similar" in acts.all:
+            self.similar_btn.clicked.connect(acts.all["similar"].trigger)
+            self.similar_btn.setEnabled(True)
         for name in ("verify", "accept"):
             # Connected after the window's own slot, so the edit is done when this runs.
             acts.all[name].triggered.connect(lambda _c=False, n=name: self._after_window_action(n))
@@ -283,6 +294,7 @@ class ReviewPanel(QWidget):
                         bool(rec and rec.verified),
                         rec.source if rec else "original",
                         p.spread,
+                        p.score,
                     )
                 )
         rows.sort(key=order_key(self.order))
@@ -297,6 +309,7 @@ class ReviewPanel(QWidget):
         ]
         self.model.set_rows(visible)
         self.table.setColumnHidden(SPREAD_COL, not any(r.spread is not None for r in rows))
+        self.table.setColumnHidden(SCORE_COL, not any(r.score is not None for r in rows))
         self._by_name = {r.name: i for i, r in enumerate(visible)}
         self.histogram.set_errors([r.error for r in visible if r.error is not None])
         self._update_counter()

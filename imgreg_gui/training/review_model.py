@@ -1,4 +1,5 @@
-"""The review queue's rows and table model: disagreement, the queue orders (error, spread, both), ReviewRow."""
+"""The review queue's rows and table model: disagreement, the queue orders (label-quality score, error, spread,
+error then spread), ReviewRow."""
 
 from __future__ import annotations
 
@@ -10,10 +11,18 @@ from PySide6.QtGui import QBrush, QColor
 
 from engine.core import label_distance
 
-COLUMNS = ("#", "Item", "Group", "Error", "Spread", "Status")
+COLUMNS = ("#", "Item", "Group", "Score", "Error", "Spread", "Status")
+SCORE_COL = COLUMNS.index("Score")
+ERROR_COL = COLUMNS.index("Error")
 SPREAD_COL = COLUMNS.index("Spread")
 ALL_GROUPS = "All groups"
 ORDERS = (
+    (
+        "score",
+        "label-quality score",
+        "Largest doubt first: the residual against the residuals of items the model sees alike (imgreg rank's "
+        "score); runs without scores fall back to the error",
+    ),
     ("error", "error", "Largest disagreement between prediction and label first"),
     ("spread", "spread", "Most diffuse heatmap first: the predictions the model is least sure of"),
     (
@@ -34,6 +43,8 @@ def order_key(order: str):
             return True, 0.0
         return False, -(round(v / step) * step if step else v)
 
+    if order == "score":
+        return lambda r: (big_first(r.score), big_first(r.error))
     if order == "spread":
         return lambda r: (big_first(r.spread), big_first(r.error))
     if order == "error_spread":
@@ -66,6 +77,7 @@ class ReviewRow:
     verified: bool = False
     source: str = "original"
     spread: float | None = None
+    score: float | None = None
 
     @property
     def reviewed(self) -> bool:
@@ -130,16 +142,20 @@ class ReviewModel(QAbstractTableModel):
                 return r.name
             if col == 2:
                 return r.group
-            if col == 3:
+            if col == SCORE_COL:
+                return _num(r.score)
+            if col == ERROR_COL:
                 return _num(r.error)
             if col == SPREAD_COL:
                 return _num(r.spread)
             return r.status
-        if role == Qt.ItemDataRole.TextAlignmentRole and col in (0, 3, SPREAD_COL):
+        if role == Qt.ItemDataRole.TextAlignmentRole and col in (0, SCORE_COL, ERROR_COL, SPREAD_COL):
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         if role == Qt.ItemDataRole.ForegroundRole and r.reviewed:
             return QBrush(QColor("#16a34a"))
         if role == Qt.ItemDataRole.ToolTipRole:
+            if col == SCORE_COL:
+                return "Label-quality score (doubt): about 1 for a typical label, 3 or more worth a look"
             if col == SPREAD_COL:
                 return "Heatmap spread of the prediction (pixels): large means diffuse, the model is unsure"
             return r.name
