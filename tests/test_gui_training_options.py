@@ -144,8 +144,10 @@ def test_window_warns_of_leaking_duplicates(qtbot, training_window, tmp_path: Pa
     assert panel.form.size.itemText(0) == "auto (32x48)"  # 40x48 images: engine.data.shape.auto_size
     qtbot.waitUntil(lambda: panel.leak_note.text() == NO_EMBEDDINGS, timeout=10000)
     a, b = plant_embeddings(root)
+    win.explore.source.ready.emit(None)  # Find similar stored embeddings: the panel checks again
+    qtbot.waitUntil(lambda: "leaks across the random split" in panel.leak_note.text(), timeout=10000)
     panel.form.groups.item(1).setCheckState(panel.form.groups.item(1).checkState().Checked)
-    qtbot.waitUntil(lambda: "leaks across" in panel.leak_note.text(), timeout=10000)
+    qtbot.waitUntil(lambda: "leaks across this validation split" in panel.leak_note.text(), timeout=10000)
     assert a in panel.leak_note.text() and b in panel.leak_note.text() and panel.leak_note.isVisibleTo(panel)
 
 

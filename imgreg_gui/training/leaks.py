@@ -28,7 +28,7 @@ class Leaks:
     pairs: list[Pair]
     source: str
     valid_groups: list[str] = field(default_factory=list)
-    random_items: bool = False
+    random_items: bool = False  # no groups ticked: the split imgreg train draws (seeded)
 
     def text(self) -> str:
         """The warning line (``''`` when nothing leaks)."""
@@ -106,7 +106,7 @@ def check_leaks(
             cache[key] = (pairs, source)
     vg, names = valid_split(items, labels, valid_groups)
     if names is None:
-        return Leaks(split_leaks(pairs, vg), source, vg)
+        return Leaks(split_leaks(pairs, vg), source, vg, random_items=not valid_groups)
     return Leaks([p for p in pairs if (p.a in names) != (p.b in names)], source, [], random_items=True)
 
 

@@ -169,7 +169,11 @@ class TrainPanel(QWidget):
         """Query the CUDA devices the first time the panel is shown (in a background process); check leaks again."""
         super().showEvent(event)
         self.devices.start()
-        if self.leaks.store_dir is not None:  # embeddings may have been computed since (Find similar)
+        self.recheck_leaks()  # embeddings may have been computed since (Find similar)
+
+    def recheck_leaks(self) -> None:
+        """Check the split for leaking near-duplicates again (new embeddings were stored)."""
+        if self.leaks.store_dir is not None:
             self.leaks.check(self.form.checked_groups())
 
     # -- dataset ---------------------------------------------------------------------------------------
