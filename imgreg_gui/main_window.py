@@ -129,6 +129,7 @@ class MainWindow(QMainWindow):
         self.explore = ExploreController(
             self.state, self, self.acts, self.add_dock, self.panel.view, self.docks.by_title
         )
+        self.explore.source.ready.connect(lambda _emb: self.training.train.recheck_leaks())  # new embeddings
         self.docks.restore(self._toggles())
         self._update_actions()
         self._update_summary()

@@ -53,6 +53,7 @@ def main() -> int:
     p.add_argument("--run-id", default="fake-run")
     p.add_argument("--total", type=int, default=10)
     p.add_argument("--folds", type=int, default=0)
+    p.add_argument("--parallel", type=int, default=1)
     a, _ = p.parse_known_args()
     threading.Thread(target=read_control, args=(a.ignore_cancel,), daemon=True).start()
     print("fake child starting", file=sys.stderr, flush=True)
@@ -72,6 +73,8 @@ def main() -> int:
         emit({"type": "lr_find", "suggestion": 3e-3, "lrs": lrs, "losses": losses})
         emit({"type": "summary", "suggestion": 3e-3})
         return 0
+    if a.parallel > 1:
+        return side_by_side(a)
     for fold in range(max(1, a.folds)):
         if a.folds > 1:
             emit({"type": "fold", "fold": fold + 1, "folds": a.folds})
@@ -133,6 +136,35 @@ def main() -> int:
     metrics = {"mean_px": 10.0}
     emit({"type": "finished", "run_id": a.run_id, "run_dir": "", "metrics": metrics, "best_epoch": 0})
     emit({"type": "summary", "run_id": a.run_id, "run_dir": "", "metrics": metrics})
+    return 0
+
+
+def side_by_side(a: argparse.Namespace) -> int:
+    """Folds ``--parallel`` at a time, their events interleaved and tagged with ``fold`` (like ``rank --parallel``)."""
+    for first in range(0, a.folds, a.parallel):
+        group = range(first, min(a.folds, first + a.parallel))
+        for k in group:
+            emit({"type": "fold", "fold": k + 1, "folds": a.folds})
+        for ep in range(a.epochs):
+            for b in range(a.batches):
+                for k in group:
+                    if state["stop"] == "now":
+                        emit({"type": "cancelled", "message": "cancelled"})
+                        return 1
+                    time.sleep(a.sleep)
+                    ev = {
+                        "type": "batch",
+                        "epoch": ep + 1,
+                        "batch": b + 1,
+                        "n_batches": a.batches,
+                        "loss": 0.5,
+                    }
+                    emit({**ev, "fold": k + 1, "folds": a.folds})
+            for k in group:
+                emit({"type": "epoch", "epoch": ep + 1, "epochs": a.epochs, "train_loss": 0.5, "valid_loss": 0.6,
+                      "metrics": {"mean_px": 5.0}, "fold": k + 1, "folds": a.folds})  # fmt: skip
+    emit({"type": "finished", "run_id": a.run_id, "run_dir": "", "metrics": {}, "best_epoch": 0})
+    emit({"type": "summary", "run_id": a.run_id, "run_dir": "", "metrics": {}})
     return 0
 
 

@@ -123,6 +123,8 @@ class TrainingController(QObject):
         ds, store = self.state.dataset, self.state.store
         path = str(ds.root) if ds is not None else None
         self.train.set_dataset(path, ds.groups if ds is not None else [], self.state.kind)
+        labels = {n: r.effective for n, r in self.state.records.items() if r.effective is not None}
+        self.train.set_data(ds, store.dir if store is not None else None, labels)
         active = self.state.active_run
         if active is None and store is not None:
             # Show the newest predictions at once (e.g. reopening a dataset after training).

@@ -1,5 +1,6 @@
 """Training options: the form (architecture, epochs, lr, size, bs, head, validation groups, folds, weights,
-device), their QSettings persistence, the ``imgreg train`` command line they make, and a lazy device query."""
+device, and the Advanced group), their QSettings persistence, the ``imgreg train`` command line they make, and a
+lazy device query."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from PySide6.QtWidgets import (
 
 from engine.core import ARCH_NAMES
 from imgreg_gui.settings import settings
+from imgreg_gui.training.advanced import AdvancedForm, Collapsible, normal_sizes
 from imgreg_gui.training.process import engine_command
 
 ARCHS = tuple(ARCH_NAMES)
@@ -38,6 +40,7 @@ WEIGHT_NAMES = {
     "file": "Weights file...",
 }
 KEY = "training/"
+ALL_GPUS = "all"
 
 
 @dataclass
@@ -47,7 +50,7 @@ class TrainOptions:
     arch: str = "resnet18"
     epochs: int = 5
     lr: float = 2e-3
-    size: str = "240x320"
+    size: str = "auto"
     bs: int = 16
     head: str = "spatial"
     valid_groups: list[str] = field(default_factory=list)
@@ -55,6 +58,16 @@ class TrainOptions:
     weights: str = "auto"
     weights_file: str = ""
     device: str = "auto"
+    sizes: str = ""
+    schedule: str = ""
+    freeze_epochs: int = 1
+    lr_ratio: float = 0.0
+    mixup: float = 0.0
+    scalar_head: str = "fastai"
+    stride: int = 16
+    no_cache: bool = False
+    advanced_open: bool = False
+    parallel: int = 1
 
     def save(self) -> None:
         """Remember the options (QSettings)."""
@@ -90,6 +103,21 @@ def train_args(opts: TrainOptions, kind: str = "point") -> list[str]:
     args += ["--epochs", str(opts.epochs), "--lr", f"{opts.lr:g}"]
     if kind == "point":
         args += ["--head", opts.head]
+        if opts.head != "pooled":
+            args += ["--stride", str(opts.stride)]
+    else:
+        args += ["--scalar-head", opts.scalar_head]
+        if opts.mixup > 0:
+            args += ["--mixup", f"{opts.mixup:g}"]
+    if normal_sizes(opts.sizes):
+        args += ["--sizes", normal_sizes(opts.sizes)]
+    if opts.schedule:
+        args += ["--schedule", opts.schedule]
+    args += ["--freeze-epochs", str(opts.freeze_epochs)]
+    if opts.lr_ratio > 0:
+        args += ["--lr-ratio", f"{opts.lr_ratio:g}"]
+    if opts.no_cache:
+        args += ["--no-cache"]
     if opts.valid_groups:
         args += ["--valid-groups", ",".join(opts.valid_groups)]
     if opts.weights == "scratch":
@@ -98,9 +126,15 @@ def train_args(opts: TrainOptions, kind: str = "point") -> list[str]:
         args += ["--pretrained-if-cached"]
     elif opts.weights == "file" and opts.weights_file:
         args += ["--weights", opts.weights_file]
-    if opts.device and opts.device != "auto":
+    if opts.device and opts.device != "auto" and not opts.device.startswith(ALL_GPUS):
         args += ["--device", opts.device]
     return args
+
+
+def all_gpus(device: str) -> int:
+    """N for the device choice ``all:N`` (every GPU, data-parallel), else 0."""
+    head, _, n = str(device).partition(":")
+    return int(n) if head == ALL_GPUS and n.isdigit() else 0
 
 
 def train_command(
@@ -109,24 +143,32 @@ def train_command(
     """The child command line for a training (K out-of-fold models with folds > 1) or an LR finder run."""
     args = ["train", str(dataset), *train_args(opts, kind)]
     if lr_find:
-        args += ["--lr-find"]
+        args += ["--lr-find"]  # the LR finder runs in one process
     elif opts.folds >= 2:
         args += ["--folds", str(opts.folds)]
+        if opts.parallel > 1:
+            args += ["--parallel", str(opts.parallel)]
+    elif all_gpus(opts.device) > 1:
+        args += ["--nproc", str(all_gpus(opts.device))]
     return engine_command(*args, "--json", "--control-stdin")
 
 
 def rank_command(dataset: str | Path, opts: TrainOptions, folds: int, kind: str = "point") -> list[str]:
     """The child command line ranking every item by out-of-fold disagreement (trains ``folds`` models)."""
     args = ["rank", str(dataset), "--folds", str(folds), *train_args(opts, kind)]
+    if opts.parallel > 1:
+        args += ["--parallel", str(opts.parallel)]
     return engine_command(*args, "--json", "--control-stdin")
 
 
 def predict_command(run_dir: str | Path, dataset: str | Path, device: str = "auto") -> list[str]:
     """The child command line predicting (and storing) every item of ``dataset`` with a run."""
-    return engine_command("predict", str(run_dir), str(dataset), "--device", device or "auto", "--json")
+    device = "auto" if not device or all_gpus(device) else device  # prediction runs in one process
+    return engine_command("predict", str(run_dir), str(dataset), "--device", device, "--json")
 
 
 SIZE_RE = re.compile(r"^\s*(\d{2,4})\s*(?:[x,]\s*(\d{2,4}))?\s*$")
+AUTO = "auto"
 SIZES = ("64", "96x128", "128", "192x256", "224", "240x320", "288x384", "384x512")
 
 
@@ -194,6 +236,7 @@ class OptionsForm(QWidget):
         self.arch.addItems(ARCHS)
         self.arch.setToolTip("Backbone (torchvision); 'tiny' is a small untrained CNN for quick checks")
         self.epochs = _spin(1, 1000, 5)
+        self.epochs.setToolTip("Passes over the training images (at each size with progressive resizing)")
         self.lr = QLineEdit()
         self.lr.setValidator(QDoubleValidator(1e-8, 10.0, 8))
         self.lr.setToolTip("Maximum learning rate of the one-cycle schedule")
@@ -201,12 +244,17 @@ class OptionsForm(QWidget):
         self.find_lr.setToolTip("Run fastai's learning-rate finder on these options and show its curve")
         lr_row = _row(self.lr, self.find_lr)
         self.size = QComboBox(editable=True)
+        self.size.addItem(AUTO, AUTO)
         self.size.addItems(SIZES)
-        self.size.setValidator(QRegularExpressionValidator(QRegularExpression(r"\d{0,4}([x,]\d{0,4})?")))
+        self.size.setValidator(
+            QRegularExpressionValidator(QRegularExpression(r"(auto.*|\d{0,4}([x,]\d{0,4})?)"))
+        )
         self.size.setToolTip(
-            "Input size in pixels, HxW (e.g. 240x320 keeps Biwi's 3:4) or one number for a square"
+            "Input size in pixels. auto follows the images' shape (aspect kept, long side at most 320: Biwi\n"
+            "240x320, 200px faces 208x208); or HxW (e.g. 240x320) or one number for a square"
         )
         self.bs = _spin(1, 4096, 16)
+        self.bs.setToolTip("Images per batch; lower it when the GPU runs out of memory")
         self.head = QComboBox()
         self.head.addItem("spatial (heatmap)", "spatial")
         self.head.addItem("pooled (regression)", "pooled")
@@ -222,6 +270,12 @@ class OptionsForm(QWidget):
         self.folds.setToolTip(
             "K > 1: train K models instead of one, each predicting the items it never saw (out-of-fold)"
         )
+        self.parallel = _spin(1, 64, 1)
+        self.parallel.setSpecialValueText("1 (one at a time)")
+        self.parallel.setToolTip(
+            "Out-of-fold models (Folds, Rank out-of-fold) fitted at a time, each in its own process on its own\n"
+            "GPU (or sharing the CPU cores): same seeds, same ranking as one at a time"
+        )
         self.weights = QComboBox()
         for key in WEIGHTS:
             self.weights.addItem(WEIGHT_NAMES[key], key)
@@ -231,15 +285,20 @@ class OptionsForm(QWidget):
         )
         self.weights_file = QLineEdit()
         self.weights_file.setPlaceholderText("a .pth or .safetensors state dict")
+        self.weights_file.setToolTip("A torchvision state dict to start from (never unpickled code)")
         self.browse = QToolButton(text="...")
+        self.browse.setToolTip("Choose a weights file")
         self.browse.clicked.connect(self._pick_weights)
         self.weights_row = _row(self.weights_file, self.browse)
         self.device = QComboBox()
         self.device.addItem("auto", "auto")
         self.device.addItem("CPU", "cpu")
+        self.device.setToolTip("Where the child trains: auto picks a GPU when there is one")
         self.device_note = QLabel()
         self.device_note.setWordWrap(True)
         self.device_note.setStyleSheet("color: #b45309;")
+        self.adv = AdvancedForm()
+        self.advanced = Collapsible("Advanced", self.adv)
         form.addRow("Architecture", self.arch)
         form.addRow("Epochs", self.epochs)
         form.addRow("Learning rate", lr_row)
@@ -252,7 +311,11 @@ class OptionsForm(QWidget):
         form.addRow("", self.weights_row)
         form.addRow("Device", self.device)
         form.addRow("", self.device_note)
+        form.addRow(self.advanced)
+        self.adv.form.insertRow(self.adv.form.rowCount() - 1, "Parallel folds", self.parallel)
         self.form = form
+        self.kind = "point"
+        self.head.currentIndexChanged.connect(self._sync_enabled)
         self.weights.currentIndexChanged.connect(self._sync_enabled)
         self.device.currentIndexChanged.connect(self._sync_enabled)
         self.has_gpu: bool | None = None
@@ -270,7 +333,7 @@ class OptionsForm(QWidget):
             arch=self.arch.currentText().strip() or "resnet18",
             epochs=self.epochs.value(),
             lr=lr,
-            size=normal_size(self.size.currentText()) or TrainOptions.size,
+            size=self.size_text(),
             bs=self.bs.value(),
             head=self.head.currentData(),
             valid_groups=self.checked_groups(),
@@ -278,14 +341,44 @@ class OptionsForm(QWidget):
             weights=self.weights.currentData(),
             weights_file=self.weights_file.text().strip(),
             device=self.device.currentData() or "auto",
+            sizes=normal_sizes(self.adv.sizes.text()),
+            schedule=self.adv.schedule.currentData() or "",
+            freeze_epochs=self.adv.freeze_epochs.value(),
+            lr_ratio=self.adv.lr_ratio.value(),
+            mixup=self.adv.mixup.value(),
+            scalar_head=self.adv.scalar_head.currentData() or "fastai",
+            stride=int(self.adv.stride.currentData() or 16),
+            no_cache=self.adv.no_cache.isChecked(),
+            advanced_open=self.advanced.expanded,
+            parallel=self.parallel.value(),
         )
+
+    def size_text(self) -> str:
+        """The chosen size as the CLI's text: ``auto`` or ``HxW``."""
+        text = self.size.currentText().strip().lower()
+        if not text or text.startswith(AUTO):
+            return AUTO
+        return normal_size(text) or AUTO
+
+    def set_auto_size(self, size: tuple[int, int] | None) -> None:
+        """Show what ``auto`` means for this dataset, e.g. ``auto (240x320)`` (None: plain ``auto``)."""
+        label = AUTO if size is None else f"{AUTO} ({size[0]}x{size[1]})"
+        text = self.size.currentText()
+        showing_auto = self.size_text() == AUTO
+        self.size.setItemText(0, label)  # this resets the edit text when item 0 is current
+        self.size.setCurrentText(label if showing_auto else text)
 
     def set_options(self, opts: TrainOptions) -> None:
         """Show ``opts`` (groups are checked if the dataset has them)."""
         self.arch.setCurrentText(opts.arch)
         self.epochs.setValue(opts.epochs)
         self.set_lr(opts.lr)
-        self.size.setCurrentText(normal_size(opts.size) or TrainOptions.size)
+        size = normal_size(opts.size)
+        if size:
+            self.size.setCurrentText(size)
+        else:
+            self.size.setCurrentIndex(0)
+            self.size.setCurrentText(self.size.itemText(0))
         self.bs.setValue(opts.bs)
         _select(self.head, opts.head)
         self._wanted_groups = set(opts.valid_groups)
@@ -295,10 +388,20 @@ class OptionsForm(QWidget):
                 Qt.CheckState.Checked if it.text() in self._wanted_groups else Qt.CheckState.Unchecked
             )
         self.folds.setValue(opts.folds)
+        self.parallel.setValue(opts.parallel)
         _select(self.weights, opts.weights)
         self.weights_file.setText(opts.weights_file)
         self._wanted_device = opts.device
         _select(self.device, opts.device)
+        self.adv.sizes.setText(normal_sizes(opts.sizes))
+        _select(self.adv.schedule, opts.schedule)
+        self.adv.freeze_epochs.setValue(opts.freeze_epochs)
+        self.adv.lr_ratio.setValue(opts.lr_ratio)
+        self.adv.mixup.setValue(opts.mixup)
+        _select(self.adv.scalar_head, opts.scalar_head)
+        _select(self.adv.stride, opts.stride)
+        self.adv.no_cache.setChecked(opts.no_cache)
+        self.advanced.set_expanded(opts.advanced_open)
         self._sync_enabled()
 
     def set_lr(self, lr: float) -> None:
@@ -329,19 +432,30 @@ class OptionsForm(QWidget):
             it.setFlags(it.flags() | Qt.ItemFlag.ItemIsUserCheckable)
             it.setCheckState(Qt.CheckState.Checked if g in wanted else Qt.CheckState.Unchecked)
             self.groups.addItem(it)
+        self.kind = kind
         self.head.setEnabled(kind == "point")
+        self._sync_enabled()
 
     def set_devices(self, devices: list[tuple[str, str]]) -> None:
         """Offer the CUDA devices found (the remembered one is reselected)."""
         for dev, desc in devices:
             if self.device.findData(dev) < 0:
                 self.device.addItem(f"{dev}  {desc}", dev)
+        if len(devices) > 1 and self.device.findData(f"{ALL_GPUS}:{len(devices)}") < 0:
+            self.device.addItem(f"All GPUs ({len(devices)})", f"{ALL_GPUS}:{len(devices)}")
+            self.device.setItemData(
+                self.device.count() - 1,
+                f"Data-parallel training on all {len(devices)} GPUs (imgreg train --nproc {len(devices)});\n"
+                "out-of-fold models and the LR finder use the Parallel folds setting and one GPU",
+                Qt.ItemDataRole.ToolTipRole,
+            )
         self.has_gpu = bool(devices)
         _select(self.device, getattr(self, "_wanted_device", "auto"))
         self._sync_enabled()
 
     def _sync_enabled(self) -> None:
         self.weights_row.setEnabled(self.weights.currentData() == "file")
+        self.adv.set_kind(self.kind, self.head.currentData() != "pooled")
         dev = self.device.currentData()
         if dev == "cpu" or (dev == "auto" and self.has_gpu is False):
             self.device_note.setText("Training on the CPU is slow: keep the image size and epochs small.")

@@ -22,6 +22,9 @@ from PySide6.QtWidgets import (
 )
 
 from engine import events
+from engine.core import Dataset, Label
+from imgreg_gui.training.folds import FoldProgress
+from imgreg_gui.training.leaks import LeakWatch
 from imgreg_gui.training.options import DeviceQuery, OptionsForm, TrainOptions, train_command
 from imgreg_gui.training.plots import LrPlot, TrainingCurves, pick_error_metric
 from imgreg_gui.training.process import ChildProcess, ChildResult, open_error_box, show_progress
@@ -98,11 +101,15 @@ class TrainPanel(QWidget):
         self.suggestion: float | None = None
         self._t0 = 0.0
         self._t_train: float | None = None
-        self._fold, self._folds = 1, 1
+        self.prog = FoldProgress()
         self._n_batches = 0
         self._epochs = 0
+        self.leaks = LeakWatch(self)
         self._build()
         self.form.set_options(TrainOptions.load())
+        self.leaks.result.connect(self._show_leaks)
+        self.leaks.auto_size_found.connect(self.form.set_auto_size)
+        self.form.groups.itemChanged.connect(lambda _it: self.leaks.check(self.form.checked_groups()))
         self.devices.found.connect(self.form.set_devices)
         self._set_busy(False)
 
@@ -125,6 +132,15 @@ class TrainPanel(QWidget):
         self.labels_info.setWordWrap(True)
         self.labels_info.setStyleSheet("color: #6b7280;")
         outer.addWidget(self.labels_info)
+        self.leak_note = QLabel("")
+        self.leak_note.setWordWrap(True)
+        self.leak_note.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.leak_note.setToolTip(
+            "Near-duplicate images on both sides of the split make validation scores read too good:\n"
+            "tick the groups so that copies fall on one side (Find similar lists them)."
+        )
+        self.leak_note.hide()
+        outer.addWidget(self.leak_note)
         row = QHBoxLayout()
         self.start_btn = QPushButton("Start")
         self.start_btn.setDefault(True)
@@ -150,9 +166,15 @@ class TrainPanel(QWidget):
         self.batch_bar.hide()
 
     def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 (Qt override)
-        """Query the CUDA devices the first time the panel is shown (in a background process)."""
+        """Query the CUDA devices the first time the panel is shown (in a background process); check leaks again."""
         super().showEvent(event)
         self.devices.start()
+        self.recheck_leaks()  # embeddings may have been computed since (Find similar)
+
+    def recheck_leaks(self) -> None:
+        """Check the split for leaking near-duplicates again (new embeddings were stored)."""
+        if self.leaks.store_dir is not None:
+            self.leaks.check(self.form.checked_groups())
 
     # -- dataset ---------------------------------------------------------------------------------------
 
@@ -164,6 +186,19 @@ class TrainPanel(QWidget):
         if not self.busy:
             self.live.curves.clear("MAE" if kind == "scalar" else "px")
         self._set_busy(self.busy)
+
+    def set_data(self, ds: Dataset | None, store_dir: str | Path | None, labels: dict[str, Label]) -> None:
+        """The open dataset's items, store folder and labels: its ``auto`` size and the leak check follow."""
+        self.form.set_auto_size(None)
+        self.leaks.set_data(ds, store_dir, labels)
+        self.leaks.check(self.form.checked_groups())
+
+    def _show_leaks(self, leaks: object) -> None:
+        text = self.leaks.text
+        warn = leaks is not None and bool(text)
+        self.leak_note.setStyleSheet("color: #b91c1c; font-weight: 600;" if warn else "color: #6b7280;")
+        self.leak_note.setText(text)
+        self.leak_note.setVisible(bool(text))
 
     def set_label_counts(self, counts: dict[str, int] | None) -> None:
         """Say which labels a training would use (the store's effective labels, corrections included)."""
@@ -205,7 +240,9 @@ class TrainPanel(QWidget):
         self.last_result = None
         self._t0 = time.monotonic()
         self._t_train = None
-        self._fold, self._folds = 1, 1
+        self.prog = FoldProgress(
+            opts.folds if mode == "train" and opts.folds >= 2 else 1, max(1, opts.parallel)
+        )
         self._n_batches, self._epochs = 0, opts.epochs
         if mode == "train":
             self.live.curves.clear("MAE" if self.kind == "scalar" else "px")
@@ -254,6 +291,8 @@ class TrainPanel(QWidget):
 
     def shutdown(self) -> None:
         """Stop any child at once (the window is closing)."""
+        self.leaks.timer.stop()
+        self.leaks.wait(3000)
         if self.busy:
             self.child.kill()
             self.child.wait(3000)
@@ -275,6 +314,8 @@ class TrainPanel(QWidget):
             self._on_batch(ev)
         elif kind == "epoch":
             self._on_epoch(ev)
+        elif kind == "prepared" and not self._plots(ev):
+            self.live.append(f"prepared: fold {ev.get('fold')} on {ev.get('device', '?')}")
         elif kind == "prepared":
             self._epochs = int(ev.get("epochs") or self._epochs or 1)
             self.live.curves.add_event(ev)
@@ -287,9 +328,14 @@ class TrainPanel(QWidget):
                 f"prepared: {ev.get('arch')} {ev.get('head', '')} on {dev}, {ev.get('n_train')} train / "
                 f"{ev.get('n_valid')} valid, size {ev.get('size')}, bs {ev.get('bs')}, {self._n_batches} batches"
             )
+            if int(ev.get("world_size") or 1) > 1:
+                self.live.append(
+                    f"data-parallel: {ev['world_size']} processes, {self._n_batches} batches each"
+                )
             if ev.get("on_cpu"):
                 self.live.append("warning: training on the CPU (slow); keep images small")
-            self.status.setText(f"Training on {dev}...")
+            procs = int(ev.get("world_size") or 1)
+            self.status.setText(f"Training on {dev}{f' ({procs} processes)' if procs > 1 else ''}...")
             if self._t_train is None:
                 self._t_train = time.monotonic()
         elif kind == "lr_find":
@@ -304,9 +350,9 @@ class TrainPanel(QWidget):
         elif kind == "fold":
             self.live.append(f"fold {ev.get('fold')} of {ev.get('folds')}")
             self.status.setText(f"Out-of-fold model {ev.get('fold')} of {ev.get('folds')}...")
-            self._fold, self._folds = int(ev.get("fold") or 1), max(1, int(ev.get("folds") or 1))
-            self.live.curves.clear("MAE" if self.kind == "scalar" else "px")
-            self.live.curves.set_title(f"Out-of-fold model {self._fold} of {self._folds} (live)")
+            fold, folds = int(ev.get("fold") or 1), max(1, int(ev.get("folds") or 1))
+            if self.prog.start(fold, folds):
+                self._plot_fold(fold)
         elif kind in events.PROGRESS_TYPES:  # read now: new kinds need no change here
             show_progress(self.batch_bar, ev)
         elif kind in ("finished", "cancelled", "failed"):
@@ -316,29 +362,57 @@ class TrainPanel(QWidget):
         elif kind != "summary":
             self.live.append(str(ev))
 
+    def _plots(self, ev: dict) -> bool:
+        """Whether an event's fold is the plotted one (events of other folds side by side only count)."""
+        return self.prog.folds <= 1 or self.prog.fold_of(ev) in (self.prog.plotted, None)
+
+    def _plot_fold(self, fold: int) -> None:
+        self.live.curves.clear("MAE" if self.kind == "scalar" else "px")
+        self.live.curves.set_title(f"Out-of-fold model {fold} of {self.prog.folds} (live)")
+
     def _on_batch(self, ev: dict) -> None:
-        self.live.curves.add_event(ev)
-        self.batch_bar.setFormat("batch %v / %m")
+        fold = self.prog.fold_of(ev)
         n = max(1, int(ev.get("n_batches") or self._n_batches or 1))
         ep, b = int(ev.get("epoch", 1)), int(ev.get("batch", 1))
+        before = self.prog.plotted
+        if not self.prog.batch(fold, ep, self._epochs or 1, b, n) and self.prog.folds > 1:
+            self._show_status(ev)
+            return
+        if self.prog.folds > 1 and before != fold:
+            self._plot_fold(fold)  # the fold shown before ended: follow one still running
+        self.live.curves.add_event(ev)
+        self.batch_bar.setFormat("batch %v / %m")
         if self.batch_bar.maximum() != n:
             self.batch_bar.setRange(0, n)
         self.batch_bar.setValue(b)
-        done = (ep - 1) * n + b
-        total = max(done, self._epochs * n)
+        self._show_status(ev)
+
+    def _show_status(self, ev: dict) -> None:
+        n = max(1, int(ev.get("n_batches") or self._n_batches or 1))
+        ep, b = int(ev.get("epoch", 1)), int(ev.get("batch", 1))
         # Fraction of the whole job (all folds); the time before the first batch (loading) is not counted.
-        frac = ((self._fold - 1) + done / total) / self._folds
+        frac = self.prog.fraction()
         elapsed = time.monotonic() - (self._t_train or self._t0)
         eta = elapsed / frac * (1 - frac) if frac > 0 else 0.0
-        fold = f"Fold {self._fold}/{self._folds}, " if self._folds > 1 else ""
+        fold = self.prog.label()
+        if self.prog.folds > 1 and len(self.prog.running) > 1:
+            fold += f"fold {self.prog.fold_of(ev)}: "
+        size = f" at {ev['size']}" if ev.get("size") else ""  # the progressive-resizing stage
         self.status.setText(
-            f"{fold}Epoch {ep}/{self._epochs}, batch {b}/{n}, loss {float(ev.get('loss') or 0):.4g}  -  "
+            f"{fold}Epoch {ep}/{self._epochs}{size}, batch {b}/{n}, loss {float(ev.get('loss') or 0):.4g}  -  "
             f"elapsed {fmt_duration(elapsed)}, ETA {fmt_duration(eta)}"
         )
 
     def _on_epoch(self, ev: dict) -> None:
-        self.live.curves.add_event(ev)
         ep = int(ev.get("epoch", 1))
+        fold = self.prog.fold_of(ev)
+        before = self.prog.plotted
+        if not self.prog.epoch(fold, ep, int(ev.get("epochs") or self._epochs or 1)) and self.prog.folds > 1:
+            self.live.append(f"fold {fold}: epoch {ep}/{ev.get('epochs')}  valid_loss {ev.get('valid_loss')}")
+            return
+        if self.prog.folds > 1 and before is None:
+            self._plot_fold(fold)
+        self.live.curves.add_event(ev)
         self._epochs = int(ev.get("epochs") or self._epochs)
         self.epoch_bar.setRange(0, max(1, self._epochs))
         self.epoch_bar.setValue(ep)
