@@ -192,7 +192,9 @@ class EmbeddingMap(QWidget):
             b.clicked.connect(lambda _=False, m=m: self.set_colouring(m))
             self.colour_buttons.addButton(b)
             bar.addWidget(b)
-        bar.addSpacing(12)
+        bar.addStretch(1)
+        # two rows keep the dock narrow enough to share a tab with the Train panel
+        tools = QHBoxLayout()
         self.select_buttons = QButtonGroup(self)
         for m, tip in (("box", "drag a box to filter the item list"), ("lasso", "draw a lasso"),
                        ("pan", "drag to pan, wheel to zoom")):  # fmt: skip
@@ -202,14 +204,15 @@ class EmbeddingMap(QWidget):
             b.setToolTip(tip)
             b.clicked.connect(lambda _=False, m=m: setattr(self.vb, "mode", m))
             self.select_buttons.addButton(b)
-            bar.addWidget(b)
+            tools.addWidget(b)
         clear = QPushButton("Clear selection")
         clear.clicked.connect(self.clear_selection)
-        bar.addWidget(clear)
-        bar.addStretch(1)
+        tools.addWidget(clear)
+        tools.addStretch(1)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
         lay.addLayout(bar)
+        lay.addLayout(tools)
         lay.addWidget(self.plot, 1)
         lay.addWidget(self.status)
 
