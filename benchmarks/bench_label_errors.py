@@ -29,9 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench_accuracy import mobilenet_weights  # noqa: E402
 
 from engine.data import open_dataset, synth  # noqa: E402
-from engine.labels.quality import embedding_neighbours, mean_rows, score_rows  # noqa: E402
+from engine.labels.quality import embedding_neighbours, mean_rows, rank_rows, score_rows  # noqa: E402
 from engine.labels.store import LabelStore  # noqa: E402
-from engine.learn.rank import out_of_fold, rank_rows  # noqa: E402
+from engine.learn.rank import out_of_fold  # noqa: E402
 from engine.learn.train import TrainConfig  # noqa: E402
 
 # ../shared/data beside the repository (a main checkout), or beside the worktrees' folder

@@ -4,12 +4,11 @@ what recovery of a damaged store did. Slow work (reading image headers, re-index
 from __future__ import annotations
 
 import logging
-import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject, Qt, QThread, Signal
+from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import QFileDialog, QMessageBox, QWidget
 
 from engine.atomic import atomic_write_text
@@ -19,6 +18,7 @@ from engine.labels.interop import EXPORT_FORMATS, Exported, ExportError, write_c
 from engine.labels.store import LabelRecord
 from imgreg_gui.item_model import format_label
 from imgreg_gui.state import AppState
+from imgreg_gui.tasks import Task
 from imgreg_gui.training.process import open_error_box
 
 log = logging.getLogger(__name__)
@@ -62,32 +62,6 @@ def orphan_text(rec: LabelRecord, kind: str) -> str:
     return (
         f"Its {rec.source} label {shown}{verified} is kept; it comes back when the file does (File ▸ Reload)."
     )
-
-
-class Task(QThread):
-    """Run ``fn()`` on a worker thread: ``done(result)`` or ``failed(one-line message)``, never a traceback."""
-
-    done = Signal(object)
-    failed = Signal(str)
-
-    def __init__(self, fn: Callable[[], Any], parent: QObject | None = None) -> None:
-        super().__init__(parent)
-        self.fn = fn
-
-    def run(self) -> None:
-        """Call the function and report."""
-        from engine.data import DatasetError
-        from engine.labels.store import StoreError
-
-        try:
-            self.done.emit(self.fn())
-        except (ExportError, DatasetError, StoreError) as e:
-            self.failed.emit(str(e))
-        except OSError as e:
-            self.failed.emit(f"{e.strerror or type(e).__name__}: {e.filename or e}")
-        except Exception as e:
-            log.error("background task failed:\n%s", traceback.format_exc())
-            self.failed.emit(f"{type(e).__name__}: {e}")
 
 
 class FileOps(QObject):

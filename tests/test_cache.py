@@ -15,8 +15,8 @@ import pytest
 from engine.core import Cancelled, CancelToken
 from engine.data import cache as cache_mod
 from engine.data import open_dataset
-from engine.data.cache import cache_dir, ensure_cache, list_caches, open_cache, squish
-from engine.data.images import load_image
+from engine.data.cache import cache_dir, ensure_cache, list_caches, open_cache
+from engine.data.images import load_image, squish
 from engine.data.synth import make_biwi, make_utkface
 
 SIZE = (24, 32)

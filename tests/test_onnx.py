@@ -15,14 +15,15 @@ import torch
 
 from engine.cli import main
 from engine.data import open_dataset
+from engine.data.images import squish as torch_squish
 from engine.data.synth import face_image, make_scalar_csv, write_image
 from engine.labels.store import LabelStore
 from engine.learn.arch import ModelConfig, build_model
-from engine.learn.dls import squish as torch_squish
 from engine.learn.models import save_run
 from engine.learn.onnx_export import export_onnx
 from engine.learn.predict import predict
-from engine.runs.onnx_predict import load_onnx, meta_path, predict_onnx, squish
+from engine.runs import onnx_predict
+from engine.runs.onnx_predict import load_onnx, meta_path, predict_onnx
 
 pytest.importorskip("onnxruntime")
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -104,7 +105,7 @@ def test_scalar_onnx_matches_torch_and_tta(tmp_path: Path) -> None:
 
 def test_squish_is_the_training_resize() -> None:
     img = np.random.default_rng(0).integers(0, 255, (77, 31, 3), np.uint8)
-    assert np.array_equal(squish(img, (20, 40)), torch_squish(img, (20, 40)))
+    assert np.array_equal(onnx_predict.squish(img, (20, 40)), torch_squish(img, (20, 40)))
 
 
 def test_cli_predict_onnx_without_torch(tmp_path: Path, capsys) -> None:

@@ -8,9 +8,10 @@ import pytest
 
 from engine.data import open_dataset
 from engine.data.synth import make_biwi
+from engine.labels.quality import rank_rows, rank_run
 from engine.labels.store import LabelStore, PredictionRow
 from engine.learn.dls import Sample
-from engine.learn.rank import fold_indices, out_of_fold, rank_rows, rank_run
+from engine.learn.rank import fold_indices, out_of_fold
 from engine.learn.train import TrainConfig, TrainingError
 from engine.runs.files import read_json
 

@@ -355,8 +355,9 @@ def second_opinion(rep: Reporter, store_dir: Any, names: list[str], run_id: str 
 
 def cmd_rank(args: argparse.Namespace) -> int:
     """``imgreg rank``: items by disagreement, from a run's predictions or out-of-fold models."""
+    from engine.labels.quality import rank_rows, rank_run
     from engine.learn.predict import predict
-    from engine.learn.rank import out_of_fold, rank_rows, rank_run
+    from engine.learn.rank import out_of_fold
     from engine.runs.files import resolve_run
 
     rep = Reporter(args.json)

@@ -23,11 +23,10 @@ from typing import Any
 
 import numpy as np
 from filelock import FileLock, Timeout
-from PIL import Image
 
 from engine.atomic import atomic_write_text
 from engine.core import Cancelled, CancelToken, OnEvent, no_event
-from engine.data.images import ImageError, load_image
+from engine.data.images import ImageError, file_stamp, load_image, squish
 
 VERSION = 1
 MANIFEST = "manifest.json"
@@ -44,19 +43,10 @@ class CacheSpaceError(Exception):
 Key = tuple[str, int, int]
 
 
-def squish(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Resize an RGB image to ``size`` (h, w) ignoring aspect, exactly as training does (PIL bilinear)."""
-    h, w = size
-    return np.asarray(Image.fromarray(img).resize((w, h), Image.BILINEAR))
-
-
 def file_key(path: str | os.PathLike) -> Key | None:
     """(path, size, mtime_ns) of a file: a cached image is used only while its file still has this key."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (os.fspath(path), int(st.st_size), int(st.st_mtime_ns))
+    stamp = file_stamp(path)
+    return None if stamp is None else (os.fspath(path), *stamp)
 
 
 def cache_root(store_dir: str | os.PathLike) -> Path:

@@ -7,6 +7,7 @@ import struct
 
 import cv2
 import numpy as np
+from PIL import Image
 
 IMAGE_EXTS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
 """File suffixes (lower case) treated as images when scanning folders."""
@@ -214,3 +215,18 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
         return size
     h, w = load_image(path).shape[:2]
     return w, h
+
+
+def file_stamp(path: str | os.PathLike) -> tuple[int, int] | None:
+    """``(size, mtime_ns)`` of a file: what changes when an image changes on disk (None when unreadable)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return int(st.st_size), int(st.st_mtime_ns)
+
+
+def squish(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize an RGB image to ``size`` (h, w) ignoring aspect, exactly as training does (PIL bilinear)."""
+    h, w = size
+    return np.asarray(Image.fromarray(img).resize((w, h), Image.BILINEAR))

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
+
+from engine.data.images import file_stamp
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS prediction_files "
@@ -13,21 +14,12 @@ _SCHEMA = (
 )
 
 
-def file_key(path: Path) -> tuple[int, int] | None:
-    """``(size, mtime_ns)`` of a file, None when it cannot be read."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_size, st.st_mtime_ns
-
-
 def record_file_keys(conn: sqlite3.Connection, root: Path, run_id: str, names: Iterable[str]) -> None:
     """Remember each predicted image's file key (inside the caller's transaction)."""
     conn.execute(_SCHEMA)
     rows = []
     for name in names:
-        key = file_key(Path(root) / name)
+        key = file_stamp(Path(root) / name)
         rows.append((run_id, name, *(key or (None, None))))
     conn.executemany("INSERT OR REPLACE INTO prediction_files VALUES (?, ?, ?, ?)", rows)
 
@@ -38,7 +30,7 @@ def stale_items(conn: sqlite3.Connection, root: Path, run_id: str) -> set[str]:
     if not exists:
         return set()
     rows = conn.execute("SELECT item, size, mtime_ns FROM prediction_files WHERE run_id = ?", (run_id,))
-    return {name for name, size, mtime in rows if file_key(Path(root) / name) != (size, mtime)}
+    return {name for name, size, mtime in rows if file_stamp(Path(root) / name) != (size, mtime)}
 
 
 def forget_file_keys(conn: sqlite3.Connection, run_id: str) -> None:

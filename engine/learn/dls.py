@@ -10,13 +10,9 @@ import torch
 from fastai.data.block import DataBlock, RegressionBlock
 from fastai.data.transforms import IndexSplitter, Normalize
 from fastai.vision.augment import Resize, ResizeMethod, aug_transforms
-from fastai.vision.core import (
-    imagenet_stats,  # noqa: F401  (re-exported for callers that want the tuple)
-)
 from fastai.vision.data import ImageBlock, PointBlock
 
 from engine.core import Dataset, Label
-from engine.data.cache import squish  # noqa: F401  (the one squish resize; re-exported for callers)
 from engine.data.images import ImageError, check_file, image_size, load_image
 
 

@@ -17,11 +17,11 @@ from torch import nn
 
 from engine.core import CancelToken, Dataset, Item, Label, OnEvent, label_distance, no_event
 from engine.data.cache import ImageCache, cache_dir, open_cache
-from engine.data.images import ImageError, load_image
+from engine.data.images import ImageError, load_image, squish
 from engine.labels.store import PredictionRow
 from engine.learn.arch import ModelConfig
 from engine.learn.device import resolve_device
-from engine.learn.dls import effective_labels, squish, to_pixels
+from engine.learn.dls import effective_labels, to_pixels
 from engine.learn.models import load_run
 from engine.learn.spatial import heatmap_spread, heatmaps, soft_argmax
 from engine.runs.heatmaps import heatmap_path, write_heatmap

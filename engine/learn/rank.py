@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from engine.core import Cancelled, CancelToken, Dataset, OnEvent, no_event
-from engine.labels.quality import mean_rows, rank_rows, rank_run, score_rows  # noqa: F401 (rank_run re-exported)
+from engine.labels.quality import mean_rows, rank_rows, score_rows
 from engine.labels.store import PredictionRow
 from engine.learn.dls import Sample
 from engine.learn.feed import train_cache

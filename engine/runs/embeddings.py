@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import numpy as np
 
 from engine.atomic import atomic_write_bytes
 from engine.core import Item
+from engine.data.images import file_stamp
 
 EMBED_DIR = "embeddings"
 
@@ -35,11 +35,8 @@ def embeddings_path(store_dir: Path | str, source: str) -> Path:
 
 def item_key(path: Path | str) -> str:
     """What changes when an image file changes: its size and modification time (``""`` when unreadable)."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return ""
-    return f"{st.st_size}:{st.st_mtime_ns}"
+    stamp = file_stamp(path)
+    return "" if stamp is None else f"{stamp[0]}:{stamp[1]}"
 
 
 @dataclass

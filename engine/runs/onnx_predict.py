@@ -12,10 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from engine.core import CancelToken, Dataset, Item, Label, OnEvent, label_distance, no_event
-from engine.data.images import ImageError, load_image
+from engine.data.images import ImageError, load_image, squish
 from engine.labels.store import PredictionRow
 
 ONNX_FORMAT = "imgreg-onnx/1"
@@ -84,12 +83,6 @@ def load_onnx(path: Path | str) -> OnnxModel:
     if not isinstance(meta, dict) or meta.get("format") != ONNX_FORMAT:
         raise OnnxError(f"{path}: no imgreg metadata (export it with 'imgreg export RUN')")
     return OnnxModel(path, sess, meta)
-
-
-def squish(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Resize RGB to ``size`` (h, w) ignoring aspect, exactly like ``engine.learn.dls.squish`` (PIL bilinear)."""
-    h, w = size
-    return np.asarray(Image.fromarray(img).resize((w, h), Image.BILINEAR))
 
 
 def to_input(imgs: list[np.ndarray], meta: dict[str, Any]) -> np.ndarray:

@@ -9,12 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QObject, QThread, QTimer, Signal
+from PySide6.QtCore import QObject, QTimer, Signal
 
 from engine.core import Dataset, Item, Label
 from engine.data.shape import auto_size
 from engine.runs.duplicates import Pair, find_duplicates, split_leaks
 from engine.runs.embeddings import EMBED_DIR, load_embeddings
+from imgreg_gui.tasks import Task
 
 NO_EMBEDDINGS = (
     "Near-duplicate check: no embeddings yet (Find similar, or imgreg embed DATASET, computes them)."
@@ -110,24 +111,6 @@ def check_leaks(
     return Leaks([p for p in pairs if (p.a in names) != (p.b in names)], source, [], random_items=True)
 
 
-class Worker(QThread):
-    """Run ``fn()`` on a worker thread and emit ``done(result)`` (``failed(message)`` on an error)."""
-
-    done = Signal(object)
-    failed = Signal(str)
-
-    def __init__(self, fn: Callable[[], Any], parent: QObject | None = None) -> None:
-        super().__init__(parent)
-        self.fn = fn
-
-    def run(self) -> None:
-        """Call the function and report."""
-        try:
-            self.done.emit(self.fn())
-        except Exception as e:  # a damaged file must never crash the app: say it in one line
-            self.failed.emit(f"{type(e).__name__}: {e}")
-
-
 class LeakWatch(QObject):
     """Checks the dataset's split for leaking near-duplicates and its ``auto`` size, each off the GUI thread.
 
@@ -146,7 +129,7 @@ class LeakWatch(QObject):
         self.groups: list[str] = []
         self.leaks: Leaks | None = None
         self.text = ""
-        self.workers: set[Worker] = set()
+        self.workers: set[Task] = set()
         self.cache: dict[Any, tuple[list[Pair], str]] = {}
         self._gen = 0
         self.timer = QTimer(self, singleShot=True, interval=delay_ms)
@@ -186,7 +169,7 @@ class LeakWatch(QObject):
         self.result.emit(leaks)
 
     def _spawn(self, fn: Callable[[], Any], then: Callable[[Any], Any]) -> None:
-        w = Worker(fn, self)
+        w = Task(fn, self)
         self.workers.add(w)
         w.done.connect(then)
         w.failed.connect(lambda msg: None)  # an unreadable embeddings file: no warning rather than a crash
