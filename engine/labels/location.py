@@ -74,6 +74,11 @@ def store_dir(root: Path | str, force_user_data: bool | None = None) -> Path:
     return folder
 
 
+def store_dir_of(root: Path | str, store: object | None = None) -> Path:
+    """The open store's folder, or where the store of ``root`` lives when none is open (runs and caches go there)."""
+    return Path(store.dir) if store is not None else store_dir(root)
+
+
 def _seed(src: Path, dst: Path) -> None:
     """Copy a read-only dataset's existing store into a new per-user one so no labels are lost."""
     if dst.exists() or not src.is_file():

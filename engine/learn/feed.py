@@ -25,15 +25,9 @@ from engine.data.cache import CacheSpaceError, ImageCache, cache_dir, ensure_cac
 from engine.learn.augment import Aug
 from engine.learn.augment import augment as augment_batch
 from engine.learn.dls import Sample
-from engine.runs.files import run_parent
 
 GPU_SHARE = 0.5
 """The cache goes to GPU memory when it takes at most this share of the free memory (the rest is the model's)."""
-
-
-def store_cache_dir(root: Path | str, store: object | None) -> Path:
-    """The store folder whose ``cache`` subfolder holds a dataset's caches (the per-user one for read-only data)."""
-    return run_parent(root, store).parent
 
 
 def train_cache(cfg: Any, size: tuple[int, int] | None = None) -> ImageCache | None:

@@ -24,12 +24,13 @@ from fastcore.basics import noop
 from torch import nn
 
 from engine.core import Cancelled, CancelToken, Dataset, OnEvent, no_event
+from engine.labels.location import store_dir_of
 from engine.learn import distributed
 from engine.learn.arch import ModelConfig, build_model
 from engine.learn.callbacks import CancelCheck, EngineCallback, FitState, LRFindProgress, PixelError
 from engine.learn.device import resolve_device
 from engine.learn.dls import Sample, make_dls, scalar_range, split_groups, usable_samples
-from engine.learn.feed import cached_dls, fill_bs, store_cache_dir, tune_step
+from engine.learn.feed import cached_dls, fill_bs, tune_step
 from engine.learn.models import save_run
 from engine.runs.files import new_run_id, run_parent
 
@@ -229,7 +230,7 @@ def prepare(
 
         if err := mixup_error(cfg.kind, cfg.mixup):
             raise TrainingError(err)
-    cfg.cache_dir = cfg.cache_dir or str(store_cache_dir(ds.root, store))
+    cfg.cache_dir = cfg.cache_dir or str(store_dir_of(ds.root, store))
     if cfg.kind == "point":
         cfg.y_range = (-1.0, 1.0)
     elif cfg.y_range is None:

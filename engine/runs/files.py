@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.atomic import atomic_write_text
-from engine.labels.location import store_dir as default_store_dir
+from engine.labels.location import store_dir_of
 
 CONFIG = "config.json"
 HISTORY = "history.csv"
@@ -32,7 +32,7 @@ def runs_dir(store_dir: Path) -> Path:
 
 def run_parent(root: Path | str, store: object | None = None) -> Path:
     """Where new runs of a dataset go: its store's ``runs`` folder (the per-user one when the data is read-only)."""
-    return runs_dir(Path(store.dir) if store is not None else default_store_dir(root))
+    return runs_dir(store_dir_of(root, store))
 
 
 def new_run_id(parent: Path, prefix: str = "") -> str:
