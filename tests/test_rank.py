@@ -11,7 +11,8 @@ from engine.data.synth import make_biwi
 from engine.labels.quality import rank_rows, rank_run
 from engine.labels.store import LabelStore, PredictionRow
 from engine.learn.dls import Sample
-from engine.learn.rank import fold_indices, out_of_fold
+from engine.learn.folds import fold_indices
+from engine.learn.rank import out_of_fold
 from engine.learn.train import TrainConfig, TrainingError
 from engine.runs.files import read_json
 

@@ -17,6 +17,7 @@ from engine.core import Cancelled, CancelToken, Item, Label, OnEvent, no_event
 from engine.labels.store import PredictionRow
 from engine.learn.distributed import warm_cache
 from engine.learn.dls import Sample
+from engine.learn.folds import fit_fold, fold_record
 from engine.learn.train import TrainConfig, TrainingError
 
 FAIL_ENV = "IMGREG_FAIL_FOLD"  # fault injection for tests: this fold (1-based) raises in its process
@@ -68,8 +69,6 @@ def _child(
 ) -> None:
     """A fold process: fit and predict each fold it takes from ``tasks`` on ``device``, as the serial loop does."""
     from engine.learn.distributed import die_with_parent, one_line
-    from engine.learn.predict import predict_model
-    from engine.learn.train import fit
 
     die_with_parent()
     if device == "cpu":
@@ -78,7 +77,7 @@ def _child(
     threading.Thread(target=_watch, args=(stop_epoch, stop_now, token), daemon=True).start()
     samples, cfg, total = job["samples"], job["cfg"], job["total"]
     while (task := tasks.get()) is not None:
-        k, r, train_idx, valid_idx = task  # k: the job's number (0-based over all repeats), r: its repeat
+        k, r, valid_idx = task  # k: the job's number (0-based over all repeats), r: its repeat
         if token.requested:
             out.put(("skipped", k, None))
             continue
@@ -87,12 +86,12 @@ def _child(
         try:
             if os.environ.get(FAIL_ENV) == str(k + 1):
                 raise RuntimeError(f"injected failure in fold {k + 1} ({FAIL_ENV})")
-            # the serial loop's config: repeat r trains with seed + r
-            run_cfg = replace(cfg, seed=cfg.seed + r, device=device)
-            res = fit(samples, train_idx, valid_idx, run_cfg, fwd, token, {"fold": k + 1, "folds": total})
             items = [job["items"][samples[i].name] for i in valid_idx]
-            rows = predict_model(res.model, res.cfg, items, job["labels"], bs=job["bs"], cancel=token)
-            out.put(("done", k, (rows, res.state.best_metrics, res.state.cancelled)))
+            # the serial loop's job: repeat r trains with seed + r
+            out.put(("done", k, fit_fold(
+                samples, valid_idx, replace(cfg, device=device), r, items, job["labels"], job["bs"], fwd, token,
+                {"fold": k + 1, "folds": total},
+            )))  # fmt: skip
         except Cancelled:
             out.put(("cancelled", k, None))
         except BaseException as e:  # noqa: BLE001  (reported once by the parent, which stops every process)
@@ -131,8 +130,7 @@ def parallel_folds(
     stop_epoch, stop_now = ctx.Event(), ctx.Event()
     n = len(jobs)
     for k, (r, _, valid_idx) in enumerate(jobs):
-        vset = set(valid_idx)
-        tasks.put((k, r, [i for i in range(len(samples)) if i not in vset], valid_idx))
+        tasks.put((k, r, valid_idx))
     for _ in devs:
         tasks.put(None)
     job = {"samples": samples, "cfg": cfg, "total": n, "items": items, "labels": labels, "bs": bs}
@@ -178,10 +176,7 @@ def parallel_folds(
             continue
         fold_rows, best, _ = results[k]
         rounds.setdefault(r, []).extend(fold_rows)
-        groups = list(dict.fromkeys(samples[i].group for i in valid_idx)) if by_groups else []
-        fold_metrics.append(
-            {"fold": fold + 1, "repeat": r + 1, "valid_groups": groups, "n_valid": len(valid_idx), **best}
-        )
+        fold_metrics.append(fold_record(samples, valid_idx, by_groups, fold, r, best))
     return [rounds[r] for r in sorted(rounds)], fold_metrics, cancelled
 
 

@@ -4,7 +4,7 @@ R times with other seeds and splits, averaged: an ensemble whose spread the scor
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +13,8 @@ import numpy as np
 from engine.core import Cancelled, CancelToken, Dataset, OnEvent, no_event
 from engine.labels.quality import mean_rows, rank_rows, score_rows
 from engine.labels.store import PredictionRow
-from engine.learn.dls import Sample
-from engine.learn.feed import train_cache
-from engine.learn.predict import predict_model
-from engine.learn.train import TrainConfig, TrainingError, fit, prepare
+from engine.learn.folds import fit_fold, fold_indices, fold_record
+from engine.learn.train import TrainConfig, TrainingError, prepare
 from engine.runs.files import new_run_id, run_parent, write_json
 
 
@@ -30,29 +28,6 @@ class OofResult:
     metrics: dict[str, float]
     cancelled: bool = False
     rounds: list[list[PredictionRow]] = field(default_factory=list)  # each repeat's own rows, unscored
-
-
-def fold_indices(samples: list[Sample], folds: int, seed: int = 42) -> list[list[int]]:
-    """Validation indices per fold: whole groups balanced by size, or items when there are fewer groups than folds."""
-    if folds < 2:
-        raise ValueError("out-of-fold ranking needs at least 2 folds")
-    if len(samples) < folds:
-        raise ValueError(f"{len(samples)} labelled items cannot make {folds} folds")
-    rng = np.random.default_rng(seed)
-    by_group: dict[str, list[int]] = {}
-    for i, s in enumerate(samples):
-        by_group.setdefault(s.group, []).append(i)
-    out: list[list[int]] = [[] for _ in range(folds)]
-    if len(by_group) >= folds:
-        names = list(by_group)
-        order = rng.permutation(len(names))
-        # largest groups first, each to the currently smallest fold (ties broken by the shuffle)
-        for k in sorted(order, key=lambda k: -len(by_group[names[k]])):
-            min(out, key=len).extend(by_group[names[k]])
-    else:
-        for n, i in enumerate(rng.permutation(len(samples)).tolist()):
-            out[n % folds].append(i)
-    return [sorted(f) for f in out]
 
 
 def out_of_fold(
@@ -106,29 +81,19 @@ def out_of_fold(
             break
         n = r * folds + k + 1  # events count folds over all repeats
         on_event({"type": "fold", "fold": n, "folds": total})
-        vset = set(valid_idx)
-        train_idx = [i for i in range(len(samples)) if i not in vset]
+        items = [ds.item(samples[i].name) for i in valid_idx]
         try:
-            res = fit(
-                samples, train_idx, valid_idx, replace(cfg, seed=cfg.seed + r), on_event, cancel,
-                {"fold": n, "folds": total},
-            )  # fmt: skip
+            rows, best, stopped = fit_fold(
+                samples, valid_idx, cfg, r, items, labels, bs, on_event, cancel, {"fold": n, "folds": total}
+            )
         except Cancelled:
             cancelled = True
             break
-        items = [ds.item(samples[i].name) for i in valid_idx]
         if k == 0:
             rounds.append([])
-        rounds[r] += predict_model(
-            res.model, res.cfg, items, labels, bs=bs, cancel=cancel, cache=train_cache(res.cfg)
-        )
-        # with fewer groups than folds the folds hold out items, and no group is held out whole
-        groups = list(dict.fromkeys(samples[i].group for i in valid_idx)) if by_groups else []
-        fold_metrics.append(
-            {"fold": k + 1, "repeat": r + 1, "valid_groups": groups, "n_valid": len(valid_idx),
-             **res.state.best_metrics}
-        )  # fmt: skip
-        cancelled = res.state.cancelled
+        rounds[r] += rows
+        fold_metrics.append(fold_record(samples, valid_idx, by_groups, k, r, best))
+        cancelled = stopped
     rows = rank_rows(score_rows(mean_rows(rounds), labels, neighbours))
     errs = np.array([r.error for r in rows if r.error is not None], dtype=np.float64)
     metrics = {"mean_error": float(errs.mean()), "median_error": float(np.median(errs))} if len(errs) else {}
