@@ -22,14 +22,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engine.data import open_dataset  # noqa: E402
-from engine.data.images import (
-    load_image,  # noqa: E402
-    squish,  # noqa: E402
-)
+from engine.data.images import load_image  # noqa: E402
+from engine.data.squish import squish, to_pixels  # noqa: E402
 from engine.data.synth import make_biwi  # noqa: E402
 from engine.learn.arch import build_model  # noqa: E402
 from engine.learn.device import resolve_device  # noqa: E402
-from engine.learn.dls import split_groups, to_pixels  # noqa: E402
+from engine.learn.dls import split_groups  # noqa: E402
 from engine.learn.predict import predict  # noqa: E402
 from engine.learn.train import TrainConfig, fit, prepare, train  # noqa: E402
 

@@ -16,7 +16,8 @@ from engine.core import Cancelled, CancelToken
 from engine.data import cache as cache_mod
 from engine.data import open_dataset
 from engine.data.cache import cache_dir, ensure_cache, list_caches, open_cache
-from engine.data.images import load_image, squish
+from engine.data.images import load_image
+from engine.data.squish import squish
 from engine.data.synth import make_biwi, make_utkface
 
 SIZE = (24, 32)
@@ -205,8 +206,8 @@ def test_full_disk_falls_back_to_decoding_with_a_note(biwi, monkeypatch):
 def test_rank_folds_decodes_each_file_once(biwi, monkeypatch):
     from collections import Counter
 
+    import engine.data.squish as squish_mod
     import engine.learn.dls as dls_mod
-    import engine.learn.predict as predict_mod
     from engine.labels.store import LabelStore
     from engine.learn.rank import out_of_fold
     from engine.learn.train import TrainConfig
@@ -217,7 +218,7 @@ def test_rank_folds_decodes_each_file_once(biwi, monkeypatch):
         seen[str(path)] += 1
         return load_image(path, *a, **k)
 
-    for mod in (cache_mod, dls_mod, predict_mod):
+    for mod in (cache_mod, dls_mod, squish_mod):
         monkeypatch.setattr(mod, "load_image", counting)
     store = LabelStore.open(biwi)
     try:

@@ -14,8 +14,9 @@ import pytest
 import torch
 
 from engine.cli import main
+from engine.core import Item
 from engine.data import open_dataset
-from engine.data.images import squish as torch_squish
+from engine.data.squish import squish as torch_squish
 from engine.data.synth import face_image, make_scalar_csv, write_image
 from engine.labels.store import LabelStore
 from engine.learn.arch import ModelConfig, build_model
@@ -103,9 +104,12 @@ def test_scalar_onnx_matches_torch_and_tta(tmp_path: Path) -> None:
     assert load_onnx(m.path).meta == m.meta
 
 
-def test_squish_is_the_training_resize() -> None:
+def test_squish_is_the_training_resize(tmp_path: Path) -> None:
     img = np.random.default_rng(0).integers(0, 255, (77, 31, 3), np.uint8)
-    assert np.array_equal(onnx_predict.squish(img, (20, 40)), torch_squish(img, (20, 40)))
+    write_image(tmp_path / "a.png", img)
+    # what ONNX prediction feeds the model: its batch loader's squished image
+    batch = next(onnx_predict.squished_batches([Item("a.png", ".", tmp_path / "a.png")], (20, 40), 1))
+    assert np.array_equal(batch[0].img, torch_squish(img, (20, 40)))
 
 
 def test_cli_predict_onnx_without_torch(tmp_path: Path, capsys) -> None:

@@ -74,7 +74,8 @@ def test_pixels_round_trip_exactly_for_mixed_sizes(tmp_path: Path) -> None:
 
 
 def test_training_targets_map_back_to_labels(tmp_path: Path) -> None:
-    from engine.learn.dls import make_dls, to_pixels, usable_samples
+    from engine.data.squish import to_pixels
+    from engine.learn.dls import make_dls, usable_samples
 
     ds = mixed_sizes(tmp_path)
     found = usable_samples(ds)

@@ -12,12 +12,13 @@ import torch
 
 from engine.core import Cancelled, CancelToken, Dataset, Item
 from engine.data import open_dataset
+from engine.data.squish import to_pixels, to_unit
 from engine.data.synth import make_biwi, make_utkface
 from engine.labels.store import LabelStore
 from engine.learn.arch import ModelConfig, build_model
 from engine.learn.backbones import ARCHS, PretrainedUnavailable, WeightsError, torchvision_model
 from engine.learn.device import DeviceError, resolve_device
-from engine.learn.dls import Sample, split_groups, to_pixels, to_unit, usable_samples
+from engine.learn.dls import Sample, split_groups, usable_samples
 from engine.learn.models import load_run
 from engine.learn.train import TrainConfig, TrainingError, train
 

@@ -26,7 +26,8 @@ from filelock import FileLock, Timeout
 
 from engine.atomic import atomic_write_text
 from engine.core import Cancelled, CancelToken, OnEvent, no_event
-from engine.data.images import ImageError, file_stamp, load_image, squish
+from engine.data.images import ImageError, file_stamp, load_image
+from engine.data.squish import squish
 
 VERSION = 1
 MANIFEST = "manifest.json"

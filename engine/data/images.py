@@ -7,7 +7,6 @@ import struct
 
 import cv2
 import numpy as np
-from PIL import Image
 
 IMAGE_EXTS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
 """File suffixes (lower case) treated as images when scanning folders."""
@@ -224,9 +223,3 @@ def file_stamp(path: str | os.PathLike) -> tuple[int, int] | None:
     except OSError:
         return None
     return int(st.st_size), int(st.st_mtime_ns)
-
-
-def squish(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Resize an RGB image to ``size`` (h, w) ignoring aspect, exactly as training does (PIL bilinear)."""
-    h, w = size
-    return np.asarray(Image.fromarray(img).resize((w, h), Image.BILINEAR))

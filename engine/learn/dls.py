@@ -162,15 +162,3 @@ def make_dls(
     return dblock.dataloaders(
         samples, bs=train_bs, val_bs=bs, device=device, num_workers=num_workers, seed=seed
     )
-
-
-def to_pixels(pred: torch.Tensor | np.ndarray, sizes: np.ndarray) -> np.ndarray:
-    """Model outputs in [-1, 1] (bs, 2n) to original pixels, given each item's (w, h) (bs, 2)."""
-    p = np.asarray(pred, dtype=np.float64).reshape(len(sizes), -1, 2)
-    return ((p + 1) * sizes[:, None, :].astype(np.float64) / 2).reshape(len(sizes), -1)
-
-
-def to_unit(pts: np.ndarray, sizes: np.ndarray) -> np.ndarray:
-    """Original pixels (bs, 2n) to [-1, 1] coordinates (inverse of ``to_pixels``)."""
-    p = np.asarray(pts, dtype=np.float64).reshape(len(sizes), -1, 2)
-    return (p * 2 / sizes[:, None, :].astype(np.float64) - 1).reshape(len(sizes), -1)

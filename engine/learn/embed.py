@@ -21,10 +21,11 @@ from torch import nn
 
 from engine.core import Cancelled, CancelToken, Dataset, Item, OnEvent, no_event
 from engine.data.shape import auto_size
+from engine.data.squish import squished_batches
 from engine.learn.backbones import IMAGENET_STATS, backbone, cached_weights
 from engine.learn.device import resolve_device
 from engine.learn.models import load_run
-from engine.learn.predict import _batches, default_items, to_batch
+from engine.learn.predict import default_items, to_batch
 from engine.runs.embeddings import (
     EmbeddingError,
     Embeddings,
@@ -119,7 +120,7 @@ def embed_vectors(
     vecs: list[np.ndarray] = []
     done = done_before
     with hook_output(emb.hooked, detach=True, cpu=False) as hook, torch.inference_mode():
-        for batch in _batches(items, emb.size, bs, workers):
+        for batch in squished_batches(items, emb.size, bs, workers):
             if cancel is not None and cancel.requested:
                 break
             ok = [b for b in batch if b.img is not None]

@@ -3,10 +3,6 @@ and the spatial head's heatmaps as PNGs (``heatmap_path``, re-exported from ``en
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,57 +13,14 @@ from torch import nn
 
 from engine.core import CancelToken, Dataset, Item, Label, OnEvent, label_distance, no_event
 from engine.data.cache import ImageCache, cache_dir, open_cache
-from engine.data.images import ImageError, load_image, squish
+from engine.data.squish import spread_pixels, squish, squished_batches, to_pixels
 from engine.labels.store import PredictionRow
 from engine.learn.arch import ModelConfig
 from engine.learn.device import resolve_device
-from engine.learn.dls import effective_labels, to_pixels
+from engine.learn.dls import effective_labels
 from engine.learn.models import load_run
 from engine.learn.spatial import heatmap_spread, heatmaps, soft_argmax
 from engine.runs.heatmaps import heatmap_path, write_heatmap
-
-
-@dataclass
-class Loaded:
-    """One item ready for the model: squished RGB image and its original size (w, h), or why it failed."""
-
-    item: Item
-    img: np.ndarray | None
-    size: tuple[int, int]
-    error: str | None = None
-
-
-def _load(item: Item, size: tuple[int, int], cache: ImageCache | None = None) -> Loaded:
-    """Load and squish one item, from the decoded-image cache when it holds the unchanged file (never raises:
-    unreadable images carry their reason)."""
-    img = cache.get(item.name, item.path) if cache is not None else None
-    if img is not None:
-        return Loaded(item, img, cache.orig_size(item.name))
-    try:
-        img = load_image(item.path)
-    except ImageError as e:
-        return Loaded(item, None, (0, 0), e.reason)
-    h, w = img.shape[:2]
-    return Loaded(item, squish(img, size), (w, h))
-
-
-def _batches(
-    items: list[Item], size: tuple[int, int], bs: int, workers: int, cache: ImageCache | None = None
-) -> Iterator[list[Loaded]]:
-    """Loaded batches in order, decoding the next batch in threads while the current one runs."""
-    if not items:
-        return
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        chunks = [items[i : i + bs] for i in range(0, len(items), bs)]
-
-        def submit(chunk: list[Item]) -> list[Future]:
-            return [pool.submit(_load, it, size, cache) for it in chunk]
-
-        pending = submit(chunks[0])
-        for k in range(len(chunks)):
-            nxt = submit(chunks[k + 1]) if k + 1 < len(chunks) else None
-            yield [f.result() for f in pending]
-            pending = nxt
 
 
 def to_batch(
@@ -146,7 +99,7 @@ def predict_model(
     on_event({"type": "predict_progress", "done": 0, "total": len(items)})
     amp = device.type == "cuda"
     with torch.inference_mode(), torch.autocast(device.type, enabled=amp):
-        for batch in _batches(items, size, bs, workers, cache):
+        for batch in squished_batches(items, size, bs, workers, cache):
             if cancel is not None:
                 cancel.raise_if_now()
             ok = [b for b in batch if b.img is not None]
@@ -159,7 +112,11 @@ def predict_model(
                         write_heatmap(heatmap_path(heatmaps_to, b.item.name), maps)
                 sizes = np.array([b.size for b in ok], dtype=np.float64)
                 preds = to_pixels(out, sizes) if cfg.kind == "point" else out.astype(np.float64)
-                spreads = _spread_pixels(spread, sizes, size) if spread is not None else [None] * len(ok)
+                spreads = (
+                    spread_pixels(spread.cpu().numpy(), sizes, size)
+                    if spread is not None
+                    else [None] * len(ok)
+                )
                 for b, p, sp in zip(ok, preds, spreads, strict=True):
                     pred = tuple(float(v) for v in p)
                     rows.append(
@@ -168,14 +125,6 @@ def predict_model(
             done += len(batch)
             on_event({"type": "predict_progress", "done": done, "total": len(items)})
     return rows
-
-
-def _spread_pixels(spread: torch.Tensor, sizes: np.ndarray, size: tuple[int, int]) -> list[float | None]:
-    """Per-item spread in original pixels (mean over points), from spread in network-input pixels."""
-    sp = spread.cpu().numpy().astype(np.float64).reshape(len(sizes), -1).mean(-1)
-    h, w = size
-    scale = np.sqrt(((sizes[:, 0] / w) ** 2 + (sizes[:, 1] / h) ** 2) / 2)
-    return [float(v) if math.isfinite(v) else None for v in sp * scale]
 
 
 def default_items(ds: Dataset, items: list[Item] | list[str] | None) -> list[Item]:

@@ -4,9 +4,6 @@ and pixel mapping as ``engine.learn.predict``, so both give the same rows (``img
 from __future__ import annotations
 
 import json
-import math
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from engine.core import CancelToken, Dataset, Item, Label, OnEvent, label_distance, no_event
-from engine.data.images import ImageError, load_image, squish
+from engine.data.squish import spread_pixels, squished_batches, to_pixels
 from engine.labels.store import PredictionRow
 
 ONNX_FORMAT = "imgreg-onnx/1"
@@ -93,22 +90,6 @@ def to_input(imgs: list[np.ndarray], meta: dict[str, Any]) -> np.ndarray:
     return (x - mean) / std
 
 
-def _load(item: Item, size: tuple[int, int]) -> tuple[Item, np.ndarray | None, tuple[int, int]]:
-    """One item's squished image and original (w, h); None for an unreadable image."""
-    try:
-        img = load_image(item.path)
-    except ImageError:
-        return item, None, (0, 0)
-    return item, squish(img, size), (img.shape[1], img.shape[0])
-
-
-def _batches(items: list[Item], size: tuple[int, int], bs: int) -> Iterator[list[tuple]]:
-    """Loaded batches in order (decoded in two threads)."""
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        for i in range(0, len(items), bs):
-            yield list(pool.map(_load, items[i : i + bs], [size] * len(items[i : i + bs])))
-
-
 def run_batch(m: OnnxModel, x: np.ndarray, tta: bool) -> tuple[np.ndarray, np.ndarray | None]:
     """Outputs (N, n_out) and spread (N, n_points) or None, averaged with the flipped image under ``tta``."""
     names = [o.name for o in m.session.get_outputs()]
@@ -128,20 +109,6 @@ def run_batch(m: OnnxModel, x: np.ndarray, tta: bool) -> tuple[np.ndarray, np.nd
         if spread is not None and spread_f is not None:
             spread = (spread + spread_f) / 2
     return out, spread
-
-
-def to_pixels(pred: np.ndarray, sizes: np.ndarray) -> np.ndarray:
-    """[-1, 1] outputs (N, 2n) to original pixels given each image's (w, h) (as ``engine.learn.dls.to_pixels``)."""
-    p = np.asarray(pred, dtype=np.float64).reshape(len(sizes), -1, 2)
-    return ((p + 1) * sizes[:, None, :].astype(np.float64) / 2).reshape(len(sizes), -1)
-
-
-def _spread_pixels(spread: np.ndarray, sizes: np.ndarray, size: tuple[int, int]) -> list[float | None]:
-    """Mean spread per item in original pixels, from spread in input pixels."""
-    sp = spread.astype(np.float64).reshape(len(sizes), -1).mean(-1)
-    h, w = size
-    scale = np.sqrt(((sizes[:, 0] / w) ** 2 + (sizes[:, 1] / h) ** 2) / 2)
-    return [float(v) if math.isfinite(v) else None for v in sp * scale]
 
 
 def check_fits(m: OnnxModel, ds: Dataset) -> None:
@@ -178,18 +145,20 @@ def predict_onnx(
     rows: list[PredictionRow] = []
     done = 0
     on_event({"type": "predict_progress", "done": 0, "total": len(items)})
-    for batch in _batches(items, m.size, bs):
+    for batch in squished_batches(items, m.size, bs):
         if cancel is not None:
             cancel.raise_if_now()
-        ok = [b for b in batch if b[1] is not None]
+        ok = [b for b in batch if b.img is not None]
         if ok:
-            out, spread = run_batch(m, to_input([b[1] for b in ok], m.meta), tta)
-            sizes = np.array([b[2] for b in ok], dtype=np.float64)
+            out, spread = run_batch(m, to_input([b.img for b in ok], m.meta), tta)
+            sizes = np.array([b.size for b in ok], dtype=np.float64)
             preds = to_pixels(out, sizes) if point else out.astype(np.float64)
-            spreads = _spread_pixels(spread, sizes, m.size) if spread is not None else [None] * len(ok)
-            for (it, _, _), p, sp in zip(ok, preds, spreads, strict=True):
+            spreads = spread_pixels(spread, sizes, m.size) if spread is not None else [None] * len(ok)
+            for b, p, sp in zip(ok, preds, spreads, strict=True):
                 pred = tuple(float(v) for v in p)
-                rows.append(PredictionRow(it.name, pred, label_distance(pred, labels.get(it.name)), sp))
+                rows.append(
+                    PredictionRow(b.item.name, pred, label_distance(pred, labels.get(b.item.name)), sp)
+                )
         done += len(batch)
         on_event({"type": "predict_progress", "done": done, "total": len(items)})
     if store is not None:
