@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QDialog,
@@ -16,10 +14,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.atomic import atomic_write_text
-from engine.core import Dataset
-from engine.labels.export import labels_text
-from engine.labels.store import LabelStore
 from imgreg_gui.actions import Actions, shortcut_text
 
 MOUSE_HELP = [
@@ -80,10 +74,3 @@ def about_box(parent: QWidget) -> None:
     )
     box.setIconPixmap(parent.windowIcon().pixmap(64, 64))
     box.open()
-
-
-def write_labels(store: LabelStore, ds: Dataset, path: str | Path) -> int:
-    """Export effective labels as ``imgreg labels`` does (``.json`` -> JSON, else CSV); returns the row count."""
-    text, n = labels_text(ds, store, "json" if Path(path).suffix.lower() == ".json" else "csv")
-    atomic_write_text(Path(path), text)
-    return n

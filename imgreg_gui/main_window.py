@@ -36,11 +36,11 @@ from imgreg_gui.actions import (
 )
 from imgreg_gui.canvas import ImageCanvas
 from imgreg_gui.dataset_panel import DatasetPanel, OpenWorker
-from imgreg_gui.dialogs import about_box, shortcuts_dialog, write_labels
+from imgreg_gui.dialogs import about_box, shortcuts_dialog
 from imgreg_gui.docks import Docks
 from imgreg_gui.editing import Editor
 from imgreg_gui.explore import ExploreController
-from imgreg_gui.files import FileOps, orphan_text
+from imgreg_gui.files import FileOps, export_labels, orphan_text
 from imgreg_gui.image_loader import ImageLoader
 from imgreg_gui.item_model import Navigator
 from imgreg_gui.settings import icon
@@ -532,7 +532,8 @@ class MainWindow(QMainWindow):
         if self.store is None or self.dataset is None:
             return 0
         try:
-            n = write_labels(self.store, self.dataset, path)
+            fmt = "json" if Path(path).suffix.lower() == ".json" else "csv"
+            n = export_labels(self.dataset, self.store, fmt, path).n_labels
         except OSError as e:
             self.status.message(f"Could not export labels: {e}", 10000)
             return 0
