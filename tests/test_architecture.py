@@ -10,7 +10,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 QT = ("PySide6", "PyQt5", "PyQt6", "qtpy", "shiboken6", "pyqtgraph", "qimage2ndarray")
 HEAVY = ("torch", "torchvision", "fastai", "fastcore")
-TORCH_FREE = ("engine.core", "engine.events", "engine.atomic", "engine.data", "engine.labels", "engine.runs")
+TORCH_FREE = (
+    "engine.core",
+    "engine.events",
+    "engine.atomic",
+    "engine.weights",
+    "engine.data",
+    "engine.labels",
+    "engine.runs",
+)
 PACKAGES = ("engine", "imgreg_gui")
 
 

