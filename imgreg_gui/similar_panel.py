@@ -8,7 +8,7 @@ Plain inputs only (``Neighbour`` rows, e.g. from ``engine.runs.embeddings.ExactI
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from PySide6.QtCore import QSize, Qt, Signal
@@ -56,6 +56,18 @@ def neighbour_text(n: Neighbour) -> str:
     """The caption under a thumbnail: distance, label, error."""
     err = f"\nerror {n.error:.3g}" if n.error is not None else ""
     return f"d {n.distance:.3f}\n{fmt_label(n.label)}{err}"
+
+
+def neighbour_tip(n: Neighbour) -> str:
+    """The tooltip of a thumbnail: name, distance, label."""
+    return f"{n.item}\ndistance {n.distance:.4f}\nlabel {fmt_label(n.label)}"
+
+
+def query_text(query: str, label: tuple[float, ...] | None, error: float | None, note: str = "") -> str:
+    """The panel's title: the query's file name, its label and error, and where the embeddings come from."""
+    lab = fmt_label(label) if label is None else f"label {fmt_label(label)}"
+    err = f", error {error:.3g}" if error is not None else ""
+    return f"Similar to {Path(query).name}: {lab}{err}" + (f" ({note})" if note else "")
 
 
 def neighbours_from_json(
@@ -124,23 +136,36 @@ class SimilarPanel(QWidget):
         top.addWidget(self.list_btn)
         lay.addLayout(top)
         lay.addWidget(self.list, 1)
-        self._rows: dict[str, QListWidgetItem] = {}
+        self._rows: dict[str, QListWidgetItem] = {}  # loader key -> item still waiting for its thumbnail
+        self._shown: dict[str, tuple[Neighbour, QListWidgetItem]] = {}
+        self._note = ""
         self.query: str | None = None
 
-    def set_results(self, query: str, rows: list[Neighbour], note: str = "") -> None:
-        """Show ``rows`` (nearest first) as the neighbours of ``query``."""
+    def set_results(
+        self,
+        query: str,
+        rows: list[Neighbour],
+        note: str = "",
+        label: tuple[float, ...] | None = None,
+        error: float | None = None,
+    ) -> None:
+        """Show ``rows`` (nearest first) as the neighbours of ``query`` (whose ``label`` and ``error`` the title
+        shows)."""
         self.query = query
         self.set_progress(None)
         self.list_btn.setEnabled(bool(rows))
-        self.title.setText(f"Similar to {Path(query).name}" + (f" ({note})" if note else ""))
+        self._note = note
+        self.title.setText(query_text(query, label, error, note))
         self.title.setToolTip(query)
         self.list.clear()
         self._rows.clear()
+        self._shown.clear()
         for n in rows:
             it = QListWidgetItem(QIcon(_placeholder()), neighbour_text(n))
             it.setData(NAME_ROLE, n.item)
-            it.setToolTip(f"{n.item}\ndistance {n.distance:.4f}\nlabel {fmt_label(n.label)}")
+            it.setToolTip(neighbour_tip(n))
             self.list.addItem(it)
+            self._shown[n.item] = (n, it)
             if n.path:
                 self._rows[self.loader.key(n.path)] = it
                 img = self.loader.request(n.path)
@@ -154,6 +179,26 @@ class SimilarPanel(QWidget):
         self.list_btn.setEnabled(False)
         self.list.clear()
         self._rows.clear()
+        self._shown.clear()
+        self.query = None
+
+    def update_item(self, name: str, label: tuple[float, ...] | None, error: float | None) -> bool:
+        """New label and error of a shown item (the query or a neighbour), e.g. after an edit or its undo: the
+        caption (or title) changes in place; returns whether ``name`` is shown."""
+        if name == self.query:
+            self.title.setText(query_text(name, label, error, self._note))
+        if name not in self._shown:
+            return name == self.query
+        n, it = self._shown[name]
+        n = replace(n, label=label, error=error)
+        self._shown[name] = (n, it)
+        it.setText(neighbour_text(n))
+        it.setToolTip(neighbour_tip(n))
+        return True
+
+    def shown(self) -> list[str]:
+        """The query and the neighbours shown (empty when a message is shown instead)."""
+        return ([self.query] if self.query else []) + list(self._shown)
 
     def set_progress(self, done: int | None, total: int = 0) -> None:
         """Show embedding progress with a Cancel button (``done`` None hides both)."""

@@ -168,3 +168,31 @@ def test_computing_embeddings_can_be_cancelled(training_window, qtbot, tmp_path:
     panel.cancel_btn.click()
     qtbot.waitUntil(lambda: "cancelled" in panel.title.text(), timeout=10000)
     assert not panel.cancel_btn.isVisible() and not win.explore.source.busy and panel.names() == []
+
+
+def test_similar_panel_follows_label_edits_and_undo(training_window, qtbot, tmp_path: Path) -> None:
+    root, names = make_dataset(tmp_path)
+    win = training_window(root)
+    win.show()
+    win.go_to_item(names[5])
+    assert win.explore.find_similar()
+    panel = win.explore.similar
+    qtbot.waitUntil(lambda: len(panel.names()) > 0, timeout=10000)
+    target = panel.names()[0]
+    caption, title = panel.list.item(0).text(), panel.title.text()
+    pred = win.state.preds[target].pred[0]
+    # A neighbour's label corrected in the editor: its caption shows the new label and error at once.
+    win.go_to_item(target)
+    win.editor.set_value(77.0)
+    assert panel.list.item(0).text() == f"d {float(caption.split()[1]):.3f}\n77\nerror {abs(77 - pred):.3g}"
+    assert "label 77" in panel.list.item(0).toolTip()
+    assert panel.title.text() == title  # the query did not change
+    win.undo()
+    assert panel.list.item(0).text() == caption
+    # The query's own label is in the title and follows its edits too.
+    win.go_to_item(names[5])
+    win.editor.set_value(55.0)
+    assert "Similar to" in panel.title.text() and ": label 55, error" in panel.title.text()
+    win.undo()
+    assert panel.title.text() == title
+    assert panel.names()[0] == target and panel.list.item(0).text() == caption

@@ -15,7 +15,7 @@ from PySide6.QtGui import QMouseEvent  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from engine.data.synth import make_utkface  # noqa: E402
-from imgreg_gui.embedding_map import EmbeddingMap  # noqa: E402
+from imgreg_gui.embedding_map import EmbeddingMap, value_brushes  # noqa: E402
 from imgreg_gui.similar_panel import Neighbour, SimilarPanel, neighbours_from_json  # noqa: E402
 
 SHOTS = os.environ.get("IMGREG_SHOTS")
@@ -86,7 +86,12 @@ def test_map_projects_in_background_colours_and_clicks(qtbot, tmp_path: Path) ->
     m.set_colouring("group")
     cols = {names[i][:2]: m.scatter.data["brush"][i].color().name() for i in range(len(names))}
     assert len(set(cols.values())) == 4
+    # Recolouring restyles the points in place: their positions and hover records stay (no setData).
+    spot = m.scatter.points()[5]
     m.set_colouring("label")
+    assert m.scatter.points()[5] is spot
+    want = value_brushes([m.values["label"].get(n) for n in names], "label")
+    assert [b.color().name() for b in m.scatter.data["brush"]] == [b.color().name() for b in want]
     QApplication.processEvents()
     # a point far from the others so the click hits it alone
     m.xy[0] = m.xy.max(0) + 5

@@ -196,3 +196,31 @@ def test_embed_cancel_keeps_what_was_done_and_resumes(utk: Path, tmp_path: Path)
     assert any(
         e["type"] == "note" and e["message"].startswith(f"embedding {16 - len(part)} of 16") for e in events
     )
+
+
+def test_embed_reads_the_image_cache(utk: Path, tmp_path: Path, monkeypatch) -> None:
+    from engine.data import squish
+    from engine.data.cache import cache_dir, ensure_cache
+
+    ds = open_dataset(utk)
+    info = train(ds, None, _tiny())
+    plain, _ = embed(ds, tmp_path / "s1", info.run_dir, device="cpu")
+    store = tmp_path / "s2"
+    ensure_cache(cache_dir(store, (32, 32)), (32, 32), [(it.name, it.path) for it in ds.items])
+    decoded: list[str] = []
+    real = squish.load_image
+    monkeypatch.setattr(squish, "load_image", lambda p: decoded.append(str(p)) or real(p))
+    events: list[dict] = []
+    cached, _ = embed(ds, store, info.run_dir, on_event=events.append, device="cpu")
+    assert decoded == []  # every image came from the cache
+    assert any(e["type"] == "note" and "decoded-image cache" in e["message"] for e in events)
+    assert cached.names == plain.names
+    assert np.allclose(cached.vecs, plain.vecs, rtol=1e-2, atol=1e-3)
+    # an image changed since the cache was built is decoded again, the others still come from the cache
+    item = ds.items[3]
+    os.utime(item.path, ns=(1, 1))
+    again, _ = embed(ds, store, info.run_dir, device="cpu")
+    assert decoded == [str(item.path)]
+    assert np.allclose(
+        again.vecs[again.row(item.name)], plain.vecs[plain.row(item.name)], rtol=1e-2, atol=1e-3
+    )

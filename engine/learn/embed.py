@@ -19,6 +19,7 @@ from fastai.layers import AdaptiveConcatPool2d
 from torch import nn
 
 from engine.core import Cancelled, CancelToken, Dataset, Item, OnEvent, no_event
+from engine.data.cache import ImageCache, cache_dir, open_cache
 from engine.data.shape import auto_size
 from engine.data.squish import squished_batches
 from engine.learn.backbones import IMAGENET_STATS, backbone
@@ -102,8 +103,10 @@ def embed_vectors(
     workers: int = 2,
     done_before: int = 0,
     total: int | None = None,
+    cache: ImageCache | None = None,
 ) -> tuple[list[str], np.ndarray, list[str]]:
-    """Names, pooled vectors (float32) and file keys of the readable ``items`` (stops early on cancel)."""
+    """Names, pooled vectors (float32) and file keys of the readable ``items`` (stops early on cancel); images come
+    from ``cache`` (of ``emb.size``) when it holds the unchanged file, else they are decoded."""
     device = torch.device(device)
     model = emb.model.to(device).eval()
     pool = AdaptiveConcatPool2d() if emb.pool == "concat" else nn.AdaptiveAvgPool2d(1)
@@ -113,7 +116,7 @@ def embed_vectors(
     vecs: list[np.ndarray] = []
     done = done_before
     with hook_output(emb.hooked, detach=True, cpu=False) as hook, torch.inference_mode():
-        for batch in squished_batches(items, emb.size, bs, workers):
+        for batch in squished_batches(items, emb.size, bs, workers, cache):
             if cancel is not None and cancel.requested:
                 break
             ok = [b for b in batch if b.img is not None]
@@ -143,7 +146,8 @@ def embed(
     """Embed the items of ``ds`` that are new or changed, store all under ``store_dir``, return them and the file.
 
     Without ``run_dir`` the ImageNet backbone embeds at ``size`` (default: the data's shape, long side 160, small
-    images enlarged: at their own 48-96 px its features of re-encoded copies drift apart).
+    images enlarged: at their own 48-96 px its features of re-encoded copies drift apart). Images come from the
+    decoded-image cache of that input size under ``store_dir`` when one is built (the items it holds unchanged).
     A cancel keeps the vectors computed so far (saved) and raises ``Cancelled``.
     """
     emb_r = (
@@ -164,9 +168,21 @@ def embed(
     on_event(
         {"type": "note", "message": f"embedding {len(todo)} of {len(want)} items with {emb_r.meta['what']}"}
     )
+    # the training cache of this input size, when built: its squished images are what decoding would give
+    cache = open_cache(cache_dir(store_dir, emb_r.size), emb_r.size) if todo else None
+    if cache is not None:
+        on_event({"type": "note", "message": f"reading images from the decoded-image cache {cache.dir}"})
     dev = resolve_device(device)
     names, vecs, keys = embed_vectors(
-        emb_r, todo, on_event, cancel, dev, bs, done_before=len(want) - len(todo), total=len(want)
+        emb_r,
+        todo,
+        on_event,
+        cancel,
+        dev,
+        bs,
+        done_before=len(want) - len(todo),
+        total=len(want),
+        cache=cache,
     )
     res = merge(old, names, vecs, keys)
     res.meta = dict(emb_r.meta)
