@@ -14,6 +14,7 @@ from fastai.vision.data import ImageBlock, PointBlock
 
 from engine.core import Dataset, Label
 from engine.data.images import ImageError, check_file, image_size, load_image
+from engine.data.split import split_indices
 
 
 @dataclass(frozen=True)
@@ -79,29 +80,10 @@ def split_groups(
     samples: list[Sample], valid_groups: list[str] | None = None, valid_pct: float = 0.2, seed: int = 42
 ) -> tuple[list[int], list[int], list[str]]:
     """(train indices, valid indices, valid group names): whole groups, or random items when only one group."""
-    groups = list(dict.fromkeys(s.group for s in samples))
-    if valid_groups:
-        missing = [g for g in valid_groups if g not in groups]
-        if missing:
-            raise ValueError(
-                f"validation groups not in the data: {', '.join(missing)} (groups: {', '.join(groups)})"
-            )
-        vg = set(valid_groups)
-    elif len(groups) >= 2:
-        rng = np.random.default_rng(seed)
-        n = min(len(groups) - 1, max(1, round(valid_pct * len(groups))))
-        vg = set(rng.permutation(np.array(groups, dtype=object))[:n].tolist())
-    else:
-        rng = np.random.default_rng(seed)
-        n = min(len(samples) - 1, max(1, round(valid_pct * len(samples))))
-        valid = sorted(rng.permutation(len(samples))[:n].tolist())
-        vset = set(valid)
-        return [i for i in range(len(samples)) if i not in vset], valid, []
-    train = [i for i, s in enumerate(samples) if s.group not in vg]
-    valid = [i for i, s in enumerate(samples) if s.group in vg]
-    if not train or not valid:
+    train, valid, vgroups = split_indices([s.group for s in samples], valid_groups, valid_pct, seed)
+    if vgroups and (not train or not valid):
         raise ValueError("the split leaves no training or no validation items")
-    return train, valid, [g for g in groups if g in vg]
+    return train, valid, vgroups
 
 
 def sample_image(s: Sample) -> np.ndarray:

@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from engine.core import Dataset, Item, Label
 from engine.data.shape import auto_size
+from engine.data.split import split_indices
 from engine.runs.duplicates import Pair, find_duplicates, split_leaks
 from engine.runs.embeddings import EMBED_DIR, load_embeddings
 from imgreg_gui.tasks import Task
@@ -57,24 +57,15 @@ def valid_split(
     valid_pct: float = 0.2,
     seed: int = 42,
 ) -> tuple[list[str], set[str] | None]:
-    """(validation groups, validation item names or None) the way ``imgreg train`` splits the labelled items.
-
-    Mirrors ``engine.learn.dls.split_groups`` without torch: the ticked groups; else a seeded random 20% of the
-    groups; with a single group a seeded random 20% of the items (then the names are returned).
-    """
+    """(validation groups, validation item names or None) the way ``imgreg train`` splits the labelled items
+    (``engine.data.split.split_indices``, the rule training uses); with a single group the names are returned."""
     usable = [it for it in items if not it.problem and labels.get(it.name) is not None]
     if valid_groups:
         return list(valid_groups), None
-    groups = list(dict.fromkeys(it.group for it in usable))
-    rng = np.random.default_rng(seed)
-    if len(groups) >= 2:
-        n = min(len(groups) - 1, max(1, round(valid_pct * len(groups))))
-        vg = set(rng.permutation(np.array(groups, dtype=object))[:n].tolist())
-        return [g for g in groups if g in vg], None
     if len(usable) < 2:
         return [], set()
-    n = min(len(usable) - 1, max(1, round(valid_pct * len(usable))))
-    return [], {usable[i].name for i in rng.permutation(len(usable))[:n].tolist()}
+    _, valid, vgroups = split_indices([it.group for it in usable], None, valid_pct, seed)
+    return (vgroups, None) if vgroups else ([], {usable[i].name for i in valid})
 
 
 def check_leaks(
