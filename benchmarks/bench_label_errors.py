@@ -124,16 +124,43 @@ def progress(e: dict) -> None:
         print(f"fold {e['fold']}/{e['folds']} at {time.strftime('%H:%M:%S')}", file=sys.stderr, flush=True)
 
 
-def run_task(ds, cfg: TrainConfig, args, kind: str, bounds=None, embed: Path | None = None) -> dict:
+def point_task(root: Path, args, seed: int) -> dict:
+    """One generated Biwi-like point set (seed ``seed``) through ``run_task`` with the tiny spatial-head model."""
+    w, h = 160, 120
+    synth.make_biwi(root, groups=args.point_groups, frames=args.point_frames, size=(w, h), seed=seed)
+    cfg = TrainConfig(
+        arch="tiny", head="spatial", pretrained=False, size=(72, 96), bs=16, lr=3e-3,
+        epochs=args.point_epochs, device="cpu", seed=seed,
+    )  # fmt: skip
+    return run_task(open_dataset(root), cfg, args, "point", bounds=(w, h), seed=seed)
+
+
+def summarise(runs: list[dict]) -> dict:
+    """Mean recall of every ranking over several runs (same keys as one run's)."""
+    out: dict = {"n": runs[0]["n"], "planted": runs[0]["planted"], "time_s": sum(r["time_s"] for r in runs)}
+    for part, ranks in runs[0].items():
+        if isinstance(ranks, dict):
+            out[part] = {
+                name: {m: round(float(np.mean([r[part][name][m] for r in runs])), 3) for m in v}
+                if isinstance(v, dict)
+                else round(float(np.mean([r[part][name] for r in runs])), 2)
+                for name, v in ranks.items()
+            }
+    return out
+
+
+def run_task(
+    ds, cfg: TrainConfig, args, kind: str, bounds=None, embed: Path | None = None, seed: int = 0
+) -> dict:
     """Plant errors, run the out-of-fold ranking with repeats, score the rankings."""
     store = LabelStore.open(ds)
     try:
         lo, hi, frac = (15, 30, 0.03) if kind == "point" else (20, 40, 0.05)
-        bad = plant(store, kind, frac, lo, hi, args.seed, bounds)
+        bad = plant(store, kind, frac, lo, hi, seed, bounds)
         labels = store.effective_labels()
         neighbours = None
         if embed is not None:
-            names, emb = imagenet_features(ds, embed, 96)
+            names, emb = imagenet_features(ds, embed, args.age_size)
             neighbours = embedding_neighbours(names, emb, 10)
         t0 = time.perf_counter()
         res = out_of_fold(ds, store, cfg, folds=args.folds, repeats=args.repeats, on_event=progress)
@@ -156,10 +183,12 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--point-groups", type=int, default=10)
-    ap.add_argument("--point-frames", type=int, default=30)
+    ap.add_argument("--point-frames", type=int, default=60)
+    ap.add_argument("--point-seeds", default="0,1,2", help="generated point sets (seeds), each planted anew")
     ap.add_argument("--point-epochs", type=int, default=8)
-    ap.add_argument("--age-size", type=int, default=64, help="input size of the age model (square)")
-    ap.add_argument("--age-epochs", type=int, default=4)
+    ap.add_argument("--age-size", type=int, default=128, help="input size of the age model (square)")
+    ap.add_argument("--age-epochs", type=int, default=10)
+    ap.add_argument("--age-lr", type=float, default=5e-3)
     ap.add_argument("--utk", type=Path, default=UTK, help="the UTKFace sample folder")
     ap.add_argument("--age-n", type=int, default=0, help="use only this many faces (0: all 927)")
     ap.add_argument("--threads", type=int, default=2)
@@ -171,17 +200,9 @@ def main() -> None:
         os.environ["IMGREG_FORCE_USER_DATA"] = "1"
         os.environ["IMGREG_DATA_DIR"] = str(Path(tmp) / "user")
         if "points" in tasks:
-            root = Path(tmp) / "points"
-            w, h = 160, 120
-            synth.make_biwi(
-                root, groups=args.point_groups, frames=args.point_frames, size=(w, h), seed=args.seed
-            )
-            ds = open_dataset(root)
-            cfg = TrainConfig(
-                arch="tiny", head="spatial", pretrained=False, size=(72, 96), bs=16, lr=3e-3,
-                epochs=args.point_epochs, device="cpu", seed=args.seed,
-            )  # fmt: skip
-            result["points"] = run_task(ds, cfg, args, "point", bounds=(w, h))
+            seeds = [int(v) for v in args.point_seeds.split(",")]
+            runs = [point_task(Path(tmp) / f"points{s}", args, s) for s in seeds]
+            result["points"] = {"seeds": seeds, **summarise(runs), "per_seed": runs}
             print(json.dumps({"points": result["points"]}), flush=True)
         if "ages" in tasks:
             root = args.utk
@@ -194,10 +215,10 @@ def main() -> None:
             weights = mobilenet_weights()
             cfg = TrainConfig(
                 arch="mobilenet_v2" if weights else "resnet18", pretrained=False, weights=weights,
-                size=(args.age_size, args.age_size), bs=32, lr=2e-3, epochs=args.age_epochs, device="cpu",
+                size=(args.age_size, args.age_size), bs=16, lr=args.age_lr, epochs=args.age_epochs, device="cpu",
                 seed=args.seed,
             )  # fmt: skip
-            result["ages"] = run_task(ds, cfg, args, "scalar", embed=weights)
+            result["ages"] = run_task(ds, cfg, args, "scalar", embed=weights, seed=args.seed)
             result["ages"]["arch"] = cfg.arch + (" (ImageNet)" if weights else " (random init)")
     print(json.dumps(result))
 
