@@ -63,8 +63,9 @@ def test_out_of_fold_ranks_planted_errors_first(tmp_path: Path) -> None:
     # the raw out-of-fold error puts every planted error in the top 5
     by_error = rank_rows(res.rows, by="error")
     assert syn.corrupted <= {r.item for r in by_error[:5]}, (by_error[:5], syn.corrupted)
-    # the label-quality score (the default order) puts a planted error first and most of them in the top 5; on this
-    # small set it can rank one planted error, whose image the model finds hard, far lower (issue 15 stays open)
+    # the label-quality score (the default order) puts a planted error first and most of them in the top 5; on a set
+    # this small (12 neighbours per local scale) it can rank one planted error whose image the model finds hard far
+    # lower, where the raw error does not (bench_label_errors.py measures both on larger sets)
     assert res.rows[0].item in syn.corrupted
     assert len(syn.corrupted & {r.item for r in res.rows[:5]}) >= 2, (res.rows[:5], syn.corrupted)
     assert res.metrics["median_error"] < 8

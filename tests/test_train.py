@@ -281,7 +281,7 @@ def test_nothing_printed(tmp_path: Path, capfd: pytest.CaptureFixture) -> None:
 
 
 def test_pretrained_unavailable_and_weights_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     with pytest.raises(PretrainedUnavailable, match="--weights FILE or --no-pretrained"):
         torchvision_model("mobilenet_v3_small", pretrained=True)
     with pytest.raises(WeightsError, match="does not exist"):
