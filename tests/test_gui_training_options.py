@@ -12,6 +12,7 @@ import pytest
 pytest.importorskip("pytestqt")
 
 from PIL import Image  # noqa: E402
+from PySide6.QtCore import Qt  # noqa: E402
 from PySide6.QtWidgets import QWidget  # noqa: E402
 
 from engine.data import open_dataset  # noqa: E402
@@ -108,6 +109,23 @@ def test_mixup_and_scalar_head_follow_the_kind(qtbot) -> None:
     assert not adv.scalar_head.isEnabled() and adv.stride.isEnabled()
     panel.set_dataset("/fake", ["a"], "scalar")
     assert adv.mixup.isEnabled() and "Mixup alpha" in adv.mixup.toolTip() and not adv.stride.isEnabled()
+
+
+def test_one_group_cannot_be_ticked_for_validation(qtbot) -> None:
+    """A flat folder has one group: the list says a random 20% validates and offers nothing to tick."""
+    panel = TrainPanel()
+    qtbot.addWidget(panel)
+    panel.form.set_options(TrainOptions(valid_groups=["."]))
+    panel.set_dataset("/fake", ["."], "scalar")
+    item = panel.form.groups.item(0)
+    assert panel.form.groups.count() == 1 and item.text().startswith("One group")
+    assert (
+        not item.flags() & Qt.ItemFlag.ItemIsUserCheckable
+        and item.data(Qt.ItemDataRole.CheckStateRole) is None
+    )
+    assert panel.options().valid_groups == []
+    panel.set_dataset("/fake", ["01", "12"], "point")
+    assert [panel.form.groups.item(i).text() for i in range(2)] == ["01", "12"]
 
 
 def test_explicit_size_and_auto(qtbot) -> None:

@@ -42,6 +42,7 @@ WEIGHT_NAMES = {
 }
 KEY = "training/"
 TIP = Qt.ItemDataRole.ToolTipRole
+ONE_GROUP = "One group: a random 20% of the items validates"
 ALL_GPUS = "all"
 
 
@@ -398,6 +399,8 @@ class OptionsForm(QWidget):
         self._wanted_groups = set(opts.valid_groups)
         for i in range(self.groups.count()):
             it = self.groups.item(i)
+            if not it.flags() & Qt.ItemFlag.ItemIsUserCheckable:
+                continue
             it.setCheckState(
                 Qt.CheckState.Checked if it.text() in self._wanted_groups else Qt.CheckState.Unchecked
             )
@@ -427,7 +430,8 @@ class OptionsForm(QWidget):
         return [
             self.groups.item(i).text()
             for i in range(self.groups.count())
-            if self.groups.item(i).checkState() == Qt.CheckState.Checked
+            if self.groups.item(i).flags() & Qt.ItemFlag.ItemIsUserCheckable
+            and self.groups.item(i).checkState() == Qt.CheckState.Checked
         ]
 
     def _on_group_clicked(self, it: QListWidgetItem) -> None:
@@ -441,6 +445,12 @@ class OptionsForm(QWidget):
         """Offer this dataset's groups (keeping remembered ticks) and the head only for point datasets."""
         wanted = set(self.checked_groups()) | getattr(self, "_wanted_groups", set())
         self.groups.clear()
+        if len(groups) < 2:  # a single group cannot validate: ticking it would leave nothing to train on
+            it = QListWidgetItem(ONE_GROUP)
+            it.setFlags(Qt.ItemFlag.NoItemFlags)
+            it.setToolTip("Put each person (or session) in its own folder to validate on whole groups")
+            self.groups.addItem(it)
+            groups = []
         for g in groups:
             it = QListWidgetItem(g)
             it.setFlags(it.flags() | Qt.ItemFlag.ItemIsUserCheckable)
