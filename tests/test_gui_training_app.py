@@ -188,9 +188,16 @@ def test_real_training_stop_after_epoch_and_cancel(qtbot, window) -> None:
 def test_real_out_of_fold_ranking_fills_the_review_queue(qtbot, window) -> None:
     ctl = window.training
     ctl.train.form.set_options(_tiny_options(1))
+    ctl.review.repeats.setValue(2)  # two rounds, averaged: four models
+    folds_seen: list[int] = []
+    ctl.review.child.event.connect(
+        lambda ev: folds_seen.append(ev["fold"]) if ev.get("type") == "fold" else None
+    )
     with qtbot.waitSignal(ctl.review.child.ended, timeout=300000) as sig:
         assert ctl.review.rank(2)
+        assert "2 rounds (trains 4 models)" in ctl.review.status.text()
     assert sig.args[0].ok, sig.args[0].message
+    assert folds_seen == [1, 2, 3, 4]
     qtbot.waitUntil(lambda: (ctl.review.source or "").startswith("oof-"), timeout=5000)
     assert window.active_run == ctl.review.source
     assert len(ctl.review.rows) == len(window.dataset.items)

@@ -235,6 +235,8 @@ def test_several_gpus_all_gpus_choice_and_parallel_folds(qtbot) -> None:
     folds = args_of(train_command("/d", opts))
     assert "--folds 4 --parallel 2" in folds and "--nproc" not in folds
     assert "--parallel 2" in args_of(rank_command("/d", opts, 5))
+    assert "--repeats 3" in args_of(rank_command("/d", opts, 5, repeats=3))
+    assert "--repeats" not in args_of(rank_command("/d", opts, 5))
     from engine.cli import build_parser
 
     parser = build_parser()  # the real CLI accepts them (ddp merged)

@@ -147,9 +147,9 @@ class TrainingController(QObject):
         if not self.train.busy and rec is not None and rec.has_model:
             self.train.live.curves.show_history(read_history(rec.run_dir), rec.run_id)
 
-    def _rank_command(self, dataset: object, folds: int) -> list[str]:
+    def _rank_command(self, dataset: object, folds: int, repeats: int = 1) -> list[str]:
         """Out-of-fold ranking trains with the Train panel's options."""
-        return rank_command(dataset, self.train.options(), folds, self.train.kind)
+        return rank_command(dataset, self.train.options(), folds, self.train.kind, repeats)
 
     def _on_run_finished(self, run_id: str) -> None:
         self.runs.refresh()

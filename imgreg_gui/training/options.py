@@ -156,9 +156,13 @@ def train_command(
     return engine_command(*args, "--json", "--control-stdin")
 
 
-def rank_command(dataset: str | Path, opts: TrainOptions, folds: int, kind: str = "point") -> list[str]:
-    """The child command line ranking every item by out-of-fold disagreement (trains ``folds`` models)."""
+def rank_command(
+    dataset: str | Path, opts: TrainOptions, folds: int, kind: str = "point", repeats: int = 1
+) -> list[str]:
+    """The child command line ranking every item by out-of-fold doubt (trains ``folds`` x ``repeats`` models)."""
     args = ["rank", str(dataset), "--folds", str(folds), *train_args(opts, kind)]
+    if repeats > 1:
+        args += ["--repeats", str(repeats)]
     if opts.parallel > 1:
         args += ["--parallel", str(opts.parallel)]
     return engine_command(*args, "--json", "--control-stdin")

@@ -37,6 +37,7 @@ from imgreg_gui.training.review_model import (  # noqa: F401  (ReviewRow, disagr
     COLUMNS,
     ORDER_SETTING,
     ORDERS,
+    REPEATS_SETTING,
     SCORE_COL,
     SPREAD_COL,
     ReviewModel,
@@ -65,8 +66,8 @@ class ReviewPanel(QWidget):
         self.child = ChildProcess(self)
         self.child.ended.connect(self._on_rank_ended)
         self.child.event.connect(self._on_rank_event)
-        self.make_rank_command = lambda dataset, folds: rank_command(
-            dataset, TrainOptions.load(), folds, self.kind
+        self.make_rank_command = lambda dataset, folds, repeats=1: rank_command(
+            dataset, TrainOptions.load(), folds, self.kind, repeats
         )
         self._build()
         state.dataset_changed.connect(lambda: self.refresh())
@@ -90,14 +91,26 @@ class ReviewPanel(QWidget):
         self.folds.setRange(2, 20)
         self.folds.setValue(5)
         self.folds.setPrefix("K=")
+        self.folds.setToolTip("Folds: each of the K models holds out 1/K of the items (or groups)")
+        self.repeats = QSpinBox()
+        self.repeats.setRange(1, 10)
+        self.repeats.setPrefix("R=")
+        self.repeats.setValue(_int(settings.settings().value(REPEATS_SETTING, 1), 1))
+        self.repeats.setToolTip(
+            "Rounds: R out-of-fold rounds with other seeds and splits, averaged (R x K models); their\n"
+            "disagreement joins the label-quality score. Worth it where the model is weak (ages: 3 rounds\n"
+            "found 54% of planted wrong ages in the top k, one round 48%)"
+        )
+        self.repeats.valueChanged.connect(lambda v: settings.set_value(REPEATS_SETTING, v))
         self.rank_btn = QPushButton("Rank out-of-fold")
         self.rank_btn.setToolTip(
-            "Train K models, each predicting the items it never saw (imgreg rank --folds K)"
+            "Train K models, each predicting the items it never saw (imgreg rank --folds K --repeats R)"
         )
         self.rank_btn.clicked.connect(self._rank_clicked)
         top.addWidget(QLabel("Predictions"))
         top.addWidget(self.source_box, 1)
         top.addWidget(self.folds)
+        top.addWidget(self.repeats)
         top.addWidget(self.rank_btn)
         lay.addLayout(top)
         filters = QHBoxLayout()
@@ -454,9 +467,13 @@ class ReviewPanel(QWidget):
         if ds is None or self.child.running:
             return False
         k = folds or self.folds.value()
+        r = self.repeats.value()
         self.rank_btn.setText("Cancel ranking")
-        self.status.setText(f"Ranking with {k}-fold out-of-fold predictions (trains {k} models)...")
-        self.child.start(self.make_rank_command(ds.root, k))
+        rounds = f", {r} rounds" if r > 1 else ""
+        self.status.setText(
+            f"Ranking with {k}-fold out-of-fold predictions{rounds} (trains {k * r} models)..."
+        )
+        self.child.start(self.make_rank_command(ds.root, k, r))
         return True
 
     def _on_rank_event(self, ev: dict) -> None:
@@ -485,3 +502,11 @@ class ReviewPanel(QWidget):
         if self.child.running:
             self.child.kill()
             self.child.wait(3000)
+
+
+def _int(value: object, default: int) -> int:
+    """A remembered integer setting, or ``default`` when it is unreadable."""
+    try:
+        return int(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return default

@@ -32,6 +32,7 @@ ORDERS = (
     ),
 )
 ORDER_SETTING = "review/order"
+REPEATS_SETTING = "review/repeats"
 Index = QModelIndex | QPersistentModelIndex
 
 
