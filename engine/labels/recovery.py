@@ -79,6 +79,8 @@ def diagnose(db: Path, journal: Journal, full: bool = False) -> str | None:
             return "the file has no SQLite header"
     try:
         with contextlib.closing(sqlite3.connect(db, timeout=10)) as conn:
+            # a damaged schema or page can put bytes that are not UTF-8 into the check's own messages
+            conn.text_factory = lambda b: b.decode("utf-8", "replace")
             rows = conn.execute(f"PRAGMA {'integrity_check' if full else 'quick_check'}").fetchall()
             if [r[0] for r in rows] != ["ok"]:
                 return f"{'integrity' if full else 'quick'} check failed: {rows[0][0]}"
@@ -89,6 +91,8 @@ def diagnose(db: Path, journal: Journal, full: bool = False) -> str | None:
         if _is_damage(e):
             return str(e)
         raise
+    except UnicodeDecodeError:  # SQLite's own error message quoted damaged bytes (e.g. a garbled schema)
+        return "the database schema is damaged"
     return None
 
 
