@@ -29,7 +29,7 @@ def split_indices(
         vg = set(rng.permutation(np.array(names, dtype=object))[:n].tolist())
     else:
         n = min(len(groups) - 1, max(1, round(valid_pct * len(groups))))
-        valid = sorted(rng.permutation(len(groups))[:n].tolist()) if n > 0 else []
+        valid = sorted(rng.permutation(len(groups))[:n].tolist())
         vset = set(valid)
         return [i for i in range(len(groups)) if i not in vset], valid, []
     train = [i for i, g in enumerate(groups) if g not in vg]

@@ -11,9 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.core import CancelToken, Dataset, Item, Label, OnEvent, label_distance, no_event
+from engine.core import CancelToken, Dataset, Item, Label, OnEvent, no_event
 from engine.data.cache import ImageCache, cache_dir, open_cache
-from engine.data.squish import spread_pixels, squish, squished_batches, to_pixels
+from engine.data.squish import squish, squished_batches
 from engine.labels.store import PredictionRow
 from engine.learn.arch import ModelConfig
 from engine.learn.device import resolve_device
@@ -21,6 +21,7 @@ from engine.learn.dls import effective_labels
 from engine.learn.models import load_run
 from engine.learn.spatial import heatmap_spread, heatmaps, soft_argmax
 from engine.runs.heatmaps import heatmap_path, write_heatmap
+from engine.runs.predictions import batch_rows
 
 
 def to_batch(
@@ -110,18 +111,8 @@ def predict_model(
                 if hm is not None and heatmaps_to is not None:
                     for b, maps in zip(ok, hm.cpu().numpy(), strict=True):
                         write_heatmap(heatmap_path(heatmaps_to, b.item.name), maps)
-                sizes = np.array([b.size for b in ok], dtype=np.float64)
-                preds = to_pixels(out, sizes) if cfg.kind == "point" else out.astype(np.float64)
-                spreads = (
-                    spread_pixels(spread.cpu().numpy(), sizes, size)
-                    if spread is not None
-                    else [None] * len(ok)
-                )
-                for b, p, sp in zip(ok, preds, spreads, strict=True):
-                    pred = tuple(float(v) for v in p)
-                    rows.append(
-                        PredictionRow(b.item.name, pred, label_distance(pred, labels.get(b.item.name)), sp)
-                    )
+                sp = spread.cpu().numpy() if spread is not None else None
+                rows += batch_rows(ok, out, sp, size, cfg.kind == "point", labels)
             done += len(batch)
             on_event({"type": "predict_progress", "done": done, "total": len(items)})
     return rows

@@ -10,9 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from engine.core import CancelToken, Dataset, Item, Label, OnEvent, label_distance, no_event
-from engine.data.squish import spread_pixels, squished_batches, to_pixels
+from engine.core import CancelToken, Dataset, Item, Label, OnEvent, no_event
+from engine.data.squish import squished_batches
 from engine.labels.store import PredictionRow
+from engine.runs.predictions import batch_rows
 
 ONNX_FORMAT = "imgreg-onnx/1"
 META_KEY = "imgreg"
@@ -151,14 +152,7 @@ def predict_onnx(
         ok = [b for b in batch if b.img is not None]
         if ok:
             out, spread = run_batch(m, to_input([b.img for b in ok], m.meta), tta)
-            sizes = np.array([b.size for b in ok], dtype=np.float64)
-            preds = to_pixels(out, sizes) if point else out.astype(np.float64)
-            spreads = spread_pixels(spread, sizes, m.size) if spread is not None else [None] * len(ok)
-            for b, p, sp in zip(ok, preds, spreads, strict=True):
-                pred = tuple(float(v) for v in p)
-                rows.append(
-                    PredictionRow(b.item.name, pred, label_distance(pred, labels.get(b.item.name)), sp)
-                )
+            rows += batch_rows(ok, out, spread, m.size, point, labels)
         done += len(batch)
         on_event({"type": "predict_progress", "done": done, "total": len(items)})
     if store is not None:

@@ -242,8 +242,11 @@ class OptionsForm(QWidget):
         self.arch = QComboBox(editable=True)
         self.arch.addItems(ARCHS)
         self.arch.setToolTip("Backbone (torchvision); 'tiny' is a small untrained CNN for quick checks")
+        self.weights_here = {
+            a: local_weights(a) for a in ARCHS
+        }  # looked up once: the note asks per keystroke
         for i, arch in enumerate(ARCHS):
-            here = local_weights(arch) is not None
+            here = self.weights_here[arch] is not None
             self.arch.setItemData(i, "ImageNet weights here" if here else "no ImageNet weights here", TIP)
         self.epochs = _spin(1, 1000, 5)
         self.epochs.setToolTip("Passes over the training images (at each size with progressive resizing)")
@@ -499,12 +502,12 @@ class OptionsForm(QWidget):
         if choice not in ("auto", "pretrained") or arch == "tiny":
             self.weights_note.hide()
             return
-        found = local_weights(arch)
+        found = self.weights_here.get(arch)
         if found is not None:
             self.weights_note.setText(f"ImageNet weights for {arch}: found ({found.name})")
             self.weights_note.setStyleSheet("color: #15803d;")
         else:
-            others = [a for a in ARCHS if a != arch and local_weights(a) is not None]
+            others = [a for a, path in self.weights_here.items() if a != arch and path is not None]
             hint = (
                 f"; {', '.join(others)} {'has them' if len(others) == 1 else 'have them'}" if others else ""
             )

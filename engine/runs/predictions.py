@@ -1,0 +1,34 @@
+"""Prediction rows from one batch of network outputs (torch-free): original pixels, spread, error.
+
+Torch prediction (``engine.learn.predict``) and ONNX prediction (``engine.runs.onnx_predict``) both end a batch here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from engine.core import Label, label_distance
+from engine.data.squish import Loaded, spread_pixels, to_pixels
+from engine.labels.store import PredictionRow
+
+
+def batch_rows(
+    ok: Sequence[Loaded],
+    out: np.ndarray,
+    spread: np.ndarray | None,
+    size: tuple[int, int],
+    point: bool,
+    labels: Mapping[str, Label],
+) -> list[PredictionRow]:
+    """One row per loaded item: outputs in original pixels (points) or as they are (scalars), the spread in
+    original pixels when the model gives one, and the error against ``labels``."""
+    sizes = np.array([b.size for b in ok], dtype=np.float64)
+    preds = to_pixels(out, sizes) if point else np.asarray(out, dtype=np.float64)
+    spreads = spread_pixels(spread, sizes, size) if spread is not None else [None] * len(ok)
+    rows = []
+    for b, p, sp in zip(ok, preds, spreads, strict=True):
+        pred = tuple(float(v) for v in p)
+        rows.append(PredictionRow(b.item.name, pred, label_distance(pred, labels.get(b.item.name)), sp))
+    return rows
