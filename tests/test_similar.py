@@ -154,6 +154,12 @@ def test_embed_with_a_run_of_another_dataset(utk: Path, tmp_path: Path, capsys) 
     assert main(["embed", str(utk), "--run", str(info.run_dir), "--json", "--device", "cpu"]) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["source"] == info.run_id and out["n"] == 16 and out["dim"] == 2 * 128
+    # a size is the ImageNet backbone's: refused with a run, stored with the backbone's vectors
+    assert main(["embed", str(utk), "--run", str(info.run_dir), "--size", "64x64"]) == 2
+    assert "own input size" in capsys.readouterr().err
+    assert main(["embed", str(utk), "--size", "64x48", "--json", "--device", "cpu"]) == 0
+    (path,) = (utk / ".imgreg" / "embeddings").glob("imagenet-*.npz")
+    assert load_embeddings(path).meta["size"] == [64, 48]
 
 
 def test_mixup_trains_scalars_and_is_refused_for_points(utk: Path, tmp_path: Path) -> None:

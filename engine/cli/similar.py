@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from engine.cli.common import CliError, num, open_with_store, write_csv
+from engine.cli.common import CliError, num, open_with_store, parse_size, write_csv
 from engine.cli.reporter import Reporter, stdin_control
 from engine.core import Cancelled
 from engine.runs.duplicates import DEFAULT_THRESHOLD, find_duplicates
@@ -18,6 +18,12 @@ def _add_common(s: argparse.ArgumentParser) -> None:
     s.add_argument("--run", help="run id of DATASET or any run folder (default: the ImageNet backbone)")
     s.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda:N or mps")
     s.add_argument("--bs", type=int, default=32)
+    s.add_argument(
+        "--size",
+        type=parse_size,
+        help="HxW input of the ImageNet backbone (default: the images' shape, long side 160); the size of a "
+        "training cache reads images from it",
+    )
     s.add_argument("--json", action="store_true", help="JSON events on stdout and a summary line")
 
 
@@ -56,9 +62,20 @@ def ensure_embeddings(args: argparse.Namespace, ds: Any, store: Any, rep: Report
     from engine.runs.files import resolve_run
 
     with engine_errors(rep):
+        if args.run and args.size:
+            raise CliError("--size is for the ImageNet backbone; a run embeds at its own input size")
         run_dir = resolve_run(args.run, store.dir) if args.run else None
         try:
-            emb, _ = embed(ds, store.dir, run_dir, on_event=rep, cancel=token, device=args.device, bs=args.bs)
+            emb, _ = embed(
+                ds,
+                store.dir,
+                run_dir,
+                on_event=rep,
+                cancel=token,
+                device=args.device,
+                bs=args.bs,
+                size=args.size,
+            )
         except EmbeddingError as e:
             raise CliError(str(e)) from None
     return emb
