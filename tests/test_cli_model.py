@@ -80,6 +80,8 @@ def test_rank_out_of_fold_and_scalar_columns(tmp_path: Path, capsys: pytest.Capt
         (4, 4),
     ]
     assert events[-1]["type"] == "summary" and events[-1]["run_id"].startswith("oof-")
+    # scalars: the labels of the fold models' nearest training items are the score's second opinion
+    assert any("nearest training items by the fold models" in e.get("message", "") for e in events)
     rows = list(csv.DictReader(out.open()))
     assert len(rows) == 12 and list(rows[0]) == ["rank", "item", "error", "score"]
     scores = [float(r["score"]) for r in rows]

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 
 from engine.data import open_dataset
-from engine.data.synth import make_biwi
-from engine.labels.quality import rank_rows, rank_run
+from engine.data.synth import make_biwi, make_utkface
+from engine.labels.quality import mean_rows, rank_rows, rank_run, score_rows
 from engine.labels.store import LabelStore, PredictionRow
 from engine.learn.dls import Sample
 from engine.learn.folds import fold_indices
 from engine.learn.rank import out_of_fold
-from engine.learn.train import TrainConfig, TrainingError
+from engine.learn.train import TrainConfig, TrainingError, prepare
 from engine.runs.files import read_json
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -125,4 +126,43 @@ def test_repeats_are_reproducible_and_differ_from_each_other(tmp_path: Path) -> 
     stored = store.predictions(one.run_id)
     assert {n: r.score for n, r in stored.items()} == {r.item: r.score for r in one.rows}
     assert read_json(one.run_dir / "summary.json")["repeats"] == 2
+    # the same models without the mirror images averaged in (flip TTA, on by default) predict otherwise
+    plain = out_of_fold(ds, store, cfg, folds=2, repeats=2, tta=False)
+    assert any(preds[r.item] != r.pred for r in plain.rows)
+    assert [read_json(r.run_dir / "summary.json")["tta"] for r in (one, plain)] == [True, False]
+    store.close()
+
+
+def test_scalar_neighbours_come_from_the_fold_models(tmp_path: Path) -> None:
+    syn = make_utkface(tmp_path / "utk", n=16, size=32)
+    twin_of = sorted(syn.truth)[0]
+    twin = f"{twin_of.split('_')[0]}_0_0_20170109999999999.jpg.chip.jpg"
+    shutil.copy(tmp_path / "utk" / twin_of, tmp_path / "utk" / twin)
+    ds = open_dataset(tmp_path / "utk")
+    store = LabelStore.open(ds)
+    cfg = TrainConfig(arch="tiny", pretrained=False, size=(32, 32), bs=4, epochs=1, device="cpu", seed=3)
+    res = out_of_fold(ds, store, cfg, folds=2, repeats=2, model_neighbours=3)
+    _, samples, _ = prepare(ds, store, cfg)
+    names = [s.name for s in samples]
+    splits = [fold_indices(samples, 2, cfg.seed + r) for r in range(2)]
+    apart = 0
+    for r, folds in enumerate(splits):
+        for fold in folds:
+            held = {names[i] for i in fold}
+            for name in held:
+                # three per round, in round order, each an item this fold's model trained on
+                nbrs = res.neighbours[name][3 * r : 3 * r + 3]
+                assert len(nbrs) == 3 and not set(nbrs) & held
+            if (twin in held) != (twin_of in held):
+                apart += 1
+                # an identical image in the training folds is the model's nearest
+                assert res.neighbours[twin if twin in held else twin_of][3 * r] in (twin, twin_of)
+    assert apart >= 1
+    # the score takes them as its second opinion
+    labels = store.effective_labels()
+    want = score_rows(mean_rows(res.rounds), labels, res.neighbours)
+    assert {r.item: r.score for r in res.rows} == pytest.approx({r.item: r.score for r in want})
+    assert read_json(res.run_dir / "summary.json")["model_neighbours"] == 3
+    off = out_of_fold(ds, store, cfg, folds=2, model_neighbours=0)
+    assert off.neighbours == {} and read_json(off.run_dir / "summary.json")["model_neighbours"] == 0
     store.close()

@@ -131,6 +131,18 @@ def register(subparsers: Any) -> None:
         help="out-of-fold rounds with other seeds and splits, averaged (default 1)",
     )
     s.add_argument(
+        "--model-neighbours",
+        type=int,
+        metavar="K",
+        help="second opinion: the labels of each item's K nearest training items by the fold models' features "
+        "(default 10 for scalars; points: off, stored embeddings instead); 0: off",
+    )
+    s.add_argument(
+        "--no-tta",
+        action="store_true",
+        help="out-of-fold predictions without averaging each image with its mirror image",
+    )
+    s.add_argument(
         "--by",
         default="score",
         choices=["score", "error"],
@@ -377,7 +389,10 @@ def cmd_rank(args: argparse.Namespace) -> int:
             else:
                 try:
                     cfg = train_config(args, rep, ds)
-                    nbrs = second_opinion(rep, store.dir, names)
+                    by_model = args.model_neighbours != 0 and (
+                        ds.kind == "scalar" or bool(args.model_neighbours)
+                    )
+                    nbrs = None if by_model else second_opinion(rep, store.dir, names)
                     res = out_of_fold(
                         ds,
                         store,
@@ -387,6 +402,8 @@ def cmd_rank(args: argparse.Namespace) -> int:
                         token,
                         repeats=args.repeats,
                         neighbours=nbrs,
+                        tta=not args.no_tta,
+                        model_neighbours=args.model_neighbours,
                         **ddp.fold_options(args),
                     )
                 except Cancelled:

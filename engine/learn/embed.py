@@ -62,7 +62,7 @@ def imagenet_weights(arch: str = IMAGENET_ARCH) -> Path | None:
     return local_weights(arch)
 
 
-def _body(model: nn.Module) -> nn.Module:
+def model_body(model: nn.Module) -> nn.Module:
     """The backbone of a run's model (``model.body`` of the spatial head, ``model[0]`` of the pooled one)."""
     body = getattr(model, "body", None)
     return body if isinstance(body, nn.Module) else model[0]
@@ -71,7 +71,7 @@ def _body(model: nn.Module) -> nn.Module:
 def run_embedder(run_dir: Path | str) -> Embedder:
     """The embedder of a saved run: its whole model runs, the hook takes the body's output."""
     run = load_run(run_dir)
-    body = _body(run.model)
+    body = model_body(run.model)
     meta = {"source": run.run_id, "run_dir": str(Path(run_dir).resolve()), "arch": run.cfg.arch,
             "size": list(run.cfg.size), "what": f"run {run.run_id} ({run.cfg.arch} backbone, pooled features)", "pool": "concat"}  # fmt: skip
     return Embedder(run.model, body, tuple(run.cfg.size), run.cfg.normalize, run.run_id, meta)

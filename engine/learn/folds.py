@@ -3,17 +3,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
+import torch
+from torch import nn
 
 from engine.core import CancelToken, Item, Label, OnEvent
+from engine.data.cache import ImageCache
 from engine.labels.store import PredictionRow
 from engine.learn.dls import Sample
+from engine.learn.embed import Embedder, embed_vectors, model_body
 from engine.learn.feed import train_cache
 from engine.learn.predict import predict_model
 from engine.learn.train import TrainConfig, fit
+
+MODEL_NEIGHBOURS = 10
+"""Nearest training items per held-out scalar item whose labels are the score's second opinion."""
 
 
 def fold_indices(samples: list[Sample], folds: int, seed: int = 42) -> list[list[int]]:
@@ -45,25 +53,82 @@ def train_indices(n: int, valid_idx: list[int]) -> list[int]:
     return [i for i in range(n) if i not in held]
 
 
+class FoldResult(NamedTuple):
+    """A fitted fold: its held-out rows, best epoch's metrics, whether it stopped early, and (when asked) each
+    held-out item's nearest training items in the fold model's feature space."""
+
+    rows: list[PredictionRow]
+    best: dict[str, Any]
+    stopped: bool
+    neighbours: dict[str, list[str]]
+
+
 def fit_fold(
     samples: list[Sample],
     valid_idx: list[int],
     cfg: TrainConfig,
     repeat: int,
-    items: list[Item],
+    items: Mapping[str, Item],
     labels: dict[str, Label],
     bs: int,
     on_event: OnEvent,
     cancel: CancelToken | None,
     tag: dict[str, Any],
-) -> tuple[list[PredictionRow], dict[str, Any], bool]:
-    """Fit on the other folds (repeat ``r`` trains with seed + r), predict the held-out ``items`` from the cache.
-
-    Returns the rows, the best epoch's metrics and whether the fit was stopped early."""
+    tta: bool = True,
+    neighbours: int = 0,
+) -> FoldResult:
+    """Fit on the other folds (repeat ``r`` trains with seed + r), predict the held-out items (``items`` maps names
+    to items) from the cache, with their mirror images averaged in when ``tta`` (where flipping is safe: scalars and
+    single points, and the model trained on mirrored images); with ``neighbours`` > 0, also find that many nearest
+    training items of each held-out one by the model's own pooled features."""
     train_idx = train_indices(len(samples), valid_idx)
     res = fit(samples, train_idx, valid_idx, replace(cfg, seed=cfg.seed + repeat), on_event, cancel, tag)
-    rows = predict_model(res.model, res.cfg, items, labels, bs=bs, cancel=cancel, cache=train_cache(res.cfg))
-    return rows, res.state.best_metrics, res.state.cancelled
+    held = [items[samples[i].name] for i in valid_idx]
+    device = next(res.model.parameters()).device
+    cache = train_cache(res.cfg)
+    tta = tta and cfg.augment
+    rows = predict_model(
+        res.model, res.cfg, held, labels, tta, bs=bs, cancel=cancel, device=device, cache=cache
+    )
+    nbrs: dict[str, list[str]] = {}
+    if neighbours > 0 and not res.state.cancelled:
+        train = [items[samples[i].name] for i in train_idx]
+
+        def tagged(e: dict[str, Any]) -> None:  # the fold's progress bar shows the embedding
+            on_event({**e, **tag})
+
+        nbrs = model_neighbours(
+            res.model, res.cfg, held, train, neighbours, tagged, cancel, device, bs, cache
+        )
+    return FoldResult(rows, res.state.best_metrics, res.state.cancelled, nbrs)
+
+
+def model_neighbours(
+    model: nn.Module,
+    cfg: TrainConfig,
+    held: list[Item],
+    train: list[Item],
+    k: int,
+    on_event: OnEvent,
+    cancel: CancelToken | None,
+    device: torch.device,
+    bs: int,
+    cache: ImageCache | None,
+) -> dict[str, list[str]]:
+    """Each ``held`` item's ``k`` nearest ``train`` items by cosine similarity of the model's pooled features:
+    images the model sees alike, whose labels are a second opinion that never saw the held-out label."""
+    emb = Embedder(model, model_body(model), tuple(cfg.size), cfg.normalize, "fold", {})
+    names, vecs, _ = embed_vectors(emb, held + train, on_event, cancel, device, bs, cache=cache)
+    vecs = vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
+    held_names = {it.name for it in held}
+    hi = [i for i, n in enumerate(names) if n in held_names]
+    ti = np.array([i for i, n in enumerate(names) if n not in held_names])
+    if not hi or len(ti) == 0:
+        return {}
+    k = min(k, len(ti))
+    sim = vecs[hi] @ vecs[ti].T
+    top = np.argsort(-sim, axis=1, kind="stable")[:, :k]
+    return {names[i]: [names[ti[j]] for j in row] for i, row in zip(hi, top, strict=True)}
 
 
 def fold_record(
@@ -73,3 +138,9 @@ def fold_record(
     # with fewer groups than folds the folds hold out items, and no group is held out whole
     groups = list(dict.fromkeys(samples[i].group for i in valid_idx)) if by_groups else []
     return {"fold": fold + 1, "repeat": repeat + 1, "valid_groups": groups, "n_valid": len(valid_idx), **best}
+
+
+def merge_neighbours(into: dict[str, list[str]], more: dict[str, list[str]]) -> None:
+    """Add a fold's neighbour lists to those of earlier rounds (an item keeps every round's neighbours)."""
+    for name, nbrs in more.items():
+        into.setdefault(name, []).extend(nbrs)

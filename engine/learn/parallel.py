@@ -17,7 +17,7 @@ from engine.core import Cancelled, CancelToken, Item, Label, OnEvent, no_event
 from engine.labels.store import PredictionRow
 from engine.learn.distributed import warm_cache
 from engine.learn.dls import Sample
-from engine.learn.folds import fit_fold, fold_record
+from engine.learn.folds import fit_fold, fold_record, merge_neighbours
 from engine.learn.train import TrainConfig, TrainingError
 
 FAIL_ENV = "IMGREG_FAIL_FOLD"  # fault injection for tests: this fold (1-based) raises in its process
@@ -86,11 +86,10 @@ def _child(
         try:
             if os.environ.get(FAIL_ENV) == str(k + 1):
                 raise RuntimeError(f"injected failure in fold {k + 1} ({FAIL_ENV})")
-            items = [job["items"][samples[i].name] for i in valid_idx]
             # the serial loop's job: repeat r trains with seed + r
             out.put(("done", k, fit_fold(
-                samples, valid_idx, replace(cfg, device=device), r, items, job["labels"], job["bs"], fwd, token,
-                {"fold": k + 1, "folds": total},
+                samples, valid_idx, replace(cfg, device=device), r, job["items"], job["labels"], job["bs"], fwd,
+                token, {"fold": k + 1, "folds": total}, job["tta"], job["neighbours"],
             )))  # fmt: skip
         except Cancelled:
             out.put(("cancelled", k, None))
@@ -115,10 +114,12 @@ def parallel_folds(
     devices: list[str] | None = None,
     on_event: OnEvent = no_event,
     cancel: CancelToken | None = None,
-) -> tuple[list[list[PredictionRow]], list[dict[str, Any]], bool]:
+    tta: bool = True,
+    neighbours: int = 0,
+) -> tuple[list[list[PredictionRow]], list[dict[str, Any]], bool, dict[str, list[str]]]:
     """Fit and predict ``jobs`` ((repeat, fold, valid indices)) ``parallel`` at a time, as the serial loop does.
 
-    Returns (rows per repeat, per-fold metrics, cancelled). Each fold gets the same samples, indices and config
+    Returns (rows per repeat, per-fold metrics, cancelled, the fold models' neighbours). Each fold gets the same samples, indices and config
     (seed + repeat) as in the serial loop, so the same model and rows. One failing fold stops every process and
     raises ``TrainingError`` after one ``failed`` event.
     """
@@ -133,7 +134,8 @@ def parallel_folds(
         tasks.put((k, r, valid_idx))
     for _ in devs:
         tasks.put(None)
-    job = {"samples": samples, "cfg": cfg, "total": n, "items": items, "labels": labels, "bs": bs}
+    job = {"samples": samples, "cfg": cfg, "total": n, "items": items, "labels": labels, "bs": bs, "tta": tta,
+           "neighbours": neighbours}  # fmt: skip
     procs = [
         ctx.Process(
             target=_child, args=(d, threads, tasks, out, stop_epoch, stop_now, job), name=f"imgreg-fold-{i}"
@@ -166,18 +168,19 @@ def parallel_folds(
                 _fail(on_event, f"fold {k + 1}: {data}")
             else:
                 results[k] = data
-                cancelled |= kind != "done" or bool(data[2])
+                cancelled |= kind != "done" or bool(data.stopped)
     finally:
         _stop(procs, done=len(results) == n)
     rounds: dict[int, list[PredictionRow]] = {}
     fold_metrics: list[dict[str, Any]] = []
+    nbrs: dict[str, list[str]] = {}
     for k, (r, fold, valid_idx) in enumerate(jobs):
-        if results.get(k) is None:
+        if (got := results.get(k)) is None:
             continue
-        fold_rows, best, _ = results[k]
-        rounds.setdefault(r, []).extend(fold_rows)
-        fold_metrics.append(fold_record(samples, valid_idx, by_groups, fold, r, best))
-    return [rounds[r] for r in sorted(rounds)], fold_metrics, cancelled
+        rounds.setdefault(r, []).extend(got.rows)
+        merge_neighbours(nbrs, got.neighbours)
+        fold_metrics.append(fold_record(samples, valid_idx, by_groups, fold, r, got.best))
+    return [rounds[r] for r in sorted(rounds)], fold_metrics, cancelled, nbrs
 
 
 def _fail(on_event: OnEvent, message: str) -> None:

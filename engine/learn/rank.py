@@ -13,7 +13,7 @@ import numpy as np
 from engine.core import Cancelled, CancelToken, Dataset, OnEvent, no_event
 from engine.labels.quality import mean_rows, rank_rows, score_rows
 from engine.labels.store import PredictionRow
-from engine.learn.folds import fit_fold, fold_indices, fold_record
+from engine.learn.folds import MODEL_NEIGHBOURS, fit_fold, fold_indices, fold_record, merge_neighbours
 from engine.learn.train import TrainConfig, TrainingError, prepare
 from engine.runs.files import new_run_id, run_parent, write_json
 
@@ -28,6 +28,9 @@ class OofResult:
     metrics: dict[str, float]
     cancelled: bool = False
     rounds: list[list[PredictionRow]] = field(default_factory=list)  # each repeat's own rows, unscored
+    neighbours: dict[str, list[str]] = field(
+        default_factory=dict
+    )  # nearest training items by the fold models
 
 
 def out_of_fold(
@@ -42,17 +45,27 @@ def out_of_fold(
     neighbours: dict[str, list[str]] | None = None,
     parallel: int = 1,
     devices: list[str] | None = None,
+    tta: bool = True,
+    model_neighbours: int | None = None,
 ) -> OofResult:
     """Train ``folds`` models, each holding out a share of the groups, so each labelled item is predicted by a model
     that never saw it; ``repeats`` rounds with seeds ``seed, seed+1, ...`` (other splits, other inits) are averaged.
     Store the rows, scored by ``engine.labels.quality``, under ``oof-<stamp>``; return them sorted by doubt.
 
     ``parallel`` > 1 fits that many folds at a time, one process per device (``devices``, else from ``cfg.device``),
-    with the serial loop's seeds, hence the same rows."""
+    with the serial loop's seeds, hence the same rows. ``tta`` averages each held-out image with its mirror image
+    (scalars and single points; flip TTA lowers the out-of-fold error at the cost of one more forward pass).
+
+    ``model_neighbours`` (default: 10 for scalars, 0 for points) nearest training items of each held-out one in its
+    fold model's feature space give the score a second opinion: their labels, over every round. They replace
+    ``neighbours`` (from stored embeddings) when found; a point's position is not what such neighbours share."""
     t0 = time.perf_counter()
     if repeats < 1:
         raise TrainingError("repeats must be at least 1")
     cfg, samples, skipped = prepare(ds, store, cfg)
+    nbr_k = (
+        (MODEL_NEIGHBOURS if cfg.kind == "scalar" else 0) if model_neighbours is None else model_neighbours
+    )
     try:
         splits = [fold_indices(samples, folds, cfg.seed + r) for r in range(repeats)]
     except ValueError as e:
@@ -68,12 +81,13 @@ def out_of_fold(
     cancelled = False
     total = folds * repeats
     jobs = [(rep, k, v) for rep in range(repeats) for k, v in enumerate(splits[rep])]
+    items = {s.name: ds.item(s.name) for s in samples}
+    model_nbrs: dict[str, list[str]] = {}
     if parallel > 1:  # one process per device instead of the loop below (engine/learn/parallel.py)
         from engine.learn.parallel import parallel_folds
 
-        items = {s.name: ds.item(s.name) for s in samples}
-        rounds, fold_metrics, cancelled = parallel_folds(
-            samples, jobs, cfg, items, labels, by_groups, bs, parallel, devices, on_event, cancel
+        rounds, fold_metrics, cancelled, model_nbrs = parallel_folds(
+            samples, jobs, cfg, items, labels, by_groups, bs, parallel, devices, on_event, cancel, tta, nbr_k
         )
         jobs = []
     for r, k, valid_idx in jobs:
@@ -81,19 +95,34 @@ def out_of_fold(
             break
         n = r * folds + k + 1  # events count folds over all repeats
         on_event({"type": "fold", "fold": n, "folds": total})
-        items = [ds.item(samples[i].name) for i in valid_idx]
         try:
-            rows, best, stopped = fit_fold(
-                samples, valid_idx, cfg, r, items, labels, bs, on_event, cancel, {"fold": n, "folds": total}
+            got = fit_fold(
+                samples,
+                valid_idx,
+                cfg,
+                r,
+                items,
+                labels,
+                bs,
+                on_event,
+                cancel,
+                {"fold": n, "folds": total},
+                tta,
+                nbr_k,
             )
         except Cancelled:
             cancelled = True
             break
         if k == 0:
             rounds.append([])
-        rounds[r] += rows
-        fold_metrics.append(fold_record(samples, valid_idx, by_groups, k, r, best))
-        cancelled = stopped
+        rounds[r] += got.rows
+        merge_neighbours(model_nbrs, got.neighbours)
+        fold_metrics.append(fold_record(samples, valid_idx, by_groups, k, r, got.best))
+        cancelled = got.stopped
+    if model_nbrs:
+        neighbours = model_nbrs
+        msg = f"second opinion: the labels of each item's {nbr_k} nearest training items by the fold models"
+        on_event({"type": "note", "message": msg})
     rows = rank_rows(score_rows(mean_rows(rounds), labels, neighbours))
     errs = np.array([r.error for r in rows if r.error is not None], dtype=np.float64)
     metrics = {"mean_error": float(errs.mean()), "median_error": float(np.median(errs))} if len(errs) else {}
@@ -106,6 +135,8 @@ def out_of_fold(
         "dataset": str(ds.root),
         "folds": folds,
         "repeats": repeats,
+        "tta": tta,
+        "model_neighbours": nbr_k if model_nbrs else 0,
         "arch": cfg.arch,
         "n_predicted": len(rows),
         "n_skipped": len(skipped),
@@ -123,4 +154,4 @@ def out_of_fold(
         )
     else:
         on_event({"type": "finished", "best_epoch": None, **end})
-    return OofResult(run_id, run_dir, rows, metrics, cancelled, rounds)
+    return OofResult(run_id, run_dir, rows, metrics, cancelled, rounds, model_nbrs)
