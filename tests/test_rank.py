@@ -13,7 +13,7 @@ from engine.labels.quality import mean_rows, rank_rows, rank_run, score_rows
 from engine.labels.store import LabelStore, PredictionRow
 from engine.learn.dls import Sample
 from engine.learn.folds import fold_indices
-from engine.learn.rank import out_of_fold
+from engine.learn.rank import default_model_neighbours, out_of_fold
 from engine.learn.train import TrainConfig, TrainingError, prepare
 from engine.runs.files import read_json
 
@@ -163,6 +163,12 @@ def test_scalar_neighbours_come_from_the_fold_models(tmp_path: Path) -> None:
     want = score_rows(mean_rows(res.rounds), labels, res.neighbours)
     assert {r.item: r.score for r in res.rows} == pytest.approx({r.item: r.score for r in want})
     assert read_json(res.run_dir / "summary.json")["model_neighbours"] == 3
-    off = out_of_fold(ds, store, cfg, folds=2, model_neighbours=0)
+    # by default only scalars ranked over several rounds ask the fold models (one round's ten labels misled)
+    assert [default_model_neighbours(k, r) for k, r in (("scalar", 3), ("scalar", 1), ("point", 3))] == [
+        10,
+        0,
+        0,
+    ]
+    off = out_of_fold(ds, store, cfg, folds=2)
     assert off.neighbours == {} and read_json(off.run_dir / "summary.json")["model_neighbours"] == 0
     store.close()

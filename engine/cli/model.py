@@ -135,7 +135,7 @@ def register(subparsers: Any) -> None:
         type=int,
         metavar="K",
         help="second opinion: the labels of each item's K nearest training items by the fold models' features "
-        "(default 10 for scalars; points: off, stored embeddings instead); 0: off",
+        "(default: 10 for scalars with --repeats 2 or more, else off and stored embeddings instead); 0: off",
     )
     s.add_argument(
         "--no-tta",
@@ -369,7 +369,7 @@ def cmd_rank(args: argparse.Namespace) -> int:
     """``imgreg rank``: items by disagreement, from a run's predictions or out-of-fold models."""
     from engine.labels.quality import rank_rows, rank_run
     from engine.learn.predict import predict
-    from engine.learn.rank import out_of_fold
+    from engine.learn.rank import default_model_neighbours, out_of_fold
     from engine.runs.files import resolve_run
 
     rep = Reporter(args.json)
@@ -389,9 +389,8 @@ def cmd_rank(args: argparse.Namespace) -> int:
             else:
                 try:
                     cfg = train_config(args, rep, ds)
-                    by_model = args.model_neighbours != 0 and (
-                        ds.kind == "scalar" or bool(args.model_neighbours)
-                    )
+                    k = args.model_neighbours
+                    by_model = default_model_neighbours(ds.kind, args.repeats) if k is None else k
                     nbrs = None if by_model else second_opinion(rep, store.dir, names)
                     res = out_of_fold(
                         ds,
