@@ -119,9 +119,9 @@ def parallel_folds(
 ) -> tuple[list[list[PredictionRow]], list[dict[str, Any]], bool, dict[str, list[str]]]:
     """Fit and predict ``jobs`` ((repeat, fold, valid indices)) ``parallel`` at a time, as the serial loop does.
 
-    Returns (rows per repeat, per-fold metrics, cancelled, the fold models' neighbours). Each fold gets the same samples, indices and config
-    (seed + repeat) as in the serial loop, so the same model and rows. One failing fold stops every process and
-    raises ``TrainingError`` after one ``failed`` event.
+    Returns (rows per repeat, per-fold metrics, cancelled, the fold models' neighbours). Each fold gets the same
+    samples, indices and config (seed + repeat) as in the serial loop, so the same model and rows. One failing fold
+    stops every process and raises ``TrainingError`` after one ``failed`` event.
     """
     devs = fold_devices(cfg.device, min(parallel, len(jobs)), devices)
     warm_cache(samples, cfg, on_event, cancel)  # once, here: the fold processes then only read it

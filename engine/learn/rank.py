@@ -28,9 +28,8 @@ class OofResult:
     metrics: dict[str, float]
     cancelled: bool = False
     rounds: list[list[PredictionRow]] = field(default_factory=list)  # each repeat's own rows, unscored
-    neighbours: dict[str, list[str]] = field(
-        default_factory=dict
-    )  # nearest training items by the fold models
+    # each item's nearest training items by the fold models, every round's in round order
+    neighbours: dict[str, list[str]] = field(default_factory=dict)
 
 
 def default_model_neighbours(kind: str, repeats: int) -> int:
