@@ -22,6 +22,27 @@ SIZES_RE = re.compile(r"^\d{2,4}(x\d{2,4})?(,\d{2,4}(x\d{2,4})?)*$")
 MIXUP_POINTS_TIP = "Mixup is for scalar targets only: two images' points cannot be averaged into one."
 
 
+def spin(lo: int, hi: int, value: int, step: int = 1, tip: str = "") -> QSpinBox:
+    """An integer box with its range, step, value and tooltip."""
+    s = QSpinBox()
+    s.setRange(lo, hi)
+    s.setSingleStep(step)
+    s.setValue(value)
+    s.setToolTip(tip)
+    return s
+
+
+def dspin(hi: float, decimals: int, step: float, off: str, tip: str) -> QDoubleSpinBox:
+    """A box of 0 to ``hi`` whose 0 reads ``off`` (the option left at its default)."""
+    s = QDoubleSpinBox()
+    s.setRange(0.0, hi)
+    s.setDecimals(decimals)
+    s.setSingleStep(step)
+    s.setSpecialValueText(off)
+    s.setToolTip(tip)
+    return s
+
+
 def normal_sizes(text: str) -> str:
     """``'120x160, 240x320'`` as the CLI's ``--sizes`` text (``''`` when empty or invalid)."""
     t = re.sub(r"\s+", "", str(text).lower())
@@ -86,29 +107,18 @@ class AdvancedForm(QWidget):
             "fine_tune trains the head alone for the freeze epochs, then everything (fastai's default);\n"
             "one_cycle trains every layer from the start with one learning rate"
         )
-        self.freeze_epochs = QSpinBox()
-        self.freeze_epochs.setRange(0, 100)
-        self.freeze_epochs.setValue(1)
-        self.freeze_epochs.setToolTip("fine_tune: epochs with the pretrained body frozen before unfreezing")
-        self.lr_ratio = QDoubleSpinBox()
-        self.lr_ratio.setRange(0.0, 10000.0)
-        self.lr_ratio.setDecimals(1)
-        self.lr_ratio.setSingleStep(10.0)
-        self.lr_ratio.setSpecialValueText("default")
-        self.lr_ratio.setToolTip(
+        tip = "fine_tune: epochs with the pretrained body frozen before unfreezing"
+        self.freeze_epochs = spin(0, 100, 1, tip=tip)
+        tip = (
             "Head-to-body learning-rate ratio R: the body trains at slice(lr/R, lr).\n"
             "default: fastai's 100 for fine_tune, one rate for one_cycle"
         )
-        self.mixup = QDoubleSpinBox()
-        self.mixup.setRange(0.0, 10.0)
-        self.mixup.setDecimals(2)
-        self.mixup.setSingleStep(0.1)
-        self.mixup.setSpecialValueText("off")
+        self.lr_ratio = dspin(10000.0, 1, 10.0, "default", tip)
         self.mixup_tip = (
             "Mixup alpha (e.g. 0.4): blend pairs of images and mix their targets alike (fastai's MixUp);\n"
             "a regulariser for scalar targets such as age. off: no mixup"
         )
-        self.mixup.setToolTip(self.mixup_tip)
+        self.mixup = dspin(10.0, 2, 0.1, "off", self.mixup_tip)
         self.scalar_head = QComboBox()
         self.scalar_head.addItem("fastai (pooled, BN, dropout)", "fastai")
         self.scalar_head.addItem("custom (the age write-up's AgeModel)", "custom")

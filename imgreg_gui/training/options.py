@@ -21,7 +21,6 @@ from PySide6.QtWidgets import (
     QListWidget,
     QListWidgetItem,
     QPushButton,
-    QSpinBox,
     QToolButton,
     QWidget,
 )
@@ -29,7 +28,7 @@ from PySide6.QtWidgets import (
 from engine.core import ARCH_NAMES
 from engine.weights import default_arch, local_weights
 from imgreg_gui.settings import settings
-from imgreg_gui.training.advanced import AdvancedForm, Collapsible, normal_sizes
+from imgreg_gui.training.advanced import AdvancedForm, Collapsible, normal_sizes, spin
 from imgreg_gui.training.process import engine_command
 
 ARCHS = tuple(ARCH_NAMES)
@@ -248,8 +247,9 @@ class OptionsForm(QWidget):
         for i, arch in enumerate(ARCHS):
             here = self.weights_here[arch] is not None
             self.arch.setItemData(i, "ImageNet weights here" if here else "no ImageNet weights here", TIP)
-        self.epochs = _spin(1, 1000, 5)
-        self.epochs.setToolTip("Passes over the training images (at each size with progressive resizing)")
+        self.epochs = spin(
+            1, 1000, 5, tip="Passes over the training images (at each size with progressive resizing)"
+        )
         self.lr = QLineEdit()
         self.lr.setValidator(QDoubleValidator(1e-8, 10.0, 8))
         self.lr.setToolTip("Maximum learning rate of the one-cycle schedule")
@@ -266,8 +266,7 @@ class OptionsForm(QWidget):
             "Input size in pixels. auto follows the images' shape (aspect kept, long side at most 320: Biwi\n"
             "240x320, 200px faces 208x208); or HxW (e.g. 240x320) or one number for a square"
         )
-        self.bs = _spin(1, 4096, 16)
-        self.bs.setToolTip("Images per batch; lower it when the GPU runs out of memory")
+        self.bs = spin(1, 4096, 16, tip="Images per batch; lower it when the GPU runs out of memory")
         self.head = QComboBox()
         self.head.addItem("spatial (heatmap)", "spatial")
         self.head.addItem("pooled (regression)", "pooled")
@@ -278,12 +277,10 @@ class OptionsForm(QWidget):
         self._pressed_state: Qt.CheckState | None = None
         self.groups.itemPressed.connect(lambda it: setattr(self, "_pressed_state", it.checkState()))
         self.groups.itemClicked.connect(self._on_group_clicked)
-        self.folds = _spin(0, 20, 0)
+        tip = "K > 1: train K models instead of one, each predicting the items it never saw (out-of-fold)"
+        self.folds = spin(0, 20, 0, tip=tip)
         self.folds.setSpecialValueText("off")
-        self.folds.setToolTip(
-            "K > 1: train K models instead of one, each predicting the items it never saw (out-of-fold)"
-        )
-        self.parallel = _spin(1, 64, 1)
+        self.parallel = spin(1, 64, 1)
         self.parallel.setSpecialValueText("1 (one at a time)")
         self.parallel.setToolTip(
             "Out-of-fold models (Folds, Rank out-of-fold) fitted at a time, each in its own process on its own\n"
@@ -523,14 +520,6 @@ class OptionsForm(QWidget):
         if path:
             self.weights_file.setText(path)
             _select(self.weights, "file")
-
-
-def _spin(lo: int, hi: int, value: int, step: int = 1) -> QSpinBox:
-    s = QSpinBox()
-    s.setRange(lo, hi)
-    s.setSingleStep(step)
-    s.setValue(value)
-    return s
 
 
 def _row(*widgets: QWidget) -> QWidget:
