@@ -402,7 +402,7 @@ def cmd_rank(args: argparse.Namespace) -> int:
                         repeats=args.repeats,
                         neighbours=nbrs,
                         tta=not args.no_tta,
-                        model_neighbours=args.model_neighbours,
+                        model_neighbours=by_model,
                         **ddp.fold_options(args),
                     )
                 except Cancelled:
