@@ -152,3 +152,24 @@ def test_scalar_queue(qtbot, tmp_path: Path) -> None:
         assert panel.source == "scalar-run"
         assert panel.names()[0] == ds.items[2].name and panel.rows[0].error == pytest.approx(3.0)
         assert panel.model.headerData(ERROR_COL, Qt.Orientation.Horizontal) == "Error (abs)"
+
+
+def test_rounds_default_by_kind_and_are_remembered_per_kind(qtbot, setup, tmp_path: Path) -> None:
+    from engine.data.synth import make_utkface
+
+    ds, store = setup
+    state, editor = app_state(ds, store)
+    panel = ReviewPanel(state, editor)
+    qtbot.addWidget(panel)
+    assert panel.repeats.value() == 1  # points: one round finds the planted ones
+    make_utkface(tmp_path / "utk", n=6, size=32)
+    ages = open_dataset(tmp_path / "utk")
+    with LabelStore.open(ages) as age_store:
+        state.set_opened(ages, age_store, age_store.records())
+        assert panel.repeats.value() == 2  # scalars: a weak model needs a second round
+        panel.repeats.setValue(3)
+        state.set_opened(ds, store, store.records())
+        assert panel.repeats.value() == 1
+        state.set_opened(ages, age_store, age_store.records())
+        assert panel.repeats.value() == 3
+        assert "--repeats 3" in " ".join(panel.make_rank_command(ages.root, 5, panel.repeats.value()))
