@@ -34,8 +34,8 @@ class OofResult:
 
 def default_model_neighbours(kind: str, repeats: int) -> int:
     """Fold-model neighbours per item: 10 for scalars ranked over several rounds, else none."""
-    # bench_label_errors.py --rescore --pool (wrong ages, 5 folds, 20 plantings on 4 rounds' predictions): recall at
-    # k 0.511 -> 0.534 over 2 rounds, 0.538 -> 0.571 over 3, 0.464 -> 0.429 from one round's 10 labels. A point's
+    # bench_label_errors.py --rescore --pool (wrong ages, 5 folds, 20 plantings on 6 rounds' predictions): recall at
+    # k 0.503 -> 0.530 over 2 rounds, 0.526 -> 0.565 over 3, 0.454 -> 0.417 from one round's 10 labels. A point's
     # position is not what they share.
     return MODEL_NEIGHBOURS if kind == "scalar" and repeats > 1 else 0
 

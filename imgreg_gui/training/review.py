@@ -101,7 +101,7 @@ class ReviewPanel(QWidget):
             "Rounds: R out-of-fold rounds with other seeds and splits, averaged (R x K models); their\n"
             "disagreement joins the label-quality score and, for scalars, the labels of the items each\n"
             "model sees alike are a second opinion. Worth it where the model is weak (planted wrong ages in\n"
-            "the top k, 5 folds: 44-46% with one round, 51-53% with two, 57% with three; wrong points 96%\n"
+            "the top k, 5 folds: 45% with one round, 53% with two, 57% with three; wrong points 96%\n"
             "with one). Remembered per kind: 2 for scalars, 1 for points until changed"
         )
         self.repeats.valueChanged.connect(lambda v: settings.set_value(f"{REPEATS_SETTING}/{self.kind}", v))

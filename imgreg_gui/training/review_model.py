@@ -33,8 +33,8 @@ ORDERS = (
 )
 ORDER_SETTING = "review/order"
 REPEATS_SETTING = "review/repeats"  # one per kind: review/repeats/scalar, review/repeats/point
-# planted wrong ages in the top k (bench_label_errors.py, 5 folds): 0.44-0.46 with one round, 0.51-0.53 with two;
-# wrong points 0.96 with one
+# planted wrong ages in the top k (bench_label_errors.py, 5 folds): 0.45 with one round, 0.53 with two, 0.57 with
+# three; wrong points 0.96 with one
 DEFAULT_REPEATS = {"scalar": 2, "point": 1}
 Index = QModelIndex | QPersistentModelIndex
 
