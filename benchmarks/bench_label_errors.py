@@ -204,7 +204,7 @@ def pooled(paths: list[Path], m: int) -> dict:
             for _, more in picked:
                 merge_neighbours(nbrs, more)
             res = SimpleNamespace(rounds=[rows for rows, _ in picked], neighbours=nbrs)
-            got = replanted(res, d["truth"], d["meta"]["kind"], d["bounds"], d["imagenet_neighbours"], k, m)
+            got = replanted(res, truth, d["meta"]["kind"], d["bounds"], d["imagenet_neighbours"], k, m)
             runs.append(got["one_round" if n == 1 else f"{n}_rounds"])
         out[f"{n}_rounds"] = {"windows": len(runs), **mean_tree(runs)}
     return out
