@@ -22,7 +22,8 @@ from PySide6.QtWidgets import (
 from engine.core import Label
 from imgreg_gui import interaction
 from imgreg_gui.interaction import Drag
-from imgreg_gui.item_model import format_label, label_distance
+from imgreg_gui.model.items import format_label, label_distance
+from imgreg_gui.model.state import Annotations, AppState
 from imgreg_gui.overlays import (
     LINE_COLOR,
     CircleItem,
@@ -33,7 +34,6 @@ from imgreg_gui.overlays import (
     draw_placeholder,
     heatmap_image,
 )
-from imgreg_gui.state import Annotations, AppState
 
 ZOOM_MIN, ZOOM_MAX, ZOOM_STEP = 0.02, 64.0, 1.25
 SOURCE_TEXT = {"original": "original", "corrected": "corrected", "prediction": "accepted prediction"}

@@ -24,8 +24,8 @@ from PySide6.QtWidgets import (
 )
 
 from engine.core import Cancelled, CancelToken, Item
-from imgreg_gui.item_model import COL_ERROR, COL_GROUP, COL_NAME, FILTERS, ItemModel, format_label
-from imgreg_gui.state import AppState
+from imgreg_gui.model.items import COL_ERROR, COL_GROUP, COL_NAME, FILTERS, ItemModel, format_label
+from imgreg_gui.model.state import AppState
 
 log = logging.getLogger(__name__)
 FIRST_IMAGE_WAIT_S = 0.5

@@ -17,7 +17,7 @@ from PySide6.QtGui import QImage, QPixmap, QPolygonF
 from PySide6.QtWidgets import QButtonGroup, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from engine.runs.projection import project
-from imgreg_gui.image_loader import ImageLoader
+from imgreg_gui.jobs.image_loader import ImageLoader
 
 COLOURINGS = ("label", "error", "score", "group")
 COLOUR_TIPS = {

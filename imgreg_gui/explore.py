@@ -13,10 +13,10 @@ from PySide6.QtWidgets import QDockWidget, QHeaderView, QMainWindow, QTreeView, 
 
 from imgreg_gui.actions import Actions
 from imgreg_gui.embedding_map import EmbeddingMap
-from imgreg_gui.item_model import COL_SCORE
+from imgreg_gui.model.items import COL_SCORE
+from imgreg_gui.model.state import AppState
 from imgreg_gui.similar_panel import Neighbour, SimilarPanel
 from imgreg_gui.similarity import EmbeddingSource, Loaded
-from imgreg_gui.state import AppState
 
 RIGHT = Qt.DockWidgetArea.RightDockWidgetArea
 BOTTOM = Qt.DockWidgetArea.BottomDockWidgetArea

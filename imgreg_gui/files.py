@@ -16,10 +16,10 @@ from engine.core import Label
 from engine.labels.export import labels_text
 from engine.labels.interop import EXPORT_FORMATS, Exported, ExportError, write_coco, write_yolo_pose
 from engine.labels.store import LabelRecord
-from imgreg_gui.item_model import format_label
-from imgreg_gui.state import AppState
-from imgreg_gui.tasks import Task
-from imgreg_gui.training.process import open_error_box
+from imgreg_gui.jobs.process import open_error_box
+from imgreg_gui.jobs.tasks import Task
+from imgreg_gui.model.items import format_label
+from imgreg_gui.model.state import AppState
 
 log = logging.getLogger(__name__)
 # What the export dialog offers, by format: (dialog filter, file suffix; "" for a folder).

@@ -1,7 +1,7 @@
 """The imgreg main window: lays out the dataset panel, the image canvas, the menus and docks over one ``AppState``.
 
-The state (``window.state``, ``imgreg_gui.state.AppState``) owns the dataset, store, records, current item and
-active run; the editor (``window.editor``, ``imgreg_gui.editing.Editor``) makes every label edit undoable. The
+The state (``window.state``, ``imgreg_gui.model.state.AppState``) owns the dataset, store, records, current item and
+active run; the editor (``window.editor``, ``imgreg_gui.model.editing.Editor``) makes every label edit undoable. The
 window only shows the state: the current item's image (decoded off the GUI thread, neighbours prefetched), its
 annotations, the status bar and which actions are enabled.
 
@@ -38,13 +38,13 @@ from imgreg_gui.canvas import ImageCanvas
 from imgreg_gui.dataset_panel import DatasetPanel, OpenWorker
 from imgreg_gui.dialogs import about_box, shortcuts_dialog
 from imgreg_gui.docks import Docks
-from imgreg_gui.editing import Editor
 from imgreg_gui.explore import ExploreController
 from imgreg_gui.files import FileOps, export_labels, orphan_text
-from imgreg_gui.image_loader import ImageLoader
-from imgreg_gui.item_model import Navigator
+from imgreg_gui.jobs.image_loader import ImageLoader
+from imgreg_gui.model.editing import Editor
+from imgreg_gui.model.items import Navigator
+from imgreg_gui.model.state import AppState
 from imgreg_gui.settings import icon
-from imgreg_gui.state import AppState
 from imgreg_gui.statusbar import StatusBar
 from imgreg_gui.training.controller import TrainingController
 

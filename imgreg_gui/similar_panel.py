@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from imgreg_gui.image_loader import ImageLoader
+from imgreg_gui.jobs.image_loader import ImageLoader
 
 THUMB = 96
 NAME_ROLE = Qt.ItemDataRole.UserRole

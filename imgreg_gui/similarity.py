@@ -17,8 +17,8 @@ from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 from engine.runs.embeddings import Embeddings, ExactIndex, embeddings_path, load_embeddings
 from engine.runs.files import is_run, runs_dir
 from engine.runs.neighbours import pick_source
-from imgreg_gui.state import AppState
-from imgreg_gui.training.process import ChildProcess, ChildResult, engine_command
+from imgreg_gui.jobs.process import ChildProcess, ChildResult, engine_command
+from imgreg_gui.model.state import AppState
 
 
 def embed_command(root: Path | str, source: str | None, store_dir: Path | str) -> list[str]:

@@ -9,7 +9,7 @@ from PySide6.QtGui import QColor, QPainter
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QStatusBar, QWidget
 
 from engine.core import Dataset
-from imgreg_gui.state import AppState
+from imgreg_gui.model.state import AppState
 
 SAVED_MS = 4000
 

@@ -164,3 +164,51 @@ def test_cli_and_the_modules_the_gui_reads_do_not_load_torch() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def _gui_imports(prefix: str) -> dict[str, list[str]]:
+    """Each app module under ``prefix`` and the names it imports (inside functions too)."""
+    return {
+        name: _imports(p, top_level_only=False)
+        for name, p in _modules().items()
+        if _is_under(name, (prefix,))
+    }
+
+
+def test_the_app_model_uses_no_widgets() -> None:
+    bad = [
+        f"{name}: {imp}"
+        for name, imps in _gui_imports("imgreg_gui.model").items()
+        for imp in imps
+        if _is_under(imp, ("PySide6.QtWidgets",))
+        or (imp.startswith("imgreg_gui.") and not _is_under(imp, ("imgreg_gui.model", "imgreg_gui.settings")))
+    ]
+    assert bad == []
+
+
+def test_only_the_window_imports_the_training_package() -> None:
+    bad = [
+        f"{name}: {imp}"
+        for name, imps in _gui_imports("imgreg_gui").items()
+        if not _is_under(name, ("imgreg_gui.training", "imgreg_gui.main_window"))
+        for imp in imps
+        if _is_under(imp, ("imgreg_gui.training",))
+    ]
+    assert bad == []
+
+
+def test_jobs_import_no_panels() -> None:
+    allowed = ("imgreg_gui.jobs", "imgreg_gui.model", "imgreg_gui.settings")
+    bad = [
+        f"{name}: {imp}"
+        for name, imps in _gui_imports("imgreg_gui.jobs").items()
+        for imp in imps
+        if imp.startswith("imgreg_gui.") and not _is_under(imp, allowed)
+    ]
+    assert bad == []
+
+
+def test_the_child_launcher_runs_without_qt() -> None:
+    code = f"import sys, imgreg_gui.jobs.launch; print([m for m in {QT!r} if m in sys.modules])"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -241,7 +241,7 @@ def test_no_cache_trains_without_one(biwi):
 
 
 def test_app_child_trains_from_the_cache(biwi):
-    from imgreg_gui.training.process import engine_command
+    from imgreg_gui.jobs.process import engine_command
 
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "PYTHONPATH": str(root), "QT_QPA_PLATFORM": "offscreen"}

@@ -13,7 +13,7 @@ from PySide6.QtTest import QTest
 from engine.data.synth import make_biwi
 from imgreg_gui.app import is_loaded
 from imgreg_gui.main_window import MainWindow
-from imgreg_gui.state import AppState
+from imgreg_gui.model.state import AppState
 from imgreg_gui.training.options import OptionsForm
 from imgreg_gui.training.runs import BASE_COLUMNS, RunsPanel
 

@@ -14,7 +14,7 @@ from engine.labels.store import PredictionRow  # noqa: E402
 from imgreg_gui import interaction  # noqa: E402
 from imgreg_gui.app import is_loaded  # noqa: E402
 from imgreg_gui.main_window import MainWindow  # noqa: E402
-from imgreg_gui.state import AppState  # noqa: E402
+from imgreg_gui.model.state import AppState  # noqa: E402
 
 
 def points_csv(root: Path, labels: list[tuple[float, float]], size=(640, 480)) -> Path:

@@ -20,7 +20,7 @@ from engine.data import open_dataset  # noqa: E402
 from engine.data.synth import make_utkface  # noqa: E402
 from engine.labels.store import LabelStore, PredictionRow  # noqa: E402
 from engine.runs.embeddings import Embeddings, embeddings_path, item_key, save_embeddings  # noqa: E402
-from imgreg_gui.item_model import COL_SCORE  # noqa: E402
+from imgreg_gui.model.items import COL_SCORE  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from embed_child import clustered  # noqa: E402

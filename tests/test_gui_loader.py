@@ -11,9 +11,9 @@ from PySide6.QtGui import QColor, QUndoStack
 from engine.core import Item
 from engine.data.synth import make_biwi, write_image
 from engine.labels.store import LabelStore, PredictionRow
-from imgreg_gui import commands
-from imgreg_gui.image_loader import ImageLoader, array_to_qimage
-from imgreg_gui.item_model import ItemModel, Navigator, label_distance
+from imgreg_gui.jobs.image_loader import ImageLoader, array_to_qimage
+from imgreg_gui.model import commands
+from imgreg_gui.model.items import ItemModel, Navigator, label_distance
 
 
 def test_array_to_qimage_keeps_colours():

@@ -327,7 +327,7 @@ def test_a_corrected_problem_item_shows_its_correction() -> None:
 
     from engine.core import Item
     from engine.labels.store import LabelRecord
-    from imgreg_gui.item_model import item_status
+    from imgreg_gui.model.items import item_status
 
     it = Item("01/a.png", "01", Path("a.png"), None, problem="malformed pose file")
     assert item_status(it, None) == "problem"

@@ -10,10 +10,10 @@ import pytest
 
 pytest.importorskip("pytestqt")
 
+from imgreg_gui.jobs.process import ChildProcess  # noqa: E402
 from imgreg_gui.training.options import TrainOptions, parse_nvidia_smi, train_command  # noqa: E402
 from imgreg_gui.training.panel import TrainPanel  # noqa: E402
 from imgreg_gui.training.plots import ema, pick_error_metric  # noqa: E402
-from imgreg_gui.training.process import ChildProcess  # noqa: E402
 
 FAKE = str(Path(__file__).with_name("fake_child.py"))
 
@@ -254,7 +254,7 @@ def test_commands_parse_with_the_real_cli() -> None:
         rank_command("/d", opts, 4),
         predict_command("/d/.imgreg/runs/x", "/d", "auto"),
     ):
-        assert cmd[1:5] == ["-m", "imgreg_gui.training.launch", "engine.cli", cmd[4]]
+        assert cmd[1:5] == ["-m", "imgreg_gui.jobs.launch", "engine.cli", cmd[4]]
         args = parser.parse_args(cmd[4:])
         assert args.json
     args = parser.parse_args(train_command("/d", opts)[4:])
@@ -276,7 +276,7 @@ def test_panel_out_of_fold_progress(qtbot) -> None:
 
 def test_every_progress_kind_shows_on_the_progress_bar(qtbot, monkeypatch) -> None:
     from engine import events
-    from imgreg_gui.training.process import progress_label
+    from imgreg_gui.jobs.process import progress_label
 
     # A kind added to engine/events.py later (a training cache build) shows with no change to the panel.
     monkeypatch.setattr(events, "PROGRESS_TYPES", (*events.PROGRESS_TYPES, "cache_progress"))

@@ -1,5 +1,5 @@
-"""Training UI: the Train panel, live curves, the child-process supervisor, the runs list and the review queue.
+"""Training UI: the Train panel, live curves, the runs list and the review queue.
 
-Importing this package loads nothing (the child launcher lives here too); ``controller.TrainingController``
-builds the docks over the app state.
+Importing this package loads nothing; ``controller.TrainingController`` builds the docks over the app state.
+Only the window (the composition root) imports this package; child processes live in ``imgreg_gui.jobs``.
 """

@@ -14,8 +14,8 @@ from PySide6.QtWidgets import QApplication, QCheckBox, QDockWidget, QMainWindow,
 from engine.labels.store import StoreError
 from imgreg_gui.actions import Actions, Menus
 from imgreg_gui.canvas import ImageCanvas
-from imgreg_gui.editing import Editor
-from imgreg_gui.state import AppState
+from imgreg_gui.model.editing import Editor
+from imgreg_gui.model.state import AppState
 from imgreg_gui.training.heatmap import HeatmapView
 from imgreg_gui.training.options import rank_command
 from imgreg_gui.training.panel import TrainPanel

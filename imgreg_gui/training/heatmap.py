@@ -18,8 +18,8 @@ from engine.runs.heatmaps import has_heatmaps, heatmap_path, read_heatmap
 from imgreg_gui import settings
 from imgreg_gui.actions import Actions, Menus, insert_after
 from imgreg_gui.canvas import ImageCanvas
+from imgreg_gui.model.state import AppState
 from imgreg_gui.settings import icon
-from imgreg_gui.state import AppState
 
 SETTING = "view/show_heatmap"
 TIP = "Show the active run's heatmap under the markers: where the model looked, diffuse means unsure"

@@ -15,7 +15,7 @@ from engine.data.shape import auto_size
 from engine.data.split import split_indices
 from engine.runs.duplicates import Pair, find_duplicates, split_leaks
 from engine.runs.embeddings import EMBED_DIR, load_embeddings
-from imgreg_gui.tasks import Task
+from imgreg_gui.jobs.tasks import Task
 
 NO_EMBEDDINGS = (
     "Near-duplicate check: no embeddings yet (Find similar, or imgreg embed DATASET, computes them)."

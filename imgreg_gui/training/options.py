@@ -27,9 +27,9 @@ from PySide6.QtWidgets import (
 
 from engine.core import ARCH_NAMES
 from engine.weights import default_arch, local_weights
+from imgreg_gui.jobs.process import engine_command
 from imgreg_gui.settings import settings
 from imgreg_gui.training.advanced import AdvancedForm, Collapsible, normal_sizes, spin
-from imgreg_gui.training.process import engine_command
 
 ARCHS = tuple(ARCH_NAMES)
 WEIGHTS = ("auto", "pretrained", "scratch", "file")

@@ -23,11 +23,11 @@ from PySide6.QtWidgets import (
 
 from engine import events
 from engine.core import Dataset, Label
+from imgreg_gui.jobs.process import ChildProcess, ChildResult, open_error_box, show_progress
 from imgreg_gui.training.folds import FoldProgress
 from imgreg_gui.training.leaks import LeakWatch
 from imgreg_gui.training.options import DeviceQuery, OptionsForm, TrainOptions, train_command
 from imgreg_gui.training.plots import LrPlot, TrainingCurves, pick_error_metric
-from imgreg_gui.training.process import ChildProcess, ChildResult, open_error_box, show_progress
 
 CommandMaker = Callable[..., list[str]]
 

@@ -27,11 +27,11 @@ from PySide6.QtWidgets import (
 
 from imgreg_gui import settings
 from imgreg_gui.actions import Actions
-from imgreg_gui.editing import Editor
-from imgreg_gui.state import AppState
+from imgreg_gui.jobs.process import ChildProcess, ChildResult, open_error_box
+from imgreg_gui.model.editing import Editor
+from imgreg_gui.model.state import AppState
 from imgreg_gui.training.options import TrainOptions, rank_command
 from imgreg_gui.training.plots import ErrorHistogram
-from imgreg_gui.training.process import ChildProcess, ChildResult, open_error_box
 from imgreg_gui.training.review_model import (  # noqa: F401  (ReviewRow, disagreement, ... are part of this API)
     ALL_GROUPS,
     COLUMNS,

@@ -31,15 +31,15 @@ from PySide6.QtWidgets import (
 from engine import events
 from engine.labels.store import StoreError
 from engine.runs import files as runfiles
-from imgreg_gui.state import AppState
-from imgreg_gui.training.options import predict_command
-from imgreg_gui.training.process import (
+from imgreg_gui.jobs.process import (
     ChildProcess,
     ChildResult,
     engine_command,
     open_error_box,
     show_progress,
 )
+from imgreg_gui.model.state import AppState
+from imgreg_gui.training.options import predict_command
 
 BASE_COLUMNS = ("Run", "Arch", "Head", "Size", "Epochs", "LR", "Train/valid", "Time", "Preds")
 METRIC_ORDER = ("mean_px", "median_px", "mae", "mean_error", "median_error", "valid_loss", "rmse")

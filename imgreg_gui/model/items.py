@@ -7,8 +7,8 @@ from PySide6.QtGui import QBrush, QColor, QIcon
 
 from engine.core import Item, Label, label_distance  # noqa: F401  (label_distance: part of this API)
 from engine.labels.store import LabelRecord, PredictionRow
+from imgreg_gui.model.state import AppState
 from imgreg_gui.settings import status_icon
-from imgreg_gui.state import AppState
 
 STATUS_TEXT = {
     "problem": "Problem",

@@ -1,6 +1,6 @@
 """Label editing over the app state: undoable corrections, nudges, accept / revert / verify, undo and redo.
 
-Every change goes through ``imgreg_gui.commands`` onto one ``QUndoStack``; the store tells the state what changed.
+Every change goes through ``imgreg_gui.model.commands`` onto one ``QUndoStack``; the store tells the state what changed.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QUndoStack
 
 from engine.core import Label
-from imgreg_gui import commands
-from imgreg_gui.state import AppState
+from imgreg_gui.model import commands
+from imgreg_gui.model.state import AppState
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Child-process launcher: ``python -m imgreg_gui.training.launch MODULE ARGS...`` runs MODULE at lower priority.
+"""Child-process launcher: ``python -m imgreg_gui.jobs.launch MODULE ARGS...`` runs MODULE at lower priority.
 
 The GUI starts training and prediction through this so the window keeps its share of the CPU; it imports nothing
 from Qt (the package ``__init__`` is kept import-free for this reason).
@@ -17,7 +17,7 @@ NICE = 5
 def main(argv: list[str]) -> None:
     """Lower this process's priority a little, then run ``argv[0]`` as ``__main__`` with the rest as its args."""
     if not argv:
-        raise SystemExit("usage: python -m imgreg_gui.training.launch MODULE [ARGS...]")
+        raise SystemExit("usage: python -m imgreg_gui.jobs.launch MODULE [ARGS...]")
     if hasattr(os, "nice"):
         with contextlib.suppress(OSError):
             os.nice(NICE)

@@ -22,7 +22,7 @@ STDERR_KEEP = 40
 
 def engine_command(*args: str) -> list[str]:
     """The command line running ``imgreg ARGS`` with this interpreter, through the lower-priority launcher."""
-    return [sys.executable, "-m", "imgreg_gui.training.launch", "engine.cli", *args]
+    return [sys.executable, "-m", "imgreg_gui.jobs.launch", "engine.cli", *args]
 
 
 @dataclass
