@@ -7,15 +7,16 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
+
+from engine.events import Event
 
 Label = tuple[float, ...]
 """A label: flat float pixels ``(x, y)`` (``(x1, y1, x2, y2, ...)`` for several points) or ``(value,)``."""
 
 Kind = Literal["point", "scalar"]
-Event = dict[str, Any]
-"""An engine event: a JSON-able dict with a ``type`` key."""
 OnEvent = Callable[[Event], None]
+"""What engine work reports to: each event of ``engine/events.py``."""
 
 ARCH_NAMES = (
     "resnet18",

@@ -18,6 +18,7 @@ from PySide6.QtWidgets import QButtonGroup, QHBoxLayout, QLabel, QPushButton, QV
 
 from engine.runs.projection import project
 from imgreg_gui.jobs.image_loader import ImageLoader
+from imgreg_gui.jobs.router import Router
 
 COLOURINGS = ("label", "error", "score", "group")
 COLOUR_TIPS = {
@@ -126,7 +127,8 @@ class ProjectionJob(QRunnable):
     def run(self) -> None:
         """Compute the projection (UMAP when installed, else PCA), reporting progress."""
         try:
-            xy = project(self.vecs, on_event=lambda e: self.signals.progress.emit(e["done"], e["total"]))
+            on_event = Router(embed_progress=lambda e: self.signals.progress.emit(e["done"], e["total"]))
+            xy = project(self.vecs, on_event=on_event)
         except Exception as e:  # any failure becomes a message in the dock, never a crash
             with contextlib.suppress(RuntimeError):  # the map was closed meanwhile
                 self.signals.failed.emit(f"projection failed: {e}")

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 from filelock import FileLock, Timeout
 
+from engine import events
 from engine.atomic import atomic_write_text
 from engine.core import Cancelled, CancelToken, OnEvent, no_event
 from engine.data.images import ImageError, file_stamp, load_image
@@ -187,7 +188,7 @@ def ensure_cache(
             break
         except Timeout:
             if not waited:
-                on_event({"type": "note", "message": "waiting for another process building the image cache"})
+                on_event(events.note("waiting for another process building the image cache"))
                 waited = True
             if cancel is not None and cancel.now:
                 raise Cancelled("stopped while waiting for the image cache") from None
@@ -243,7 +244,7 @@ def _build(
     with open(path, "ab" if path.exists() else "wb") as f:
         f.truncate(base * per + need)
     total = len(todo)
-    on_event({"type": "cache_progress", "done": 0, "total": total})
+    on_event(events.progress("cache_progress", 0, total))
     if not total:
         return open_cache(d, size) or _empty(d, size)
     arr = np.memmap(path, dtype=np.uint8, mode="r+", shape=(base + total, h, w, 3))
@@ -268,7 +269,7 @@ def _build(
                         entries[name] = [key[0], key[1], key[2], base + n_ok, res[1][0], res[1][1]]
                         n_ok += 1
                 done += len(part)
-                on_event({"type": "cache_progress", "done": done, "total": total})
+                on_event(events.progress("cache_progress", done, total))
                 if cancel is not None and cancel.now:
                     raise Cancelled("stopped while building the image cache")
                 if time.monotonic() - last > CHECKPOINT_S:

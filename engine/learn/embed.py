@@ -18,6 +18,7 @@ from fastai.callback.hook import hook_output
 from fastai.layers import AdaptiveConcatPool2d
 from torch import nn
 
+from engine import events
 from engine.core import Cancelled, CancelToken, Dataset, Item, OnEvent, no_event
 from engine.data.cache import ImageCache, cache_dir, open_cache
 from engine.data.shape import auto_size
@@ -127,7 +128,7 @@ def embed_vectors(
                 names += [b.item.name for b in ok]
                 keys += [item_key(b.item.path) for b in ok]
             done += len(batch)
-            on_event({"type": "embed_progress", "done": done, "total": total})
+            on_event(events.progress("embed_progress", done, total))
     dim = vecs[0].shape[1] if vecs else 0
     return names, (np.concatenate(vecs) if vecs else np.zeros((0, dim), np.float32)), keys
 
@@ -159,19 +160,17 @@ def embed(
     try:
         old = load_embeddings(path)
     except EmbeddingError as e:
-        on_event({"type": "note", "message": f"{e}: computing them again"})
+        on_event(events.note(f"{e}: computing them again"))
         old = None
     if old is not None and {k: old.meta.get(k) for k in SAME} != {k: emb_r.meta[k] for k in SAME}:
         old = None
     want = default_items(ds, items)
     todo = stale_items(old, want)
-    on_event(
-        {"type": "note", "message": f"embedding {len(todo)} of {len(want)} items with {emb_r.meta['what']}"}
-    )
+    on_event(events.note(f"embedding {len(todo)} of {len(want)} items with {emb_r.meta['what']}"))
     # the training cache of this input size, when built: its squished images are what decoding would give
     cache = open_cache(cache_dir(store_dir, emb_r.size), emb_r.size) if todo else None
     if cache is not None:
-        on_event({"type": "note", "message": f"reading images from the decoded-image cache {cache.dir}"})
+        on_event(events.note(f"reading images from the decoded-image cache {cache.dir}"))
     dev = resolve_device(device)
     names, vecs, keys = embed_vectors(
         emb_r,
@@ -190,8 +189,6 @@ def embed(
         res = res.subset([it.name for it in ds.items if it.name in res])
     save_embeddings(path, res)
     if cancel is not None and cancel.requested and len(names) < len(todo):
-        on_event(
-            {"type": "cancelled", "message": f"stopped after embedding {len(names)} of {len(todo)} items"}
-        )
+        on_event(events.cancelled(f"stopped after embedding {len(names)} of {len(todo)} items"))
         raise Cancelled("embedding stopped")
     return res, path

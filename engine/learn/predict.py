@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from engine import events
 from engine.core import CancelToken, Dataset, Item, Label, OnEvent, no_event
 from engine.data.cache import ImageCache, cache_dir, open_cache
 from engine.data.squish import squish, squished_batches
@@ -97,7 +98,7 @@ def predict_model(
     rows: list[PredictionRow] = []
     want_maps = heatmaps_to is not None and callable(getattr(model, "heatmaps", None))
     done = 0
-    on_event({"type": "predict_progress", "done": 0, "total": len(items)})
+    on_event(events.progress("predict_progress", 0, len(items)))
     amp = device.type == "cuda"
     with torch.inference_mode(), torch.autocast(device.type, enabled=amp):
         for batch in squished_batches(items, size, bs, workers, cache):
@@ -114,7 +115,7 @@ def predict_model(
                 sp = spread.cpu().numpy() if spread is not None else None
                 rows += batch_rows(ok, out, sp, size, cfg.kind == "point", labels)
             done += len(batch)
-            on_event({"type": "predict_progress", "done": done, "total": len(items)})
+            on_event(events.progress("predict_progress", done, len(items)))
     return rows
 
 

@@ -25,9 +25,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from engine.events import Epoch, Event, Fold
 from imgreg_gui import settings
 from imgreg_gui.actions import Actions
 from imgreg_gui.jobs.process import ChildProcess, ChildResult, open_error_box
+from imgreg_gui.jobs.router import Router
 from imgreg_gui.model.editing import Editor
 from imgreg_gui.model.state import AppState
 from imgreg_gui.training.options import TrainOptions, rank_command
@@ -67,6 +69,7 @@ class ReviewPanel(QWidget):
         self.child = ChildProcess(self)
         self.child.ended.connect(self._on_rank_ended)
         self.child.event.connect(self._on_rank_event)
+        self._route = Router(fold=self._on_rank_fold, epoch=self._on_rank_epoch)
         self.make_rank_command = lambda dataset, folds, repeats=1: rank_command(
             dataset, TrainOptions.load(), folds, self.kind, repeats
         )
@@ -487,11 +490,14 @@ class ReviewPanel(QWidget):
         self.child.start(self.make_rank_command(ds.root, k, r))
         return True
 
-    def _on_rank_event(self, ev: dict) -> None:
-        if ev.get("type") == "fold":
-            self.status.setText(f"Out-of-fold ranking: model {ev.get('fold')} of {ev.get('folds')}...")
-        elif ev.get("type") == "epoch":
-            self.status.setText(self.status.text().split(" - ")[0] + f" - epoch {ev.get('epoch')}")
+    def _on_rank_event(self, ev: Event) -> None:
+        self._route(ev)
+
+    def _on_rank_fold(self, ev: Fold) -> None:
+        self.status.setText(f"Out-of-fold ranking: model {ev['fold']} of {ev['folds']}...")
+
+    def _on_rank_epoch(self, ev: Epoch) -> None:
+        self.status.setText(self.status.text().split(" - ")[0] + f" - epoch {ev['epoch']}")
 
     def _on_rank_ended(self, res: ChildResult) -> None:
         self.rank_btn.setText("Rank out-of-fold")

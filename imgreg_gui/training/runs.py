@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine import events
+from engine.events import Event
 from engine.labels.store import StoreError
 from engine.runs import files as runfiles
 from imgreg_gui.jobs.process import (
@@ -38,6 +38,7 @@ from imgreg_gui.jobs.process import (
     open_error_box,
     show_progress,
 )
+from imgreg_gui.jobs.router import Router
 from imgreg_gui.model.state import AppState
 from imgreg_gui.training.options import predict_command
 
@@ -199,6 +200,9 @@ class RunsPanel(QWidget):
         self.runs: list[RunRecord] = []
         self.child = ChildProcess(self)
         self.child.event.connect(self._on_event)
+        self._route = Router(
+            progress=lambda e: show_progress(self.progress, e)
+        )  # any kind, also ones added later
         self.child.ended.connect(self._on_ended)
         self.predicting: str | None = None
         self.error_box: QMessageBox | None = None
@@ -375,9 +379,8 @@ class RunsPanel(QWidget):
             cmd.append("--heatmaps")
         return cmd
 
-    def _on_event(self, ev: dict) -> None:
-        if ev.get("type") in events.PROGRESS_TYPES:  # read now: new kinds need no change here
-            show_progress(self.progress, ev)
+    def _on_event(self, ev: Event) -> None:
+        self._route(ev)
 
     def _on_ended(self, res: ChildResult) -> None:
         run_id, self.predicting = self.predicting, None
