@@ -65,7 +65,7 @@ def progress_label(kind: str) -> str:
 
 def show_progress(bar: QProgressBar, ev: Progress) -> None:
     """Show any ``PROGRESS_TYPES`` event (``done`` of ``total``) on ``bar``, labelled by its kind."""
-    bar.setFormat(f"{progress_label(ev['type'])} %v / %m")
+    bar.setFormat(f"{progress_label(ev['type'])} %v / %m")  # the kind names the bar (no dispatch)
     bar.setRange(0, max(1, ev["total"]))
     bar.setValue(ev["done"])
     bar.show()
@@ -110,11 +110,12 @@ class ChildProcess(QObject):
         self._stderr: deque[str] = deque(maxlen=STDERR_KEEP)
         self._err_buf = b""
         self._final: Finished | Cancelled | Failed | None = None
+        self._end_kind: str | None = None  # which of those it was
         self._summary: Summary | None = None
         self._track = Router(
-            finished=self._set_final,
-            cancelled=self._set_final,
-            failed=self._set_final,
+            finished=lambda e: self._set_final("finished", e),
+            cancelled=lambda e: self._set_final("cancelled", e),
+            failed=lambda e: self._set_final("failed", e),
             summary=self._set_summary,
         )
         self._cancel_requested = False
@@ -135,7 +136,7 @@ class ChildProcess(QObject):
         self.command = list(command)
         self._buf, self._err_buf = b"", b""
         self._stderr.clear()
-        self._final, self._summary = None, None
+        self._final, self._end_kind, self._summary = None, None, None
         self._cancel_requested = False
         self._ended_once = False
         proc = QProcess(self)
@@ -197,8 +198,8 @@ class ChildProcess(QObject):
         self._track(ev)
         self.event.emit(ev)
 
-    def _set_final(self, ev: Finished | Cancelled | Failed) -> None:
-        self._final = ev
+    def _set_final(self, kind: str, ev: Finished | Cancelled | Failed) -> None:
+        self._end_kind, self._final = kind, ev
 
     def _set_summary(self, ev: Summary) -> None:
         self._summary = ev
@@ -241,7 +242,7 @@ class ChildProcess(QObject):
         tail = "\n".join(self._stderr)
         final: Mapping[str, Any] = self._final or {}
         summary: Mapping[str, Any] = self._summary or {}
-        kind = final.get("type")
+        kind = self._end_kind
         if kind == "failed":
             return ChildResult(
                 "failed", str(final.get("message") or "training failed"), exit_code, final, summary, tail

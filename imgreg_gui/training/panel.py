@@ -112,9 +112,9 @@ class TrainPanel(QWidget):
             lr_find=self._on_lr_find,
             fold=self._on_fold,
             progress=lambda e: show_progress(self.batch_bar, e),  # any kind, also ones added later
-            finished=self._on_end_event,
-            cancelled=self._on_end_event,
-            failed=self._on_end_event,
+            finished=lambda e: self._on_end_event("finished", e),
+            cancelled=lambda e: self._on_end_event("cancelled", e),
+            failed=lambda e: self._on_end_event("failed", e),
             note=lambda e: self.live.append(f"note: {e['message']}"),
         )
         self._epochs = 0
@@ -366,9 +366,9 @@ class TrainPanel(QWidget):
         if self.prog.start(fold, folds):
             self._plot_fold(fold)
 
-    def _on_end_event(self, ev: Finished | Cancelled | Failed) -> None:
+    def _on_end_event(self, kind: str, ev: Finished | Cancelled | Failed) -> None:
         what = ev.get("message") or ev.get("run_id") or ""
-        self.live.append(f"{ev['type']}: {what}".rstrip(": "))
+        self.live.append(f"{kind}: {what}".rstrip(": "))
 
     def _plots(self, ev: Event) -> bool:
         """Whether an event's fold is the plotted one (events of other folds side by side only count)."""
