@@ -76,10 +76,11 @@ class Dataset:
     n_points: int = 1
     point_names: list[str] = field(default_factory=list)
     """Names of the points when the source names them (COCO ``categories[].keypoints``), else empty."""
+    _by_name: dict[str, Item] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def item(self, name: str) -> Item:
         """The item called ``name`` (KeyError when absent)."""
-        if not hasattr(self, "_by_name") or len(self._by_name) != len(self.items):
+        if len(self._by_name) != len(self.items):
             self._by_name = {it.name: it for it in self.items}
         return self._by_name[name]
 

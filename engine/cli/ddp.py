@@ -160,7 +160,7 @@ def launch(args: argparse.Namespace) -> int:
         main = threading.current_thread() is threading.main_thread()
         old = signal.signal(signal.SIGTERM, _exit_on_term) if main else None
         try:
-            for line in proc.stdout:
+            for line in proc.stdout or ():  # stdout=PIPE
                 _relay(line, rep, events, err)
             rc = proc.wait()
         finally:

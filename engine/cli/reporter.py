@@ -40,14 +40,14 @@ class Reporter:
 
     def _progress(self, key: tuple[Any, ...], desc: str, done: int, total: int, **post: Any) -> None:
         """Advance the bar for ``key`` (a new bar when the key changes); tqdm stays quiet when stderr is no tty."""
-        if self._bar_key != key:
+        bar = self._bar
+        if bar is None or self._bar_key != key:
             self._close_bar()
             # disable=None: no carriage-return lines in logs when stderr is not a terminal
-            self._bar = tqdm(
+            bar = self._bar = tqdm(
                 total=total, desc=desc, file=self.err, leave=False, disable=None, dynamic_ncols=True
             )
             self._bar_key = key
-        bar = self._bar
         bar.n = done
         if post:
             bar.set_postfix(post, refresh=False)

@@ -241,8 +241,8 @@ def _build(
         raise CacheSpaceError(
             f"too little disk space for the image cache ({need / 2**30:.1f} GiB needed in {d})"
         )
-    with open(path, "ab" if path.exists() else "wb") as f:
-        f.truncate(base * per + need)
+    with open(path, "ab" if path.exists() else "wb") as fh:
+        fh.truncate(base * per + need)
     total = len(todo)
     on_event(events.progress("cache_progress", 0, total))
     if not total:
@@ -284,6 +284,8 @@ def _compact(d: Path, size: tuple[int, int], m: dict, entries: dict) -> tuple[di
     """Copy the live slots into a fresh data file and write its manifest."""
     h, w = size
     old = open_cache(d, size)
+    if old is None:
+        raise OSError(f"the image cache in {d} went away while it was compacted")
     names = list(entries)
     data = f"images-{secrets.token_hex(6)}.u8"
     arr = np.memmap(d / data, dtype=np.uint8, mode="w+", shape=(max(1, len(names)), h, w, 3))
@@ -303,7 +305,7 @@ def _compact(d: Path, size: tuple[int, int], m: dict, entries: dict) -> tuple[di
 
 def list_caches(store_dir: str | os.PathLike) -> list[dict[str, Any]]:
     """The caches under a store: size, items, bytes on disk, folder (for ``imgreg info``)."""
-    out = []
+    out: list[dict[str, Any]] = []
     root = cache_root(store_dir)
     if not root.is_dir():
         return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,7 +31,7 @@ class FitState:
     failed: str | None = None
 
 
-def _finite(v: object) -> bool:
+def _finite(v: Any) -> bool:
     """Whether ``v`` is a finite number."""
     try:
         return math.isfinite(float(v))

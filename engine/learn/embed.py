@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -66,7 +66,7 @@ def imagenet_weights(arch: str = IMAGENET_ARCH) -> Path | None:
 def model_body(model: nn.Module) -> nn.Module:
     """The backbone of a run's model (``model.body`` of the spatial head, ``model[0]`` of the pooled one)."""
     body = getattr(model, "body", None)
-    return body if isinstance(body, nn.Module) else model[0]
+    return body if isinstance(body, nn.Module) else cast(nn.Sequential, model)[0]
 
 
 def run_embedder(run_dir: Path | str) -> Embedder:
@@ -75,7 +75,7 @@ def run_embedder(run_dir: Path | str) -> Embedder:
     body = model_body(run.model)
     meta = {"source": run.run_id, "run_dir": str(Path(run_dir).resolve()), "arch": run.cfg.arch,
             "size": list(run.cfg.size), "what": f"run {run.run_id} ({run.cfg.arch} backbone, pooled features)", "pool": "concat"}  # fmt: skip
-    return Embedder(run.model, body, tuple(run.cfg.size), run.cfg.normalize, run.run_id, meta)
+    return Embedder(run.model, body, (run.cfg.size[0], run.cfg.size[1]), run.cfg.normalize, run.run_id, meta)
 
 
 def imagenet_embedder(size: tuple[int, int]) -> Embedder:
@@ -91,7 +91,7 @@ def imagenet_embedder(size: tuple[int, int]) -> Embedder:
         what = f"no ImageNet weights found: a randomly initialised {FALLBACK_ARCH} (seed 0), weak features"
     meta = {"source": source, "run_dir": None, "arch": IMAGENET_ARCH if path else FALLBACK_ARCH,
             "size": list(size), "what": what, "pool": "avg"}  # fmt: skip
-    return Embedder(body.eval(), body, tuple(size), IMAGENET_STATS, source, meta, pool="avg")
+    return Embedder(body.eval(), body, (size[0], size[1]), IMAGENET_STATS, source, meta, pool="avg")
 
 
 def embed_vectors(
@@ -122,7 +122,7 @@ def embed_vectors(
                 break
             ok = [b for b in batch if b.img is not None]
             if ok:
-                model(to_batch([b.img for b in ok], emb.stats, device))
+                model(to_batch([b.img for b in ok if b.img is not None], emb.stats, device))
                 feats = pool(hook.stored.float()).flatten(1).cpu().numpy()
                 vecs.append(feats)
                 names += [b.item.name for b in ok]

@@ -191,7 +191,9 @@ class FeedLoader:
 
     def __iter__(self):
         batches = self._order()
-        nxt = self.imgs.fetch(*batches[0]) if batches else None
+        if not batches:
+            return
+        nxt = self.imgs.fetch(*batches[0])
         for k, (_, idx_dev) in enumerate(batches):
             cur = nxt
             if k + 1 < len(batches):

@@ -118,7 +118,7 @@ def model_neighbours(
 ) -> dict[str, list[str]]:
     """Each ``held`` item's ``k`` nearest ``train`` items by cosine similarity of the model's pooled features:
     images the model sees alike, whose labels are a second opinion that never saw the held-out label."""
-    emb = Embedder(model, model_body(model), tuple(cfg.size), cfg.normalize, "fold", {})
+    emb = Embedder(model, model_body(model), (cfg.size[0], cfg.size[1]), cfg.normalize, "fold", {})
     names, vecs, _ = embed_vectors(emb, held + train, on_event, cancel, device, bs, cache=cache)
     vecs = vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
     held_names = {it.name for it in held}

@@ -26,6 +26,7 @@ from torch import nn
 from engine import events
 from engine.core import Cancelled, CancelToken, Dataset, OnEvent, no_event
 from engine.labels.location import store_dir_of
+from engine.labels.store import LabelStore
 from engine.learn import distributed
 from engine.learn.arch import ModelConfig, build_model
 from engine.learn.callbacks import CancelCheck, EngineCallback, FitState, LRFindProgress, PixelError
@@ -75,7 +76,7 @@ class TrainConfig(ModelConfig):
 
     def stage_sizes(self) -> list[tuple[int, int]]:
         """Image sizes (h, w) of the progressive-resizing stages (just ``size`` without ``sizes``)."""
-        return [tuple(s) for s in self.sizes] if self.sizes else [tuple(self.size)]
+        return [(int(h), int(w)) for h, w in (self.sizes or [self.size])]
 
     def resolved_schedule(self) -> str:
         """``fine_tune`` for pretrained starts, ``one_cycle`` for random ones, unless set explicitly."""
@@ -214,7 +215,7 @@ def _run_lr_find(learn: Learner, on_event: OnEvent, cancel: CancelToken | None =
 
 
 def prepare(
-    ds: Dataset, store: object | None, cfg: TrainConfig
+    ds: Dataset, store: LabelStore | None, cfg: TrainConfig
 ) -> tuple[TrainConfig, list[Sample], dict[str, str]]:
     """Usable samples and a config completed from the data (kind, n_points, y_range)."""
     found = usable_samples(ds, store)
@@ -326,7 +327,8 @@ def fit(
     model = learn.model
     model.load_state_dict(state.best_state)
     model.to("cpu").eval()
-    cfg = replace(cfg, size=tuple(sizes[-1]))
+    cfg = replace(cfg, size=sizes[-1])
+    assert lr is not None  # an epoch finished, so the LR finder (if any) returned
     return FitResult(
         model, cfg, state, device, len(train_idx), len(valid_idx), float(lr), time.perf_counter() - t0
     )
@@ -339,7 +341,7 @@ def _skip_summary(skipped: dict[str, str]) -> dict[str, Any]:
 
 def train(
     ds: Dataset,
-    store: object | None,
+    store: LabelStore | None,
     cfg: TrainConfig,
     on_event: OnEvent = no_event,
     cancel: CancelToken | None = None,
@@ -413,7 +415,7 @@ def train(
 
 def lr_find(
     ds: Dataset,
-    store: object | None,
+    store: LabelStore | None,
     cfg: TrainConfig,
     on_event: OnEvent = no_event,
     cancel: CancelToken | None = None,

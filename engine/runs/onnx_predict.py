@@ -152,7 +152,7 @@ def predict_onnx(
             cancel.raise_if_now()
         ok = [b for b in batch if b.img is not None]
         if ok:
-            out, spread = run_batch(m, to_input([b.img for b in ok], m.meta), tta)
+            out, spread = run_batch(m, to_input([b.img for b in ok if b.img is not None], m.meta), tta)
             rows += batch_rows(ok, out, spread, m.size, point, labels)
         done += len(batch)
         on_event(events.progress("predict_progress", done, len(items)))
