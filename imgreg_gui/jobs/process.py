@@ -97,7 +97,7 @@ class ChildProcess(QObject):
     ``failed``/``crashed`` with the tail of its standard error as the message; the app never goes down with it.
     """
 
-    event = Signal(dict)
+    event = Signal(dict)  # type: ignore[assignment]  # shadows QObject.event(); the app and tests connect to it
     output = Signal(str)
     ended = Signal(object)
 

@@ -126,7 +126,7 @@ class TrainingCurves(QWidget):
         self.errors: list[float] = []
         self.metric_name = ""
         self.epochs = 1
-        self._titled = None
+        self._titled: str | None = None
         self._dirty_loss = self._dirty_error = True
         self.error_plot.getPlotItem().getAxis("left").setLabel(error_label)
         self.set_epochs(1)

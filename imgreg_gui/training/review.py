@@ -179,8 +179,14 @@ class ReviewPanel(QWidget):
         self.similar_btn = QPushButton("Find similar")
         self.similar_btn.setToolTip("Show the items most like this one in the Similar items panel (S)")
         self.similar_btn.setEnabled(False)  # wired to the window's action by install_shortcuts
-        buttons = (self.prev_btn, self.next_btn, self.advance, self.accept_btn, self.verify_btn)
-        buttons += (self.similar_btn,)
+        buttons = (
+            self.prev_btn,
+            self.next_btn,
+            self.advance,
+            self.accept_btn,
+            self.verify_btn,
+            self.similar_btn,
+        )
         for i, w in enumerate(buttons):
             actions.addWidget(w, i // 3, i % 3)
         lay.addLayout(actions)
@@ -224,13 +230,13 @@ class ReviewPanel(QWidget):
             # Connected after the window's own slot, so the edit is done when this runs.
             acts.all[name].triggered.connect(lambda _c=False, n=name: self._after_window_action(n))
 
-        def key(name: str, fallback: str) -> str:
+        def keys_of(name: str, fallback: str) -> str:
             seq = acts.all[name].shortcut().toString(QKeySequence.SequenceFormat.NativeText)
             return seq or fallback
 
         self.keys_hint.setText(
-            f"Keys: N next suspect, Shift+N previous, {key('accept', 'Ctrl+Enter')} accept prediction, "
-            f"{key('verify', 'V')} verified; or drag the label on the image to fix it."
+            f"Keys: N next suspect, Shift+N previous, {keys_of('accept', 'Ctrl+Enter')} accept prediction, "
+            f"{keys_of('verify', 'V')} verified; or drag the label on the image to fix it."
         )
 
     # -- sources -------------------------------------------------------------------------------------------
@@ -521,9 +527,9 @@ class ReviewPanel(QWidget):
             self.child.wait(3000)
 
 
-def _int(value: object, default: int) -> int:
+def _int(value: Any, default: int) -> int:
     """A remembered integer setting, or ``default`` when it is unreadable."""
     try:
-        return int(value)  # type: ignore[arg-type]
+        return int(value)
     except (TypeError, ValueError):
         return default

@@ -303,9 +303,9 @@ class RunsPanel(QWidget):
             for i, v in enumerate(values):
                 it.setText(i, v)
             for j, m in enumerate(metrics, len(BASE_COLUMNS)):
-                v = r.metrics.get(m)
-                it.setText(j, "" if v is None else f"{v:.4g}")
-                it.setData(j, Qt.ItemDataRole.UserRole, v)
+                x = r.metrics.get(m)
+                it.setText(j, "" if x is None else f"{x:.4g}")
+                it.setData(j, Qt.ItemDataRole.UserRole, x)
                 it.setTextAlignment(j, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
             it.setData(0, Qt.ItemDataRole.UserRole + 1, r.run_id)
             it.setToolTip(0, str(r.run_dir))
@@ -344,7 +344,7 @@ class RunsPanel(QWidget):
             return
         for i in range(self.tree.topLevelItemCount()):
             it = self.tree.topLevelItem(i)
-            if it.data(0, Qt.ItemDataRole.UserRole + 1) == run_id:
+            if it is not None and it.data(0, Qt.ItemDataRole.UserRole + 1) == run_id:
                 self.tree.setCurrentItem(it)
                 it.setSelected(True)
                 return
