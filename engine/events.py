@@ -368,7 +368,7 @@ def failed(message: str) -> Failed:
 
 def summary(data: dict[str, Any]) -> Summary:
     """The CLI's ``summary`` event of a command's result ``data``."""
-    return cast(Summary, _made({**data, "type": "summary"}))
+    return cast(Summary, _made({"type": "summary", **data}))
 
 
 def tagged(e: Event, fold: int, folds: int) -> Event:
