@@ -55,7 +55,9 @@ def difficulties(rows: Sequence[PredictionRow]) -> np.ndarray:
     # A tenth of the median added to every spread: a model that is confidently wrong about one item cannot
     # shrink its interval to nothing, while the spread still sets the width (a larger floor under-covers the
     # hardest items: 0.80 of the hardest quarter at half the median on tests/test_conformal.py's set).
-    return np.where(np.isfinite(sp), sp, med) + max(med, 1e-6) / 10
+    # Capped at 20x the median: an untrained or exploding model's flip disagreement must not make one
+    # interval a billion wide (seen on a one-epoch age model).
+    return np.minimum(np.where(np.isfinite(sp), sp, med), 20 * med) + max(med, 1e-6) / 10
 
 
 def label_bins(preds: np.ndarray, edges: np.ndarray | None) -> np.ndarray | None:

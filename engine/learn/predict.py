@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine import events
-from engine.audit.conformal import calibrate, check_coverage, with_intervals
+from engine.audit.conformal import Calibration, calibrate, check_coverage, with_intervals
 from engine.core import CancelToken, Dataset, Item, Label, OnEvent, no_event
 from engine.data.cache import ImageCache, cache_dir, open_cache
 from engine.data.squish import squish, squished_batches
@@ -157,6 +157,7 @@ def predict(
     heatmaps: bool = False,
     coverage: float | None = None,
     mondrian: int = 0,
+    calibration: Calibration | None = None,
 ) -> list[PredictionRow]:
     """Predict with a saved run; errors against effective labels; stored under the run id when a store is given.
 
@@ -164,6 +165,7 @@ def predict(
     ``engine.runs.heatmaps``); a no-op for pooled runs (``has_heatmap_head`` tells which).
     ``coverage``: each row also gets its calibrated region (``engine.audit.conformal``), calibrated on the
     run's validation items among those predicted; a run without a spread of its own is scaled by flip TTA.
+    ``calibration``: regions from a calibration made before (e.g. on the run's own dataset) instead.
     """
     run = load_run(run_dir)
     if run.cfg.kind != ds.kind:
@@ -174,19 +176,20 @@ def predict(
         )
     if coverage is not None:
         check_coverage(coverage)
+    regions = coverage is not None or calibration is not None
     labels = effective_labels(ds, store)
     rows = predict_model(
-        run.model, run.cfg, default_items(ds, items), labels, tta or coverage is not None, on_event, cancel, bs,
+        run.model, run.cfg, default_items(ds, items), labels, tta or regions, on_event, cancel, bs,
         resolve_device(device), heatmaps_to=Path(run_dir) if heatmaps else None,
         cache=open_cache(cache_dir(store.dir, run.cfg.size), run.cfg.size) if store is not None else None,
-        flip_spread=coverage is not None,
+        flip_spread=regions,
     )  # fmt: skip
-    if coverage is not None:
+    if calibration is None and coverage is not None:
         valid = set(read_summary(Path(run_dir)).get("valid_items") or [])
-        cal = calibrate(
-            [r for r in rows if r.item in valid], labels, run.cfg.kind == "point", coverage, mondrian
-        )
-        rows = with_intervals(rows, cal)
+        point = run.cfg.kind == "point"
+        calibration = calibrate([r for r in rows if r.item in valid], labels, point, coverage, mondrian)
+    if calibration is not None:
+        rows = with_intervals(rows, calibration)
     if store is not None:
         store.put_predictions(run.run_id, rows)
     return rows
