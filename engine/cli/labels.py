@@ -16,9 +16,10 @@ from engine.atomic import atomic_write_text
 from engine.cli.common import CliError, add_image_root, open_with_store
 from engine.core import Dataset, Label
 from engine.data.cache import list_caches
+from engine.inputs import screen
 from engine.labels.export import label_columns, labels_text
 from engine.labels.ondisk import orphans
-from engine.labels.store import LabelStore
+from engine.labels.store import LabelRefused, LabelStore
 
 
 def _stats(values: list[float]) -> dict[str, float]:
@@ -75,8 +76,8 @@ def dataset_info(ds: Dataset, store: LabelStore) -> dict[str, Any]:
 def print_info(info: dict[str, Any], out: io.TextIOBase) -> None:
     """Print ``dataset_info`` for people."""
     c = info["counts"]
-    out.write(f"dataset   {info['dataset']}\nformat    {info['format']} ({info['kind']})\n")
-    out.write(f"store     {info['store']}\n")
+    out.write(f"dataset   {screen(info['dataset'])}\nformat    {info['format']} ({info['kind']})\n")
+    out.write(f"store     {screen(info['store'])}\n")
     out.write(
         f"items     {c['items']} in {c['groups']} groups; {c['labelled']} labelled, {c['corrected']} corrected, "
         f"{c['verified']} verified, {c['problems']} problems\n"
@@ -91,16 +92,16 @@ def print_info(info: dict[str, Any], out: io.TextIOBase) -> None:
             f"cache     {c['size']}: {c['items']} images, {c['bytes'] / 2**20:.1f} MiB ({c['state']})\n"
         )
     for note in info["notes"]:
-        out.write(f"note      {note}\n")
+        out.write(f"note      {screen(note)}\n")
     if info["problems"]:
         out.write(f"problems ({len(info['problems'])}):\n")
         for p in info["problems"]:
-            out.write(f"  {p['item']}: {p['reason']}\n")
+            out.write(f"  {screen(p['item'])}: {screen(p['reason'])}\n")
     if info.get("orphans"):
         out.write(f"orphans ({len(info['orphans'])}, corrections kept for files no longer in the dataset):\n")
         for o in info["orphans"]:
             lbl = "none" if o["label"] is None else " ".join(f"{v:g}" for v in o["label"])
-            out.write(f"  {o['item']}: {lbl} ({o['source']}{', verified' if o['verified'] else ''})\n")
+            out.write(f"  {screen(o['item'])}: {lbl} ({o['source']}{', verified' if o['verified'] else ''})\n")
 
 
 def _require_item(ds: Dataset, name: str) -> None:
@@ -162,7 +163,10 @@ def _edit(args: argparse.Namespace, action: str) -> int:
     with store:
         _require_item(ds, args.item)
         if action == "correct":
-            store.correct(args.item, _parse_label(ds, args))
+            try:
+                store.correct(args.item, _parse_label(ds, args))
+            except LabelRefused as e:
+                raise CliError(f"label refused: {e}") from None
         elif action == "revert":
             store.revert(args.item)
         else:
