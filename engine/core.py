@@ -75,6 +75,8 @@ class Dataset:
     n_points: int = 1
     point_names: list[str] = field(default_factory=list)
     """Names of the points when the source names them (COCO ``categories[].keypoints``), else empty."""
+    label_file: Path | None = None
+    """The label CSV or COCO JSON the labels come from (None for Biwi and image folders)."""
 
     def item(self, name: str) -> Item:
         """The item called ``name`` (KeyError when absent)."""

@@ -15,7 +15,9 @@ import re
 import stat
 from typing import Any
 
-READ_FLAGS = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+READ_FLAGS = (
+    os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+)
 """Flags for raw reads: O_NONBLOCK so opening a FIFO returns at once instead of waiting for a writer."""
 
 NOT_REGULAR = "not a regular file (a pipe, device or socket)"

@@ -34,6 +34,18 @@ def open_with_store(path: str, image_root: str | None = None) -> tuple[Dataset, 
     return ds, store
 
 
+def need_folders(store_dir: Path | str, *names: str) -> None:
+    """CliError now, before any work, when a folder a job will write into (``runs``, ``embeddings``, ``cache``
+    under the store) is a file or cannot be created."""
+    for name in names:
+        path = Path(store_dir) / name
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            why = "it is a file" if path.exists() and not path.is_dir() else (e.strerror or str(e))
+            raise CliError(f"cannot use {path} ({why}): move it aside and run again") from None
+
+
 def add_image_root(s: argparse.ArgumentParser) -> None:
     """The ``--image-root`` option of commands that open a dataset (COCO files whose images live elsewhere)."""
     s.add_argument(

@@ -9,10 +9,8 @@ import math
 import statistics
 import sys
 from functools import partial
-from pathlib import Path
 from typing import Any
 
-from engine.atomic import atomic_write_text
 from engine.cli.common import CliError, add_image_root, open_with_store
 from engine.core import Dataset, Label
 from engine.data.cache import list_caches
@@ -101,7 +99,9 @@ def print_info(info: dict[str, Any], out: io.TextIOBase) -> None:
         out.write(f"orphans ({len(info['orphans'])}, corrections kept for files no longer in the dataset):\n")
         for o in info["orphans"]:
             lbl = "none" if o["label"] is None else " ".join(f"{v:g}" for v in o["label"])
-            out.write(f"  {screen(o['item'])}: {lbl} ({o['source']}{', verified' if o['verified'] else ''})\n")
+            out.write(
+                f"  {screen(o['item'])}: {lbl} ({o['source']}{', verified' if o['verified'] else ''})\n"
+            )
 
 
 def _require_item(ds: Dataset, name: str) -> None:
@@ -142,18 +142,14 @@ def cmd_labels(args: argparse.Namespace) -> int:
     """``imgreg labels``."""
     ds, store = open_with_store(args.dataset, args.image_root)
     fmt = args.format or ("json" if args.out and args.out.endswith(".json") else "csv")
-    if fmt in ("coco", "yolo-pose"):
+    if fmt in ("coco", "yolo-pose") or args.out:
         from engine.cli.interop import write_other
 
         with store:
             return write_other(ds, store, fmt, args.out)
     with store:
-        text, n = labels_text(ds, store, fmt)
-    if args.out:
-        atomic_write_text(Path(args.out), text)
-        print(f"wrote {n} labels to {args.out}", file=sys.stderr)
-    else:
-        sys.stdout.write(text)
+        text, _ = labels_text(ds, store, fmt)
+    sys.stdout.write(text)
     return 0
 
 

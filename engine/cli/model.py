@@ -15,6 +15,7 @@ from engine.cli.common import (
     CliError,
     add_image_root,
     fmt_metrics,
+    need_folders,
     num,
     open_with_store,
     parse_list,
@@ -212,6 +213,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     ds, store = open_with_store(args.dataset, args.image_root)
     t0 = time.perf_counter()
     try:
+        need_folders(store.dir, "runs", "cache")
         with engine_errors(rep), stdin_control(args.control_stdin) as token:
             cfg = train_config(args, rep, ds)
             try:
@@ -375,6 +377,7 @@ def cmd_rank(args: argparse.Namespace) -> int:
     rep = Reporter(args.json)
     ds, store = open_with_store(args.dataset, args.image_root)
     try:
+        need_folders(store.dir, "runs", "cache", "embeddings")
         with engine_errors(rep), stdin_control(args.control_stdin) as token:
             names = [it.name for it in ds.items]
             if args.run:

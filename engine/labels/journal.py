@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from engine.inputs import load_json
+from engine.labels.location import JOURNAL_NAME  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 
-JOURNAL_NAME = "labels.journal.jsonl"
 SNAPSHOT = "snapshot"  # kind of the entries that record a store's state when its journal starts
 
 Lbl = tuple[float, ...]
@@ -26,7 +26,11 @@ def _lbl(v: Any) -> Lbl | None:
     """A label from a journal line: None, or a non-empty list of finite numbers (ValueError otherwise)."""
     if v is None:
         return None
-    if not isinstance(v, list) or not v or any(isinstance(x, bool) or not isinstance(x, (int, float)) for x in v):
+    if (
+        not isinstance(v, list)
+        or not v
+        or any(isinstance(x, bool) or not isinstance(x, (int, float)) for x in v)
+    ):
         raise ValueError("a journaled label is a list of numbers")
     out = tuple(float(x) for x in v)
     if not all(math.isfinite(x) for x in out):

@@ -153,4 +153,3 @@ def require_label(ds: Dataset | None, item: Item | str, label: Iterable[float]) 
     if reason:
         raise LabelRefused(f"{item.name if isinstance(item, Item) else item}: {reason}")
     return vals
-
