@@ -4,8 +4,8 @@ Rules: an export never overwrites a file inside the dataset folder (the label fi
 source file), never puts a new ``.csv``/``.json`` in the dataset's top folder (it would be read as the label
 file next time) and never puts a folder export inside the dataset (its image links would be indexed). A folder
 export writes into a hidden sibling ``.<name>.partial-*`` and swaps it in; it replaces only an empty folder or
-an earlier imgreg export whose manifest (``.imgreg-export.json``) lists every entry in it, and it deletes only
-the files that manifest lists. Anything else in the way (a user's file, a folder link) is a refusal, not a loss.
+an earlier imgreg export whose manifest (``.imgreg-export.json``) lists every entry in it (readers' label
+caches ``labels/*.cache`` are carried over), and it deletes only the files that manifest lists. Anything else in the way (a user's file, a folder link) is a refusal, not a loss.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import uuid
 from pathlib import Path
@@ -23,6 +24,8 @@ from engine.data.common import natural_key
 from engine.inputs import load_json, read_regular
 
 MANIFEST = ".imgreg-export.json"
+READER_FILES = re.compile(r"^labels/[^/]+\.cache$")
+"""Files readers add to an export (Ultralytics' label caches): carried into the new export, never deleted."""
 
 
 class ExportError(ValueError):
@@ -105,7 +108,7 @@ def _foreign(folder: Path, files: set[str], dirs: set[str]) -> str | None:
             if os.path.islink(os.path.join(top, d)) or rel + d not in dirs:
                 return rel + d
         for n in names:
-            if rel + n not in files and rel + n != MANIFEST:
+            if rel + n not in files and rel + n != MANIFEST and not READER_FILES.match(rel + n):
                 return rel + n
     return None
 
@@ -182,6 +185,10 @@ def swap_in(tmp: Path, out: Path) -> None:
     except OSError:
         os.rename(aside, out)
         raise
+    for f in (aside / "labels").glob("*.cache"):
+        if READER_FILES.match(f"labels/{f.name}") and not (out / "labels" / f.name).exists():
+            with contextlib.suppress(OSError):
+                os.rename(f, out / "labels" / f.name)
     _remove_listed(aside)
 
 
