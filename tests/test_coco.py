@@ -222,7 +222,7 @@ def test_yolo_pose_files_read_back(tmp_path: Path) -> None:
     conf = yaml.safe_load((out / "data.yaml").read_text())
     assert conf["kpt_shape"] == [3, 3] and conf["names"] == {0: "object"} and conf["kpt_names"][0] == NAMES
     assert Path(conf["path"]) == out and "flip_idx" not in conf
-    assert (conf["train"], conf["val"]) == ("images/train", "images/val")
+    assert (conf["train"], conf["val"]) == ("./images/train", "./images/val")
     txts = sorted(p.relative_to(out / "labels").as_posix() for p in (out / "labels").rglob("*.txt"))
     assert txts == ["train/imgs__a__full.txt"]  # one labelled image: it trains
     img = out / "images" / "train" / "imgs__a__full.png"

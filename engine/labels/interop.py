@@ -171,8 +171,8 @@ def yolo_yaml(out_dir: Path, ds: Dataset) -> str:
         "# YOLO-pose dataset written by imgreg: no detector boxes, so each box is the whole image",
         "# train/val split by group (whole groups in val), as imgreg's training splits",
         f"path: {json.dumps(Path(os.path.abspath(out_dir)).as_posix())}",
-        "train: images/train",
-        "val: images/val",
+        "train: ./images/train",  # "./": sleap-io finds labels by replacing "/images" with "/labels"
+        "val: ./images/val",
         f"kpt_shape: [{n}, 3]",
     ]
     if n == 1:
