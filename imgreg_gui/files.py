@@ -12,7 +12,7 @@ from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import QFileDialog, QMessageBox, QWidget
 
 from engine.core import Label
-from engine.labels.interop import EXPORT_FORMATS, Exported, write_labels
+from engine.labels.interop import EXPORT_FORMATS, Exported, write_export
 from engine.labels.store import LabelRecord
 from imgreg_gui.jobs.process import open_error_box
 from imgreg_gui.jobs.tasks import Task
@@ -32,7 +32,7 @@ assert set(FORMAT_FILTERS) == set(EXPORT_FORMATS)  # a new engine format needs a
 
 def export_labels(ds: Any, store: Any, fmt: str, path: str | Path) -> Exported:
     """Write the effective labels of ``ds`` in format ``fmt`` (``EXPORT_FORMATS``); raises ExportError, OSError."""
-    return write_labels(ds, store, fmt, Path(path))
+    return write_export(ds, store, fmt, Path(path))
 
 
 def exported_text(res: Exported, fmt: str) -> str:

@@ -12,7 +12,7 @@ from engine.cli.common import CliError, add_image_root, open_with_store
 from engine.cli.reporter import Reporter
 from engine.core import Dataset
 from engine.inputs import screen
-from engine.labels.interop import ExportError, write_labels
+from engine.labels.interop import ExportError, write_export
 from engine.labels.store import LabelStore
 from engine.runs.files import RunError, resolve_run
 from engine.runs.onnx_predict import meta_path
@@ -23,7 +23,7 @@ def write_other(ds: Dataset, store: LabelStore, fmt: str, out: str | None) -> in
     if not out:
         raise CliError(f"--format {fmt} needs --out ({'a folder' if fmt == 'yolo-pose' else 'FILE'})")
     try:
-        res = write_labels(ds, store, fmt, Path(out))
+        res = write_export(ds, store, fmt, Path(out))
     except ExportError as e:
         raise CliError(str(e)) from None
     except OSError as e:

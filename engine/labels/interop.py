@@ -216,7 +216,7 @@ def write_yolo_pose(ds: Dataset, store: LabelStore, out_dir: Path | str) -> Expo
     return res
 
 
-def write_labels(ds: Dataset, store: LabelStore, fmt: str, out: Path | str) -> Exported:
+def write_export(ds: Dataset, store: LabelStore, fmt: str, out: Path | str) -> Exported:
     """Write the effective labels in ``fmt`` (``EXPORT_FORMATS``) at ``out``, checked by the destination rules."""
     if fmt == "coco":
         return write_coco(ds, store, out)
