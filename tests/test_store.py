@@ -351,7 +351,8 @@ def test_threads_read_and_write(store):
     assert errors == []
     assert all(len(store.predictions(f"run{k}")) == 30 for k in range(3))
     assert all(
-        len(store.history(f"t{k}.jpg")) == 30 and store.effective(f"t{k}.jpg") == (29.0, 0.0) for k in range(3)
+        len(store.history(f"t{k}.jpg")) == 30 and store.effective(f"t{k}.jpg") == (29.0, 0.0)
+        for k in range(3)
     )
     assert integrity(store.db_path) == "ok"
 
