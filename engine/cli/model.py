@@ -374,6 +374,8 @@ def cmd_rank(args: argparse.Namespace) -> int:
     from engine.learn.rank import default_model_neighbours, out_of_fold
     from engine.runs.files import resolve_run
 
+    if args.top is not None and args.top < 1:  # before any training: --top -1 would silently drop the last row
+        raise CliError("--top must be at least 1")
     rep = Reporter(args.json)
     ds, store = open_with_store(args.dataset, args.image_root)
     try:
