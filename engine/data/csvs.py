@@ -93,9 +93,9 @@ def parse_csv(text: str) -> tuple[str, int, list[tuple[int, str | None, Label | 
         try:
             image, label = parse_row(cells, n_values)
         except ParseError as e:
-            image = cells[0].strip().replace("\\", "/") if cells and cells[0].strip() else None
-            image = None if image is not None and "\x00" in image else image
-            rows.append((reader.line_num, image, None, f"CSV line {reader.line_num}: {e}"))
+            named = cells[0].strip().replace("\\", "/") if cells and cells[0].strip() else None
+            named = None if named is not None and "\x00" in named else named
+            rows.append((reader.line_num, named, None, f"CSV line {reader.line_num}: {e}"))
             continue
         rows.append((reader.line_num, image, label, None))
     return kind, n, rows

@@ -83,7 +83,10 @@ def scalar_range(ds: Dataset, limits: dict[str, float] | None = None) -> tuple[f
 def _find(ds: Dataset, item: Item | str) -> Item | None:
     if isinstance(item, Item):
         return item
-    return next((it for it in ds.items if it.name == item), None)
+    try:
+        return ds.item(item)
+    except KeyError:
+        return None
 
 
 def _numbers(label: Iterable[Any]) -> tuple[float, ...] | str:
