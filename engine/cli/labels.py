@@ -168,7 +168,7 @@ def _edit(args: argparse.Namespace, action: str) -> int:
             store.set_verified(args.item, not args.unset)
         rec = store.record(args.item)
     eff = "none" if rec.effective is None else " ".join(f"{v:g}" for v in rec.effective)
-    print(f"{args.item}: {eff} ({rec.source}{', verified' if rec.verified else ''})")
+    print(f"{screen(args.item)}: {eff} ({rec.source}{', verified' if rec.verified else ''})")
     return 0
 
 
