@@ -379,3 +379,11 @@ def test_control_characters_in_names_are_escaped_and_outside_paths_noted(tmp_pat
     r = cli("info", str(tmp_path / "c"))
     assert r.returncode == 0 and "\x1b" not in r.stdout and "\\x1b[31mred.png" in r.stdout
     assert "1 listed images lie outside the dataset folder" in r.stdout
+
+
+def test_predict_out_onto_a_source_file_is_refused_before_work(tmp_path: Path, capsys) -> None:
+    make_points_csv(tmp_path / "d", n=2)
+    src = tmp_path / "d" / "labels.csv"
+    before = src.read_bytes()
+    assert main(["predict", str(tmp_path / "m.onnx"), str(tmp_path / "d"), "--out", str(src)]) == 2
+    assert "never overwritten" in capsys.readouterr().err and src.read_bytes() == before

@@ -15,6 +15,7 @@ from engine import events
 from engine.cli.common import (
     CliError,
     add_image_root,
+    check_out,
     fmt_metrics,
     need_folders,
     num,
@@ -319,6 +320,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     rep = Reporter(args.json)
     ds, store = open_with_store(args.dataset, args.image_root)
     try:
+        check_out(ds, args.out)
         with engine_errors(rep):
             run_dir = resolve_run(args.run, store.dir)
             maps = bool(getattr(args, "heatmaps", False)) and _spatial_run(run_dir)
@@ -366,6 +368,7 @@ def _predict_onnx(args: argparse.Namespace) -> int:
     rep = Reporter(args.json)
     ds, store = open_with_store(args.dataset, args.image_root)
     try:
+        check_out(ds, args.out)
         try:
             run_id, rows = predict_onnx(args.run, ds, store, tta=args.tta, on_event=rep, bs=args.bs)
         except OnnxError as e:
@@ -439,6 +442,7 @@ def cmd_rank(args: argparse.Namespace) -> int:
     ds, store = open_with_store(args.dataset, args.image_root)
     try:
         need_folders(store.dir, "runs", "cache", "embeddings")
+        check_out(ds, args.out)
         with engine_errors(rep), stdin_control(args.control_stdin) as token:
             names = [it.name for it in ds.items]
             if args.run:
