@@ -76,6 +76,8 @@ class Dataset:
     n_points: int = 1
     point_names: list[str] = field(default_factory=list)
     """Names of the points when the source names them (COCO ``categories[].keypoints``), else empty."""
+    label_file: Path | None = None
+    """The label CSV or COCO JSON the labels come from (None for Biwi and image folders)."""
     _by_name: dict[str, Item] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def item(self, name: str) -> Item:

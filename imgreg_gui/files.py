@@ -11,10 +11,8 @@ from typing import Any
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import QFileDialog, QMessageBox, QWidget
 
-from engine.atomic import atomic_write_text
 from engine.core import Label
-from engine.labels.export import labels_text
-from engine.labels.interop import EXPORT_FORMATS, Exported, ExportError, write_coco, write_yolo_pose
+from engine.labels.interop import EXPORT_FORMATS, Exported, write_export
 from engine.labels.store import LabelRecord
 from imgreg_gui.jobs.process import open_error_box
 from imgreg_gui.jobs.tasks import Task
@@ -34,16 +32,7 @@ assert set(FORMAT_FILTERS) == set(EXPORT_FORMATS)  # a new engine format needs a
 
 def export_labels(ds: Any, store: Any, fmt: str, path: str | Path) -> Exported:
     """Write the effective labels of ``ds`` in format ``fmt`` (``EXPORT_FORMATS``); raises ExportError, OSError."""
-    path = Path(path)
-    if fmt in ("csv", "json"):
-        text, n = labels_text(ds, store, fmt)
-        atomic_write_text(path, text)
-        return Exported(path, n_images=n, n_labels=n)
-    if fmt == "coco":
-        return write_coco(ds, store, path)
-    if fmt == "yolo-pose":
-        return write_yolo_pose(ds, store, path)
-    raise ExportError(f"unknown export format {fmt!r} (one of {', '.join(EXPORT_FORMATS)})")
+    return write_export(ds, store, fmt, Path(path))
 
 
 def exported_text(res: Exported, fmt: str) -> str:

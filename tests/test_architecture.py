@@ -14,6 +14,7 @@ TORCH_FREE = (
     "engine.core",
     "engine.events",
     "engine.atomic",
+    "engine.inputs",
     "engine.weights",
     "engine.data",
     "engine.labels",

@@ -168,7 +168,8 @@ def test_round_trip_same_labels_and_same_file(tmp_path: Path) -> None:
     out = tmp_path / "ds" / "export" / "k.json"
     labels, back = _export_import(tmp_path / "ds", out)
     assert back == {f"../{k}": v for k, v in labels.items()}  # names relative to the JSON's folder
-    again = tmp_path / "ds" / "export" / "k2.json"
+    # sorts after k.json, so it does not become the folder's label file (engine.labels.destination)
+    again = tmp_path / "ds" / "export" / "later.json"
     assert main(["labels", str(out), "--format", "coco", "--out", str(again)]) == 0
     assert again.read_bytes() == out.read_bytes()
 
@@ -221,11 +222,12 @@ def test_yolo_pose_files_read_back(tmp_path: Path) -> None:
     conf = yaml.safe_load((out / "data.yaml").read_text())
     assert conf["kpt_shape"] == [3, 3] and conf["names"] == {0: "object"} and conf["kpt_names"][0] == NAMES
     assert Path(conf["path"]) == out and "flip_idx" not in conf
+    assert (conf["train"], conf["val"]) == ("./images/train", "./images/val")
     txts = sorted(p.relative_to(out / "labels").as_posix() for p in (out / "labels").rglob("*.txt"))
-    assert txts == ["imgs/a/full.txt"]
-    img = out / "images" / "imgs" / "a" / "full.png"
+    assert txts == ["train/imgs__a__full.txt"]  # one labelled image: it trains
+    img = out / "images" / "train" / "imgs__a__full.png"
     assert img.is_file() and image_size(img) == (60, 40)
-    line = (out / "labels" / "imgs" / "a" / "full.txt").read_text()
+    line = (out / "labels" / "train" / "imgs__a__full.txt").read_text()
     assert line.split()[:5] == ["0", "0.5", "0.5", "1", "1"]
     assert all(0 <= float(v) <= 2 for v in line.split()[5:])
     got = read_yolo_line(line, image_size(img))

@@ -336,7 +336,7 @@ def test_threads_read_and_write(store):
         try:
             for i in range(30):
                 store.put_predictions(f"run{k}", [PredictionRow(f"img{i}.jpg", (float(i), float(k)))])
-                store.correct(f"t{k}.jpg", (float(i),))
+                store.correct(f"t{k}.jpg", (float(i), 0.0))
         except BaseException as e:  # noqa: BLE001
             errors.append(e)
 
@@ -351,7 +351,8 @@ def test_threads_read_and_write(store):
     assert errors == []
     assert all(len(store.predictions(f"run{k}")) == 30 for k in range(3))
     assert all(
-        len(store.history(f"t{k}.jpg")) == 30 and store.effective(f"t{k}.jpg") == (29.0,) for k in range(3)
+        len(store.history(f"t{k}.jpg")) == 30 and store.effective(f"t{k}.jpg") == (29.0, 0.0)
+        for k in range(3)
     )
     assert integrity(store.db_path) == "ok"
 

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from engine.cli import cache, interop, labels, model, similar, store
 from engine.cli.common import CliError
+from engine.inputs import screen
 from engine.labels.store import StoreError
 
 
@@ -32,10 +33,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except CliError as e:
-        print(f"imgreg: error: {e}", file=sys.stderr)
+        print(f"imgreg: error: {screen(e)}", file=sys.stderr)
         return 2
     except (StoreError, sqlite3.Error) as e:  # the label store failed mid-command: still one line
-        print(f"imgreg: error: label store: {e}", file=sys.stderr)
+        print(f"imgreg: error: label store: {screen(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("imgreg: interrupted", file=sys.stderr)

@@ -13,6 +13,7 @@ from typing import Any
 from engine.atomic import atomic_write_text
 from engine.core import Dataset
 from engine.data import DatasetError, open_dataset
+from engine.labels.destination import ExportError, check_file_out
 from engine.labels.store import LabelStore, StoreError
 
 
@@ -32,6 +33,28 @@ def open_with_store(path: str, image_root: str | None = None) -> tuple[Dataset, 
     if store.recovery_message:  # one line saying what was recovered, before the command's own output
         print(f"imgreg: {store.recovery_message}", file=sys.stderr)
     return ds, store
+
+
+def check_out(ds: Dataset, out: str | None) -> None:
+    """CliError now, before any work, when ``--out`` may not be written (a source file, a folder, a path below
+    a file: ``engine.labels.destination``)."""
+    if out:
+        try:
+            check_file_out(ds, out)
+        except ExportError as e:
+            raise CliError(str(e)) from None
+
+
+def need_folders(store_dir: Path | str, *names: str) -> None:
+    """CliError now, before any work, when a folder a job will write into (``runs``, ``embeddings``, ``cache``
+    under the store) is a file or cannot be created."""
+    for name in names:
+        path = Path(store_dir) / name
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            why = "it is a file" if path.exists() and not path.is_dir() else (e.strerror or str(e))
+            raise CliError(f"cannot use {path} ({why}): move it aside and run again") from None
 
 
 def add_image_root(s: argparse.ArgumentParser) -> None:

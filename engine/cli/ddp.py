@@ -20,7 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from engine.cli.common import CliError, fmt_metrics, open_with_store, parse_list
+from engine.cli.common import CliError, fmt_metrics, need_folders, open_with_store, parse_list
 from engine.cli.reporter import Reporter, stdin_control
 from engine.core import Cancelled
 from engine.events import Event, EventError, check_event, failed
@@ -136,6 +136,7 @@ def launch(args: argparse.Namespace) -> int:
     n, on_gpu = _nproc(args)
     _, store = open_with_store(args.dataset)  # a bad path fails here, at once; the store is synced once
     store.close()
+    need_folders(store.dir, "runs", "cache")  # a file in the way fails now, not after the ranks trained
     tmp = Path(tempfile.mkdtemp(prefix="imgreg-ddp-"))
     env = {**os.environ, WORKER_ENV: "1", DIR_ENV: str(tmp), ARGV_ENV: json.dumps(_worker_argv(args.argv))}
     if args.gpus:

@@ -12,28 +12,29 @@ from engine import events
 from engine.cli.common import CliError, add_image_root, open_with_store
 from engine.cli.reporter import Reporter
 from engine.core import Dataset
-from engine.labels.interop import ExportError, write_coco, write_yolo_pose
+from engine.inputs import screen
+from engine.labels.interop import ExportError, write_export
 from engine.labels.store import LabelStore
 from engine.runs.files import RunError, resolve_run
 from engine.runs.onnx_predict import meta_path
 
 
 def write_other(ds: Dataset, store: LabelStore, fmt: str, out: str | None) -> int:
-    """``imgreg labels --format coco|yolo-pose --out PATH``: write the file or folder, report one line."""
+    """``imgreg labels [--format F] --out PATH``: write the file or folder, report one line."""
     if not out:
-        raise CliError(f"--format {fmt} needs --out ({'FILE.json' if fmt == 'coco' else 'a folder'})")
+        raise CliError(f"--format {fmt} needs --out ({'a folder' if fmt == 'yolo-pose' else 'FILE'})")
     try:
-        res = write_coco(ds, store, Path(out)) if fmt == "coco" else write_yolo_pose(ds, store, Path(out))
+        res = write_export(ds, store, fmt, Path(out))
     except ExportError as e:
         raise CliError(str(e)) from None
     except OSError as e:
         raise CliError(f"cannot write {out} ({e.strerror or e})") from None
-    what = f"{res.n_labels} labels on {res.n_images} images"
-    print(f"wrote {what} as {fmt} to {res.path}", file=sys.stderr)
+    what = f"{res.n_labels} labels" + (f" on {res.n_images} images" if fmt in ("coco", "yolo-pose") else "")
+    print(f"wrote {what} as {fmt} to {screen(res.path)}", file=sys.stderr)
     for note in res.notes:
-        print(f"note: {note}", file=sys.stderr)
+        print(f"note: {screen(note)}", file=sys.stderr)
     for p in res.skipped:
-        print(f"skipped {p.item}: {p.reason}", file=sys.stderr)
+        print(f"skipped {screen(p.item)}: {screen(p.reason)}", file=sys.stderr)
     return 0
 
 

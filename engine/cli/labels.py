@@ -8,16 +8,15 @@ import math
 import statistics
 import sys
 from functools import partial
-from pathlib import Path
 from typing import Any, TextIO
 
-from engine.atomic import atomic_write_text
 from engine.cli.common import CliError, add_image_root, open_with_store
 from engine.core import Dataset, Label
 from engine.data.cache import list_caches
+from engine.inputs import screen
 from engine.labels.export import label_columns, labels_text
 from engine.labels.ondisk import orphans
-from engine.labels.store import LabelStore
+from engine.labels.store import LabelRefused, LabelStore
 
 
 def _stats(values: list[float]) -> dict[str, float]:
@@ -74,8 +73,8 @@ def dataset_info(ds: Dataset, store: LabelStore) -> dict[str, Any]:
 def print_info(info: dict[str, Any], out: TextIO) -> None:
     """Print ``dataset_info`` for people."""
     c = info["counts"]
-    out.write(f"dataset   {info['dataset']}\nformat    {info['format']} ({info['kind']})\n")
-    out.write(f"store     {info['store']}\n")
+    out.write(f"dataset   {screen(info['dataset'])}\nformat    {info['format']} ({info['kind']})\n")
+    out.write(f"store     {screen(info['store'])}\n")
     out.write(
         f"items     {c['items']} in {c['groups']} groups; {c['labelled']} labelled, {c['corrected']} corrected, "
         f"{c['verified']} verified, {c['problems']} problems\n"
@@ -90,16 +89,18 @@ def print_info(info: dict[str, Any], out: TextIO) -> None:
             f"cache     {c['size']}: {c['items']} images, {c['bytes'] / 2**20:.1f} MiB ({c['state']})\n"
         )
     for note in info["notes"]:
-        out.write(f"note      {note}\n")
+        out.write(f"note      {screen(note)}\n")
     if info["problems"]:
         out.write(f"problems ({len(info['problems'])}):\n")
         for p in info["problems"]:
-            out.write(f"  {p['item']}: {p['reason']}\n")
+            out.write(f"  {screen(p['item'])}: {screen(p['reason'])}\n")
     if info.get("orphans"):
         out.write(f"orphans ({len(info['orphans'])}, corrections kept for files no longer in the dataset):\n")
         for o in info["orphans"]:
             lbl = "none" if o["label"] is None else " ".join(f"{v:g}" for v in o["label"])
-            out.write(f"  {o['item']}: {lbl} ({o['source']}{', verified' if o['verified'] else ''})\n")
+            out.write(
+                f"  {screen(o['item'])}: {lbl} ({o['source']}{', verified' if o['verified'] else ''})\n"
+            )
 
 
 def _require_item(ds: Dataset, name: str) -> None:
@@ -140,18 +141,14 @@ def cmd_labels(args: argparse.Namespace) -> int:
     """``imgreg labels``."""
     ds, store = open_with_store(args.dataset, args.image_root)
     fmt = args.format or ("json" if args.out and args.out.endswith(".json") else "csv")
-    if fmt in ("coco", "yolo-pose"):
+    if fmt in ("coco", "yolo-pose") or args.out:
         from engine.cli.interop import write_other
 
         with store:
             return write_other(ds, store, fmt, args.out)
     with store:
-        text, n = labels_text(ds, store, fmt)
-    if args.out:
-        atomic_write_text(Path(args.out), text)
-        print(f"wrote {n} labels to {args.out}", file=sys.stderr)
-    else:
-        sys.stdout.write(text)
+        text, _ = labels_text(ds, store, fmt)
+    sys.stdout.write(text)
     return 0
 
 
@@ -161,14 +158,17 @@ def _edit(args: argparse.Namespace, action: str) -> int:
     with store:
         _require_item(ds, args.item)
         if action == "correct":
-            store.correct(args.item, _parse_label(ds, args))
+            try:
+                store.correct(args.item, _parse_label(ds, args))
+            except LabelRefused as e:
+                raise CliError(f"label refused: {e}") from None
         elif action == "revert":
             store.revert(args.item)
         else:
             store.set_verified(args.item, not args.unset)
         rec = store.record(args.item)
     eff = "none" if rec.effective is None else " ".join(f"{v:g}" for v in rec.effective)
-    print(f"{args.item}: {eff} ({rec.source}{', verified' if rec.verified else ''})")
+    print(f"{screen(args.item)}: {eff} ({rec.source}{', verified' if rec.verified else ''})")
     return 0
 
 

@@ -15,7 +15,9 @@ from engine import events
 from engine.cli.common import (
     CliError,
     add_image_root,
+    check_out,
     fmt_metrics,
+    need_folders,
     num,
     open_with_store,
     parse_coverage,
@@ -233,6 +235,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     ds, store = open_with_store(args.dataset, args.image_root)
     t0 = time.perf_counter()
     try:
+        need_folders(store.dir, "runs", "cache")
         with engine_errors(rep), stdin_control(args.control_stdin) as token:
             cfg = train_config(args, rep, ds)
             try:
@@ -317,6 +320,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     rep = Reporter(args.json)
     ds, store = open_with_store(args.dataset, args.image_root)
     try:
+        check_out(ds, args.out)
         with engine_errors(rep):
             run_dir = resolve_run(args.run, store.dir)
             maps = bool(getattr(args, "heatmaps", False)) and _spatial_run(run_dir)
@@ -364,6 +368,7 @@ def _predict_onnx(args: argparse.Namespace) -> int:
     rep = Reporter(args.json)
     ds, store = open_with_store(args.dataset, args.image_root)
     try:
+        check_out(ds, args.out)
         try:
             run_id, rows = predict_onnx(args.run, ds, store, tta=args.tta, on_event=rep, bs=args.bs)
         except OnnxError as e:
@@ -430,9 +435,14 @@ def cmd_rank(args: argparse.Namespace) -> int:
     from engine.learn.rank import default_model_neighbours, out_of_fold
     from engine.runs.files import resolve_run
 
+    # before any training: --top -1 would silently drop the last row
+    if args.top is not None and args.top < 1:
+        raise CliError("--top must be at least 1")
     rep = Reporter(args.json)
     ds, store = open_with_store(args.dataset, args.image_root)
     try:
+        need_folders(store.dir, "runs", "cache", "embeddings")
+        check_out(ds, args.out)
         with engine_errors(rep), stdin_control(args.control_stdin) as token:
             names = [it.name for it in ds.items]
             if args.run:

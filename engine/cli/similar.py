@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from engine.cli.common import CliError, num, open_with_store, parse_size, write_csv
+from engine.cli.common import CliError, need_folders, num, open_with_store, parse_size, write_csv
 from engine.cli.reporter import Reporter, stdin_control
 from engine.core import Cancelled
 from engine.runs.duplicates import DEFAULT_THRESHOLD, find_duplicates
@@ -61,6 +61,7 @@ def ensure_embeddings(args: argparse.Namespace, ds: Any, store: Any, rep: Report
     from engine.runs.embeddings import EmbeddingError
     from engine.runs.files import resolve_run
 
+    need_folders(store.dir, "embeddings", "cache")
     with engine_errors(rep):
         if args.run and args.size:
             raise CliError("--size is for the ImageNet backbone; a run embeds at its own input size")

@@ -43,6 +43,10 @@ def store_report(folder: Path) -> dict[str, Any]:
     }
     if report["integrity"] == "ok" and db.exists():
         with contextlib.closing(sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)) as conn:
+            fit = recovery.fitting(
+                conn, jr
+            )  # lines replay would refuse count as unreadable, as recovery skips them
+            report["journal_bad_lines"], jr = fit.bad_lines, fit
             report["missing_edits"] = len(recovery.missing_edits(conn, jr))
             report["disagreeing_items"] = sorted(e.item for e in recovery.disagreements(conn, jr))
     report["ok"] = (

@@ -122,4 +122,6 @@ def open_dataset(
             raise DatasetError(f"{csv_path}: {e}") from None
     else:
         index_images(root, b, utk=fmt == "utkface")
-    return b.dataset()
+    ds = b.dataset()
+    ds.label_file = csv_path
+    return ds

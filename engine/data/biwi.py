@@ -25,7 +25,8 @@ from engine.data.common import (
     posix_join,
     scandir_sorted,
 )
-from engine.data.images import READ_FLAGS, check_file
+from engine.data.images import check_file
+from engine.inputs import read_regular
 
 FRAME_RE = re.compile(r"^(.+)_rgb\.(png|jpe?g)$", re.IGNORECASE)
 POSE_RE = re.compile(r"^(.+)_pose\.txt$", re.IGNORECASE)
@@ -120,11 +121,7 @@ def label_of(data: bytes, cal: Calibration) -> tuple[float, float]:
 
 def read_small(path: str | os.PathLike, limit: int = 4096) -> bytes:
     """The first ``limit`` bytes of a small file via raw ``os.open`` (cheaper than ``open()``); OSError."""
-    fd = os.open(path, READ_FLAGS)
-    try:
-        return os.read(fd, limit)
-    finally:
-        os.close(fd)
+    return read_regular(path, limit)
 
 
 def _read_frame(job: tuple[str, str | None]) -> tuple[str | None, bytes | str | None]:
@@ -142,7 +139,7 @@ def _read_frame(job: tuple[str, str | None]) -> tuple[str | None, bytes | str | 
 def read_calibration(folder: Path, group: str, b: Builder) -> Calibration:
     """The folder's calibration, or the default with a note (and a problem) when missing or unusable."""
     try:
-        data = (folder / "rgb.cal").read_bytes()
+        data = read_regular(folder / "rgb.cal", 1 << 16)
     except FileNotFoundError:
         b.notes.append(f"{group}: no rgb.cal, using the default Biwi calibration (sequence 01)")
         b.problem(

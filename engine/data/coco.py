@@ -11,7 +11,6 @@ Coordinates are taken as they are: continuous pixels, the image's left/top edge 
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
@@ -21,6 +20,7 @@ from engine.core import Item, Label
 from engine.data.common import CHUNK, Builder, ParseError, entry_kind, group_of, pmap
 from engine.data.csvs import item_name
 from engine.data.images import check_file
+from engine.inputs import load_json, read_regular
 
 SNIFF_BYTES = 1 << 20
 _KEYS = (b'"images"', b'"annotations"', b'"categories"')
@@ -31,8 +31,7 @@ def looks_coco(path: Path) -> bool:
     if path.suffix.lower() != ".json":
         return False
     try:
-        with open(path, "rb") as f:
-            head = f.read(SNIFF_BYTES)
+        head = read_regular(path, SNIFF_BYTES)
     except OSError:
         return False
     head = head.lstrip(b"\xef\xbb\xbf \t\r\n")
@@ -63,13 +62,11 @@ def find_coco(entries: list[os.DirEntry]) -> Path | None:
 def load_coco(path: Path) -> dict[str, Any]:
     """The parsed COCO object with its three lists checked; ParseError with a one-line reason otherwise."""
     try:
-        data = json.loads(Path(path).read_bytes().decode("utf-8-sig"))
+        data = load_json(read_regular(path))
     except OSError as e:
         raise ParseError(f"cannot read ({e.strerror or e})") from None
-    except UnicodeDecodeError:
-        raise ParseError("not UTF-8 text") from None
-    except json.JSONDecodeError as e:
-        raise ParseError(f"not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
+    except ValueError as e:
+        raise ParseError(str(e)) from None
     if not isinstance(data, dict):
         raise ParseError("not a COCO file: the top level is not an object")
     missing = [k for k in ("images", "annotations", "categories") if not isinstance(data.get(k), list)]
@@ -148,7 +145,7 @@ def index_coco(root: Path, json_path: Path, b: Builder, image_root: Path | None 
 
     found: dict[Any, list[list[tuple[float, float, float]]]] = {}
     bad: dict[Any, str] = {}
-    other_cats = {c.get("id") for c in cats[1:]}
+    other_cats = {c.get("id") for c in cats[1:] if _hashable_id(c.get("id"))}
     no_kp = 0
     for i, a in enumerate(data["annotations"]):
         where = f"{src}: annotations[{i}]"
@@ -165,7 +162,11 @@ def index_coco(root: Path, json_path: Path, b: Builder, image_root: Path | None 
                 f"refers to image id {img_id!r}, which 'images' does not list",
             )
             continue
-        if a.get("category_id") in other_cats and a.get("category_id") != cat.get("id"):
+        cid = a.get("category_id")
+        if cid is not None and not _hashable_id(cid):
+            b.problem(where, "'category_id' must be a number or text")
+            continue
+        if cid in other_cats and cid != cat.get("id"):
             b.problem(
                 where, f"category {a.get('category_id')!r} not read (imgreg reads one keypoint category)"
             )

@@ -12,6 +12,7 @@ from typing import TypeVar
 
 from engine.core import CancelToken, Dataset, Item, Kind, Problem
 from engine.data.images import is_image_name
+from engine.inputs import leaves_root
 
 CHUNK = 256
 """Items per ``on_batch`` call (the first call comes after at most this many items)."""
@@ -125,6 +126,12 @@ class Builder:
     def dataset(self) -> Dataset:
         """Flush and return the finished dataset."""
         self.flush()
+        outside = sum(1 for it in self.items if leaves_root(it.name))
+        if outside:
+            self.notes.append(
+                f"{outside} listed images lie outside the dataset folder (absolute or '..' paths): "
+                "they are read where they point, never written"
+            )
         ds = Dataset(self.root, self.format, self.kind, self.items, self.problems, self.notes, self.n_points)
         ds.point_names = self.point_names
         return ds

@@ -12,6 +12,7 @@ from pathlib import Path
 from engine.core import Item, Label
 from engine.data.common import CHUNK, Builder, ParseError, group_of, pmap
 from engine.data.images import check_file
+from engine.inputs import read_regular
 
 IMAGE_COLUMNS = ("image", "file", "filename", "path")
 _X = re.compile(r"^x(\d*)$")
@@ -93,6 +94,7 @@ def parse_csv(text: str) -> tuple[str, int, list[tuple[int, str | None, Label | 
             image, label = parse_row(cells, n_values)
         except ParseError as e:
             named = cells[0].strip().replace("\\", "/") if cells and cells[0].strip() else None
+            named = None if named is not None and "\x00" in named else named
             rows.append((reader.line_num, named, None, f"CSV line {reader.line_num}: {e}"))
             continue
         rows.append((reader.line_num, image, label, None))
@@ -102,8 +104,7 @@ def parse_csv(text: str) -> tuple[str, int, list[tuple[int, str | None, Label | 
 def csv_kind(path: Path) -> tuple[str, int] | None:
     """``(kind, n_points)`` when ``path`` is a label CSV (header only is read), else None."""
     try:
-        with open(path, "rb") as f:
-            head = f.read(MAX_HEADER_BYTES)
+        head = read_regular(path, MAX_HEADER_BYTES)
     except OSError:
         return None
     line = head.split(b"\n", 1)[0].decode("utf-8", "replace")
@@ -124,7 +125,7 @@ def item_name(image: str, csv_dir_rel: str) -> str:
 def index_csv(root: Path, csv_path: Path, b: Builder) -> None:
     """Index a label CSV: one item per distinct image, problems for bad rows and unusable images."""
     try:
-        data = csv_path.read_bytes()
+        data = read_regular(csv_path)
     except OSError as e:
         raise ParseError(f"cannot read {csv_path.name} ({e.strerror or e})") from None
     try:

@@ -8,12 +8,12 @@ import struct
 import cv2
 import numpy as np
 
+from engine.inputs import NOT_REGULAR, open_regular
+
 IMAGE_EXTS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
 """File suffixes (lower case) treated as images when scanning folders."""
 
 _TAIL = 64
-READ_FLAGS = os.O_RDONLY | getattr(os, "O_BINARY", 0)
-"""Flags for raw ``os.open`` reads (much cheaper than ``open()`` for thousands of tiny reads)."""
 
 
 class ImageError(Exception):
@@ -62,7 +62,7 @@ def check_bytes(head: bytes, tail: bytes, size: int) -> str | None:
 def check_file(path: str | os.PathLike) -> str | None:
     """Cheap check of an image file (existence, size, magic bytes, PNG/JPEG tail): the problem, or None."""
     try:
-        fd = os.open(path, READ_FLAGS)
+        fd = open_regular(path)
         try:
             size = os.fstat(fd).st_size
             head = os.read(fd, 16)
@@ -78,6 +78,8 @@ def check_file(path: str | os.PathLike) -> str | None:
     except FileNotFoundError:
         return "image file missing"
     except OSError as e:
+        if e.strerror == NOT_REGULAR:
+            return NOT_REGULAR
         return f"cannot read image file ({e.strerror or e})"
     return check_bytes(head, tail, size)
 

@@ -2,9 +2,12 @@
 
 COCO: one ``images`` entry per item whose image size can be read (``file_name`` relative to the output file's
 folder, ``group`` kept as an extra field so groups survive a round trip), one annotation per labelled item with
-every keypoint ``v = 2``, a box around the whole image, one category naming the points. YOLO-pose: ``images/``
-(links to the originals, copies where links cannot be made), ``labels/`` (one ``.txt`` per labelled image:
-class 0, a whole-image box, normalised ``x y v`` per point) and ``data.yaml`` with ``kpt_shape``.
+every keypoint ``v = 2``, a box around the whole image, one category naming the points. YOLO-pose: Ultralytics'
+split layout ``images/train``, ``images/val``, ``labels/train``, ``labels/val`` (split by group as training
+splits, ``engine.data.split``), flat unique file names (folders joined by ``__``), images as links to the
+originals (copies where links cannot be made), one ``.txt`` per labelled image (class 0, a whole-image box,
+normalised ``x y v`` per point) and ``data.yaml`` with ``kpt_shape``. Where exports may write, and how a folder
+export replaces an older one: ``engine.labels.destination``.
 """
 
 from __future__ import annotations
@@ -19,15 +22,22 @@ from typing import Any
 from engine.atomic import atomic_write_text
 from engine.core import Dataset, Item, Label, Problem
 from engine.data.images import ImageError, image_size
+from engine.data.split import split_indices
+from engine.labels.destination import (
+    ExportError,
+    check_file_out,
+    check_folder_out,
+    discard,
+    partial_dir,
+    swap_in,
+    write_manifest,
+)
+from engine.labels.export import labels_text
 from engine.labels.store import LabelStore
 
 CATEGORY = "object"
 EXPORT_FORMATS = ("csv", "json", "coco", "yolo-pose")
 """What ``imgreg labels --format`` and File > Export write."""
-
-
-class ExportError(ValueError):
-    """The dataset cannot be written in this format (a one-line reason)."""
 
 
 @dataclass
@@ -115,7 +125,8 @@ def coco_dict(ds: Dataset, store: LabelStore, out_dir: Path) -> tuple[dict[str, 
 
 def write_coco(ds: Dataset, store: LabelStore, out: Path | str) -> Exported:
     """Write ``ds``'s effective labels as a COCO keypoints JSON at ``out`` (atomically)."""
-    out = Path(out)
+    _require_points(ds, "COCO keypoints")
+    out = check_file_out(ds, out)
     data, res = coco_dict(ds, store, out.parent)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, json.dumps(data, indent=1) + "\n")
@@ -123,17 +134,22 @@ def write_coco(ds: Dataset, store: LabelStore, out: Path | str) -> Exported:
     return res
 
 
-def _safe_rel(name: str) -> str:
-    """An item name usable under the export folder: no leading ``/``, drive or ``..`` parts."""
+def flat_name(name: str, taken: set[str]) -> str:
+    """A file name for an item in one flat folder: its path's parts joined by ``__`` (no ``/``, drive or
+    ``..``), made unique in ``taken`` with ``-2``, ``-3``, ... before the suffix."""
     parts = [p.replace(":", "_") for p in name.replace("\\", "/").split("/") if p and p != "."]
-    return "/".join("__" if p == ".." else p for p in parts)
+    flat = "__".join("up" if p == ".." else p for p in parts) or "image"
+    stem, suffix = os.path.splitext(flat)
+    out, n = flat, 1
+    while out.lower() in taken:
+        n += 1
+        out = f"{stem}-{n}{suffix}"
+    taken.add(out.lower())
+    return out
 
 
 def _link(src: Path, dst: Path) -> bool:
-    """Link ``dst`` to ``src`` (replacing an older entry); copy when links are not possible. True if linked."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    if dst.is_symlink() or dst.exists():
-        dst.unlink()
+    """Link the new file ``dst`` to ``src``; copy when links are not possible. True if linked."""
     try:
         os.symlink(os.path.abspath(src), dst)
         return True
@@ -153,11 +169,11 @@ def yolo_yaml(out_dir: Path, ds: Dataset) -> str:
     """The Ultralytics dataset YAML (``kpt_shape``, ``flip_idx`` only for single points, names)."""
     n = ds.n_points
     lines = [
-        "# YOLO-pose dataset written by imgreg: labels/ mirror images/; no detector boxes, so each box is the image",
-        "# train and val name the same images: split them (e.g. by group) before judging a model on val",
+        "# YOLO-pose dataset written by imgreg: no detector boxes, so each box is the whole image",
+        "# train/val split by group (whole groups in val), as imgreg's training splits",
         f"path: {json.dumps(Path(os.path.abspath(out_dir)).as_posix())}",
-        "train: images",
-        "val: images",
+        "train: ./images/train",  # "./": sleap-io finds labels by replacing "/images" with "/labels"
+        "val: ./images/val",
         f"kpt_shape: [{n}, 3]",
     ]
     if n == 1:
@@ -168,26 +184,51 @@ def yolo_yaml(out_dir: Path, ds: Dataset) -> str:
 
 
 def write_yolo_pose(ds: Dataset, store: LabelStore, out_dir: Path | str) -> Exported:
-    """Write a YOLO-pose folder for ``ds``'s labelled items: images/ (links), labels/, data.yaml."""
+    """Write a YOLO-pose folder for ``ds``'s labelled items (split layout, data.yaml), built aside and swapped
+    in: a killed export leaves the older folder as it was."""
     _require_points(ds, "YOLO-pose")
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ExportError(f"{out_dir} is a file; YOLO-pose needs a folder")
+    out_dir = check_folder_out(ds, out_dir)
     res = Exported(out_dir)
-    copied = 0
-    for it, size, label in _sized(ds, store, res):
-        if label is None:
-            continue
-        rel = _safe_rel(it.name)
-        copied += not _link(Path(it.path), out_dir / "images" / rel)
-        atomic_write_text((out_dir / "labels" / rel).with_suffix(".txt"), yolo_line(label, size))
-        res.n_images += 1
-        res.n_labels += 1
-    out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out_dir / "data.yaml", yolo_yaml(out_dir, ds))
+    todo = [(it, size, label) for it, size, label in _sized(ds, store, res) if label is not None]
+    train, valid, _ = split_indices([it.group for it, _, _ in todo]) if len(todo) > 1 else ([0], [], [])
+    split = {i: "train" for i in train} | {i: "val" for i in valid}
+    tmp = partial_dir(out_dir)
+    try:
+        for sub in ("images/train", "images/val", "labels/train", "labels/val"):
+            (tmp / sub).mkdir(parents=True, exist_ok=True)
+        taken: set[str] = set()
+        copied = 0
+        for i, (it, size, label) in enumerate(todo):
+            name = flat_name(it.name, taken)
+            part = split.get(i, "train")
+            copied += not _link(Path(it.path), tmp / "images" / part / name)
+            atomic_write_text((tmp / "labels" / part / name).with_suffix(".txt"), yolo_line(label, size))
+            res.n_images += 1
+            res.n_labels += 1
+        atomic_write_text(tmp / "data.yaml", yolo_yaml(out_dir, ds))
+        write_manifest(tmp)
+        swap_in(tmp, out_dir)
+    except BaseException:
+        discard(tmp)
+        raise
+    res.notes.append(f"{len(train) if len(todo) > 1 else len(todo)} train and {len(valid)} val images")
     if copied:
         res.notes.append(f"{copied} images copied (links are not possible here)")
     return res
+
+
+def write_export(ds: Dataset, store: LabelStore, fmt: str, out: Path | str) -> Exported:
+    """Write the effective labels in ``fmt`` (``EXPORT_FORMATS``) at ``out``, checked by the destination rules."""
+    if fmt == "coco":
+        return write_coco(ds, store, out)
+    if fmt == "yolo-pose":
+        return write_yolo_pose(ds, store, out)
+    if fmt not in EXPORT_FORMATS:
+        raise ExportError(f"unknown export format {fmt!r} (one of {', '.join(EXPORT_FORMATS)})")
+    path = check_file_out(ds, out)
+    text, n = labels_text(ds, store, fmt)
+    atomic_write_text(path, text)
+    return Exported(path, n_images=n, n_labels=n)
 
 
 def read_yolo_line(line: str, size: tuple[int, int]) -> Label:

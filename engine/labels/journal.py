@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import threading
 from collections.abc import Iterable, Iterator
@@ -11,16 +12,30 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from engine.inputs import load_json
+from engine.labels.location import JOURNAL_NAME  # noqa: F401 (re-exported)
+
 log = logging.getLogger(__name__)
 
-JOURNAL_NAME = "labels.journal.jsonl"
 SNAPSHOT = "snapshot"  # kind of the entries that record a store's state when its journal starts
 
 Lbl = tuple[float, ...]
 
 
 def _lbl(v: Any) -> Lbl | None:
-    return None if v is None else tuple(map(float, v))
+    """A label from a journal line: None, or a non-empty list of finite numbers (ValueError otherwise)."""
+    if v is None:
+        return None
+    if (
+        not isinstance(v, list)
+        or not v
+        or any(isinstance(x, bool) or not isinstance(x, (int, float)) for x in v)
+    ):
+        raise ValueError("a journaled label is a list of numbers")
+    out = tuple(float(x) for x in v)
+    if not all(math.isfinite(x) for x in out):
+        raise ValueError("a journaled label holds a number that is not finite")
+    return out
 
 
 @dataclass(frozen=True)
@@ -62,7 +77,11 @@ class Entry:
     @classmethod
     def from_json(cls, line: str) -> Entry:
         """Parse one journal line (``ValueError``/``KeyError``/``TypeError`` when it is not one)."""
-        d = json.loads(line)
+        d = load_json(line, allow_nan=False)
+        if not isinstance(d, dict):
+            raise ValueError("a journal line is a JSON object")
+        if d.get("source") not in ("original", "corrected", "prediction"):
+            raise ValueError("unknown label source")
         return cls(
             int(d["id"]),
             float(d["time"]),
@@ -104,7 +123,7 @@ def _parse(line: str) -> Entry | None:
             continue
         try:
             return Entry.from_json(line[start:])
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, OverflowError):
             continue
     return None
 

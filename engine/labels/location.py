@@ -15,6 +15,7 @@ from typing import Protocol
 log = logging.getLogger(__name__)
 
 DB_NAME = "labels.sqlite"
+JOURNAL_NAME = "labels.journal.jsonl"  # engine.labels.journal's file, named here too to keep imports one-way
 DATA_DIR_ENV = "IMGREG_DATA_DIR"
 FORCE_USER_DATA_ENV = "IMGREG_FORCE_USER_DATA"
 
@@ -35,6 +36,17 @@ def user_data_dir_for(root: Path | str) -> Path:
     digest = hashlib.sha256(str(resolved).encode("utf-8", "surrogateescape")).hexdigest()[:16]
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", resolved.name)[:60] or "root"
     return user_data_root() / "datasets" / f"{digest}-{safe}"
+
+
+def last_write(folder: Path) -> float:
+    """When the store in ``folder`` last took an edit: its journal's mtime (every edit appends), else the
+    database's; -1 when there is neither."""
+    for name in (JOURNAL_NAME, DB_NAME):
+        try:
+            return (folder / name).stat().st_mtime
+        except OSError:
+            pass
+    return -1.0
 
 
 def _writable_dir(folder: Path) -> bool:
@@ -65,8 +77,9 @@ def store_dir(root: Path | str, force_user_data: bool | None = None) -> Path:
         force_user_data = os.environ.get(FORCE_USER_DATA_ENV, "") not in ("", "0")
     folder = user_data_dir_for(root)
     local = Path(root) / ".imgreg"
-    # Once labels live in the user folder (the dataset was read-only), keep them there even if it no longer is.
-    moved = (folder / DB_NAME).exists() and not (local / DB_NAME).exists()
+    # Once labels live in the user folder (the dataset was read-only), keep them there even if it no longer is,
+    # unless the dataset's own store was edited since: the next read must see the last acknowledged edit.
+    moved = (folder / DB_NAME).exists() and last_write(folder) >= last_write(local)
     force_user_data = force_user_data or (_marked_read_only(root) and not (local / DB_NAME).exists())
     if not force_user_data and not moved and _writable_dir(local):
         return local

@@ -36,6 +36,7 @@ def reload(ds: Dataset, store: LabelStore, cancel: CancelToken | None = None) ->
     before = {it.name for it in ds.items}
     after = {it.name for it in new.items}
     changed = set(store.sync(new.items))
+    store.ds = new
     return Reloaded(
         new,
         added=[it.name for it in new.items if it.name not in before],

@@ -8,6 +8,7 @@ import logging
 import os
 import sqlite3
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -162,6 +163,26 @@ def disagreements(conn: sqlite3.Connection, jr: JournalRead) -> list[Entry]:
     return out
 
 
+def fitting(conn: sqlite3.Connection, jr: JournalRead) -> JournalRead:
+    """``jr`` without entries whose label length differs from the item's (or, for new items, the store's)."""
+    lengths = {}
+    for item, text in conn.execute("SELECT item, original FROM labels"):
+        with contextlib.suppress(ValueError, TypeError):
+            if text:
+                lengths[item] = len(json.loads(text))
+    common = Counter(lengths.values()).most_common(1)
+    usual = common[0][0] if common else None
+    keep, bad = [], 0
+    for e in jr.entries:
+        want = lengths.get(e.item, len(e.original) if e.original else usual)
+        labels = [lb for lb in (e.new, e.original, e.old) if lb is not None]
+        if want is not None and any(len(lb) != want for lb in labels):
+            bad += 1
+            continue
+        keep.append(e)
+    return JournalRead(keep, jr.bad_lines + bad)
+
+
 def missing_edits(conn: sqlite3.Connection, jr: JournalRead) -> list[Entry]:
     """Journaled edits whose history row the store lacks."""
     hist = _history(conn, jr)
@@ -234,6 +255,7 @@ def rebuild(db: Path, journal: Journal, schema: str, reason: str) -> str:
             with contextlib.closing(sqlite3.connect(f"{base.resolve().as_uri()}?mode=ro", uri=True)) as src:
                 src.backup(conn)
         conn.executescript(schema)  # a store rebuilt from no backup gets its meta rows when it is opened
+        jr = fitting(conn, jr)
         done = replay(conn, jr)
         conn.execute("PRAGMA journal_mode = WAL")
         n_kept = conn.execute(
@@ -262,6 +284,7 @@ def catch_up(db: Path, journal: Journal) -> str | None:
         return None
     jr = journal.read()
     with contextlib.closing(sqlite3.connect(db, timeout=10, isolation_level=None)) as conn:
+        jr = fitting(conn, jr)
         if not missing_edits(conn, jr) and not disagreements(conn, jr):
             return None
         done = replay(conn, jr)  # checks again under the write lock

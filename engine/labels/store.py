@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 import os
 import random
 import sqlite3
@@ -19,6 +18,7 @@ from typing import Any
 from engine.core import Dataset, Item, Label
 from engine.labels import filekeys, recovery
 from engine.labels.journal import Entry, Journal
+from engine.labels.limits import LabelRefused, require_label  # noqa: F401 (callers catch it from here)
 from engine.labels.location import (  # noqa: F401 (re-exported for callers of the store)
     DATA_DIR_ENV,
     DB_NAME,
@@ -142,10 +142,8 @@ def decode_label(text: str | None) -> Label | None:
 
 
 def _check_label(label: Iterable[float]) -> Label:
-    lbl = tuple(float(v) for v in label)
-    if not lbl or not all(math.isfinite(v) for v in lbl):
-        raise ValueError(f"a label needs one or more finite numbers, got {lbl!r}")
-    return lbl
+    """Finite numbers only (predictions; edits also pass ``engine.labels.limits``); LabelRefused."""
+    return require_label(None, "label", label)
 
 
 def _name(item: ItemRef) -> str:
@@ -195,6 +193,7 @@ class LabelStore:
         self._closed = False
         self.journal = Journal(self.dir)  # every edit is also appended here (see engine/labels/journal.py)
         self.journal_error: str | None = None  # why the last journal append failed, if it did
+        self.ds: Dataset | None = None  # set by ``open``: edits are then checked by engine.labels.limits
         try:
             with recovery.store_lock(self.dir):
                 # One line saying what was recovered (None when the store was sound): the CLI and app show it.
@@ -214,6 +213,7 @@ class LabelStore:
         store = cls(ds.root, db_dir, force_user_data=force_user_data)
         try:
             store.sync(ds.items)
+            store.ds = ds
         except BaseException:
             store.close()
             raise
@@ -525,7 +525,7 @@ class LabelStore:
         """Set the item's label (a correction, or with ``source='prediction'`` an accepted prediction)."""
         if source not in ("corrected", "prediction"):
             raise ValueError(f"a correction's source is 'corrected' or 'prediction', not {source!r}")
-        lbl = _check_label(label)
+        lbl = require_label(self.ds, item, label)
         return self._edit(item, "correct", lambda old: (lbl, source, old.verified))
 
     def revert(self, item: ItemRef) -> LabelRecord:
@@ -542,7 +542,7 @@ class LabelStore:
         """Restore an exact earlier state (current, source, verified), as GUI undo/redo does."""
         if source not in SOURCES:
             raise ValueError(f"unknown label source {source!r}; expected one of {SOURCES}")
-        cur = None if current is None else _check_label(current)
+        cur = None if current is None else require_label(self.ds, item, current)
         return self._edit(item, "set_state", lambda old: (cur, source, bool(verified)))
 
     # -- predictions ---------------------------------------------------------------------------------------

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ import torch
 from torch import nn
 
 from engine.atomic import atomic_write_text
+from engine.inputs import load_json, read_regular
 from engine.learn.arch import ModelConfig, build_model
 from engine.learn.backbones import WeightsError, load_state_dict
 from engine.runs.files import (
@@ -25,6 +25,7 @@ from engine.runs.files import (
     read_summary,
     write_json,
 )
+from engine.runs.schema import SchemaError, check_config
 
 
 @dataclass
@@ -97,10 +98,13 @@ def load_run(run_dir: Path | str) -> LoadedRun:
     """Rebuild a run's model from config.json and its state dict (never unpickles code); eval mode, CPU."""
     run_dir = Path(run_dir)
     try:
-        conf = json.loads((run_dir / CONFIG).read_text())
+        conf = load_json(read_regular(run_dir / CONFIG))
     except (OSError, ValueError) as e:
         raise RunError(f"{run_dir} is not a run folder (cannot read {CONFIG}: {e})") from None
-    cfg = config_from_dict(conf)
+    try:
+        cfg = config_from_dict(check_config(conf))
+    except (SchemaError, TypeError) as e:
+        raise RunError(f"{run_dir / CONFIG}: {e}") from None
     wfile = run_dir / conf.get("weights_file", WEIGHTS)
     if not wfile.is_file() and (run_dir / "model.pth").is_file():
         wfile = run_dir / "model.pth"

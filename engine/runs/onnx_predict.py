@@ -13,8 +13,10 @@ import numpy as np
 from engine import events
 from engine.core import CancelToken, Dataset, Item, Label, OnEvent, no_event
 from engine.data.squish import squished_batches
+from engine.inputs import load_json, read_regular
 from engine.labels.store import PredictionRow
 from engine.runs.predictions import batch_rows
+from engine.runs.schema import SchemaError, check_onnx_meta
 
 ONNX_FORMAT = "imgreg-onnx/1"
 META_KEY = "imgreg"
@@ -71,7 +73,7 @@ def load_onnx(path: Path | str) -> OnnxModel:
     meta: Any = None
     side = meta_path(path)
     try:
-        meta = json.loads(side.read_text(encoding="utf-8")) if side.is_file() else None
+        meta = load_json(read_regular(side)) if side.is_file() else None
     except (OSError, ValueError):
         meta = None
     if not isinstance(meta, dict) or meta.get("format") != ONNX_FORMAT:
@@ -81,6 +83,10 @@ def load_onnx(path: Path | str) -> OnnxModel:
             meta = None
     if not isinstance(meta, dict) or meta.get("format") != ONNX_FORMAT:
         raise OnnxError(f"{path}: no imgreg metadata (export it with 'imgreg export RUN')")
+    try:
+        check_onnx_meta(meta)
+    except SchemaError as e:
+        raise OnnxError(f"{path}: unusable metadata: {e}") from None
     return OnnxModel(path, sess, meta)
 
 
