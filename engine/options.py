@@ -93,7 +93,7 @@ class Opt:
             v = v.strip()
             if self.none and v.lower() in (self.none, "none"):
                 return None
-        if v is None:
+        if v is None or (v == "" and (self.default is None or self.none)):
             if self.default is None or self.none:
                 return None
             raise OptionError("needs a value")
@@ -210,7 +210,7 @@ OPTIONS: tuple[Opt, ...] = (
         lo=0, hi=2**32 - 1, advanced=True),
     Opt("weights", "str", None, "torchvision state dict (.pth/.safetensors) to start from (offline; "
         "never unpickled)", "Weights"),
-    Opt("pretrained", "bool", True, "start from random weights instead of ImageNet's", "Weights"),
+    Opt("pretrained", "bool", True, "start from ImageNet weights (--no-pretrained: random weights)", "Weights"),
     Opt("pretrained_if_cached", "bool", False, "ImageNet weights when torchvision's cache has them, else "
         "random weights (and say so)", "Weights", field="pretrained"),
     Opt("device", "device", AUTO, "auto (a GPU when there is one), cpu, cuda, cuda:N or mps", "Device"),
@@ -235,10 +235,11 @@ OPTIONS: tuple[Opt, ...] = (
         none="default"),
     Opt("ps", "float", 0.5, "dropout of the pooled head", "Head dropout", lo=0, hi=1, open_hi=True,
         advanced=True),
-    Opt("augment", "bool", True, "train without augmentation (flips, rotation, zoom, warp, lighting)",
-        "Augment", advanced=True),
-    Opt("cache", "bool", True, "decode every image every epoch (no decoded-image cache in .imgreg/cache)",
-        "Image cache", advanced=True),
+    Opt("augment", "bool", True, "augment the training images (flips, rotation, zoom, warp, lighting); "
+        "--no-augment: train on the images as they are", "Augment the training images", advanced=True),
+    Opt("cache", "bool", True, "train from the decoded-image cache (<dataset>/.imgreg/cache); --no-cache "
+        "decodes every image every epoch: slower, but uses no disk space", "Use the decoded-image cache",
+        advanced=True),
     Opt("init_from", "str", None, "warm start: a run (id or folder) whose weights, architecture, head and "
         "size start the model; trains a few epochs on the labels as they are now", "Retrain from",
         flag="--from", commands=("train",), form=False),
