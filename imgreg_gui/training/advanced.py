@@ -203,4 +203,6 @@ class AdvancedForm(QWidget):
         """Enable what applies to this dataset (mixup and the scalar head for scalars, stride for spatial points)."""
         for name, w in self.widgets.items():
             w.setEnabled(BY_NAME[name].applies(kind) and (name != "stride" or spatial))
-        self.mixup.setToolTip(self.mixup_tip if kind == "scalar" else MIXUP_POINTS_TIP)
+        self.mixup.setToolTip(
+            self.mixup_tip if kind == "scalar" else f"{MIXUP_POINTS_TIP}\n\n{self.mixup_tip}"
+        )

@@ -122,7 +122,7 @@ class TrainOptions:
             except ValueError:
                 continue
             for k, v in saved.items() if isinstance(saved, dict) else ():
-                if k in known and (k not in BY_NAME or _readable(BY_NAME[k], v)):
+                if k in known and (k not in BY_NAME or all_gpus(str(v)) or _readable(BY_NAME[k], v)):
                     setattr(opts, k, v)
         return opts
 
