@@ -15,6 +15,7 @@ TORCH_FREE = (
     "engine.events",
     "engine.atomic",
     "engine.weights",
+    "engine.options",
     "engine.data",
     "engine.labels",
     "engine.runs",

@@ -34,7 +34,7 @@ from engine.learn.device import resolve_device
 from engine.learn.dls import Sample, make_dls, scalar_range, split_groups, usable_samples
 from engine.learn.feed import cached_dls, fill_bs, tune_step
 from engine.learn.models import load_run, save_run
-from engine.options import AUTO, OPTIONS, defaults, options_of
+from engine.options import AUTO, CPU_BS, OPTIONS, defaults, options_of
 from engine.runs.files import new_run_id, run_parent
 
 
@@ -229,7 +229,7 @@ def _dls(
         else (0 if device.type == "cpu" else min(8, os.cpu_count() or 1))
     )
     return make_dls(
-        samples, valid_idx, cfg.kind, tuple(size), cfg.bs, device, cfg.n_points, cfg.augment, nw, cfg.seed,
+        samples, valid_idx, cfg.kind, tuple(size), cfg.bs or CPU_BS, device, cfg.n_points, cfg.augment, nw, cfg.seed,
         stats=cfg.normalize,
     )  # fmt: skip
 

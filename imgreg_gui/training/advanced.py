@@ -117,8 +117,8 @@ def option_widget(opt: Opt) -> QWidget:
     """The editor of a declared option: its range or choices; its help as the tooltip."""
     w: QWidget
     if opt.type in ("int", "bs"):
-        lo = 0 if opt.type == "bs" else int(opt.lo or 0)
-        w = spin(lo, min(INT_MAX, int(opt.hi if opt.hi is not None else INT_MAX)), 0)
+        low = 0 if opt.type == "bs" else int(opt.lo or 0)
+        w = spin(low, min(INT_MAX, int(opt.hi if opt.hi is not None else INT_MAX)), 0)
         if opt.type == "bs":
             w.setSpecialValueText(AUTO)  # 0 reads auto: the engine's batch size
     elif opt.type == "float":
@@ -180,6 +180,19 @@ def set_widget_value(w: QWidget, opt: Opt, v: Any) -> None:
 
 class AdvancedForm(QWidget):
     """The declared options marked advanced (``engine.options``), one row each, in declaration order."""
+
+    valid_pct: QDoubleSpinBox
+    seed: QSpinBox
+    sizes: QLineEdit
+    schedule: QComboBox
+    freeze_epochs: QSpinBox
+    lr_ratio: QDoubleSpinBox
+    mixup: QDoubleSpinBox
+    scalar_head: QComboBox
+    stride: QComboBox
+    ps: QDoubleSpinBox
+    augment: QCheckBox
+    cache: QCheckBox
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)

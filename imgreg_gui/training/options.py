@@ -10,6 +10,7 @@ import re
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from PySide6.QtCore import QObject, QProcess, QRegularExpression, Qt, Signal
 from PySide6.QtGui import QDoubleValidator, QRegularExpressionValidator
@@ -23,6 +24,7 @@ from PySide6.QtWidgets import (
     QListWidget,
     QListWidgetItem,
     QPushButton,
+    QSpinBox,
     QToolButton,
     QWidget,
 )
@@ -121,7 +123,9 @@ class TrainOptions:
                 saved = json.loads(str(s.value(key) or "{}"))
             except ValueError:
                 continue
-            for k, v in saved.items() if isinstance(saved, dict) else ():
+            if not isinstance(saved, dict):
+                continue
+            for k, v in saved.items():
                 if k in known and (k not in BY_NAME or all_gpus(str(v)) or _readable(BY_NAME[k], v)):
                     setattr(opts, k, v)
         return opts
@@ -275,6 +279,9 @@ class OptionsForm(QWidget):
     choices, help as tooltips); ``options()`` reads it, ``set_options`` fills it."""
 
     changed = Signal()
+    epochs: QSpinBox  # editors made from the declarations
+    bs: QSpinBox
+    head: QComboBox
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -345,7 +352,7 @@ class OptionsForm(QWidget):
         self.adv = AdvancedForm()
         self.advanced = Collapsible("Advanced", self.adv)
         # One row per declared option, in declaration order; a few need the app's own editor.
-        own: dict[str, QWidget] = {"arch": self.arch, "lr": self.lr, "size": self.size,
+        own: dict[str, Any] = {"arch": self.arch, "lr": self.lr, "size": self.size,
                                    "valid_groups": self.groups, "device": self.device}  # fmt: skip
         rows = {"lr": _row(self.lr, self.find_lr), "weights": self.weights}
         after = {"valid_groups": [("Folds (OOF)", self.folds)],
