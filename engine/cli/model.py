@@ -113,6 +113,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     )  # checked once, before anything starts (one line and exit 2 when one is wrong)
     if values["init_from"] and args.folds:
         raise CliError("--from with --folds: the run saw every item, so out-of-fold predictions would not be")
+    if values["init_from"] and ddp.wanted(args):
+        raise CliError("--from trains in one process: leave out --nproc and --nnodes")
     if ddp.wanted(args):  # data-parallel: torchrun starts the ranks (engine/cli/ddp.py)
         return ddp.run(args, train_config)
     rep = Reporter(args.json)

@@ -297,7 +297,7 @@ class OptionsForm(QWidget):
             here = self.weights_here[arch] is not None
             self.arch.setItemData(i, "ImageNet weights here" if here else "no ImageNet weights here", TIP)
         self.lr = QLineEdit()
-        self.lr.setValidator(QDoubleValidator(1e-8, 10.0, 8))
+        self.lr.setValidator(QDoubleValidator(1e-8, float(BY_NAME["lr"].hi or 10), 8))
         self.find_lr = QPushButton("Find LR")
         self.find_lr.setToolTip("Run fastai's learning-rate finder on these options and show its curve")
         self.size = QComboBox(editable=True)
