@@ -145,6 +145,10 @@ def train_config(
     if values["size"] == AUTO and ds is not None:
         values["size"] = list(auto_size(ds))
     cfg = TrainConfig.from_options(values)
+    if run_conf is not None and rep is not None:
+        size = "x".join(str(v) for v in cfg.size)
+        rep({"type": "note", "message": f"warm start from run {Path(str(cfg.init_from)).name}: {cfg.arch}, "
+             f"{cfg.head} head, {size}, {cfg.epochs} epochs"})  # fmt: skip
     if run_conf is not None:  # the run's output range and input statistics, so its weights mean the same
         if run_conf.get("y_range") is not None and ds.kind == "scalar":
             cfg.y_range = tuple(run_conf["y_range"])

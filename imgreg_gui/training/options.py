@@ -453,9 +453,9 @@ class OptionsForm(QWidget):
         self.advanced.set_expanded(opts.advanced_open)
         self._sync_enabled()
 
-    def set_lr(self, lr: float) -> None:
-        """Show a learning rate in short scientific form."""
-        self.lr.setText(f"{lr:.2g}")
+    def set_lr(self, lr: float | None) -> None:
+        """Show a learning rate in short scientific form (None, the finder's choice: the default)."""
+        self.lr.setText(f"{D['lr'] if lr is None else lr:.2g}")
 
     def checked_groups(self) -> list[str]:
         """The groups ticked for validation."""
