@@ -22,6 +22,9 @@ MAX_SIDE = 2048
 """The longest input side: 2048x2048 is 50 MB an image as float32 (a typo such as 24000x32000 asks for 9 GB)."""
 FROM_EPOCHS = 3
 """The epochs of a warm start (``train --from RUN``) unless asked for others."""
+FROM_KEYS = {"arch": "arch", "head": "head", "scalar_head": "scalar_head", "stride": "spatial_stride",
+             "size": "size", "ps": "ps"}  # fmt: skip
+"""Options a warm start takes from its run (option name: the run's ``config.json`` key)."""
 AUTO = "auto"
 DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 

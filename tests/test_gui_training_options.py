@@ -479,3 +479,28 @@ def test_options_are_kept_per_dataset_in_the_window(qtbot, training_window, tmp_
     opts = panel.options()
     assert opts.size == "96x128" and opts.bs == 8 and opts.head == "pooled"
     assert TrainOptions.load(utk).bs == "auto" and TrainOptions.load(biwi).bs == 8
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_warm_start_command_leaves_the_run_to_decide(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """``train_command(..., init_from=RUN)`` (the app's Retrain) passes --from and no architecture, head or
+    size, which the run decides: the real CLI runs it."""
+    import json
+
+    from engine.cli import main
+    from engine.data.synth import make_biwi
+
+    make_biwi(tmp_path / "ds", groups=2, frames=4, size=(64, 48))
+    ds = str(tmp_path / "ds")
+    assert main(["train", ds, "--arch", "tiny", "--no-pretrained", "--size", "32x32", "--head", "pooled",
+                 "--epochs", "1", "--bs", "4", "--device", "cpu", "--json"]) == 0  # fmt: skip
+    run = json.loads(capsys.readouterr().out.splitlines()[-1])["run_dir"]
+    opts = TrainOptions(arch="resnet18", size="96x128", head="spatial", epochs=1, bs=4, device="cpu", lr=1e-3)
+    cmd = train_command(ds, opts, init_from=run)
+    args = args_of(cmd)
+    assert f"--from {run}" in args and "--arch" not in args and "--size" not in args and "--head" not in args
+    assert "--epochs 1" in args and "--pretrained-if-cached" not in args
+    assert main(cmd[4:]) == 0
+    end = json.loads(capsys.readouterr().out.splitlines()[-1])
+    summary = json.loads((Path(end["run_dir"]) / "summary.json").read_text())
+    assert summary["init_from"] == run and summary["arch"] == "tiny" and summary["sizes"] == [[32, 32]]

@@ -14,6 +14,7 @@ from engine.options import (
     AUTO,
     BY_NAME,
     FROM_EPOCHS,
+    FROM_KEYS,
     WEIGHT_OPTS,
     Opt,
     OptionError,
@@ -25,11 +26,6 @@ from engine.options import (
 from engine.runs.files import read_json
 
 PREDICT_BS = replace(BY_NAME["bs"], type="int", default=32, help="images per batch (default 32)")
-FROM_KEYS = {"arch": "arch", "head": "head", "scalar_head": "scalar_head", "stride": "spatial_stride",
-             "size": "size", "ps": "ps"}  # fmt: skip
-"""Options a warm start takes from the run (option name: its ``config.json`` key)."""
-
-
 METAVARS = {"init_from": "RUN", "weights": "FILE", "size": "HxW", "sizes": "HxW,..."}
 
 

@@ -33,6 +33,7 @@ from engine.core import ARCH_NAMES
 from engine.options import (
     AUTO,
     BY_NAME,
+    FROM_KEYS,
     OPTIONS,
     VALID_PCT,
     WEIGHT_OPTS,
@@ -173,10 +174,14 @@ def declared(opts: TrainOptions) -> dict[str, object]:
     return out
 
 
-def train_args(opts: TrainOptions, kind: str = "point") -> list[str]:
+def train_args(opts: TrainOptions, kind: str = "point", warm: bool = False) -> list[str]:
     """The options shared by ``imgreg train`` and ``imgreg rank``: only those changed from the engine's defaults
-    (so the batch size that fills the GPU and ``head auto`` stay the engine's), and only those for ``kind``."""
-    return to_args(changed(declared(opts), kind))
+    (so the batch size that fills the GPU and ``head auto`` stay the engine's), and only those for ``kind``;
+    ``warm`` (``--from RUN``) leaves out what the run decides (architecture, head, size) and the start."""
+    values = changed(declared(opts), kind)
+    if warm:
+        values = {k: v for k, v in values.items() if k not in FROM_KEYS and k not in ("sizes", *WEIGHT_OPTS)}
+    return to_args(values)
 
 
 def all_gpus(device: str) -> int:
@@ -186,10 +191,17 @@ def all_gpus(device: str) -> int:
 
 
 def train_command(
-    dataset: str | Path, opts: TrainOptions, kind: str = "point", lr_find: bool = False
+    dataset: str | Path,
+    opts: TrainOptions,
+    kind: str = "point",
+    lr_find: bool = False,
+    init_from: str | Path | None = None,
 ) -> list[str]:
-    """The child command line for a training (K out-of-fold models with folds > 1) or an LR finder run."""
-    args = ["train", str(dataset), *train_args(opts, kind)]
+    """The child command line for a training (K out-of-fold models with folds > 1), an LR finder run, or a warm
+    start from the run ``init_from`` (``imgreg train --from RUN``: one process, no folds)."""
+    args = ["train", str(dataset), *train_args(opts, kind, warm=init_from is not None)]
+    if init_from is not None:
+        return engine_command(*args, "--from", str(init_from), "--json", "--control-stdin")
     if lr_find:
         args += ["--lr-find"]  # the LR finder runs in one process
     elif opts.folds >= 2:
