@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import engine.cli.ddp as ddp
+from engine import events
 from engine.cli.common import CliError, add_image_root, fmt_metrics, num, open_with_store, write_csv
 from engine.cli.reporter import Reporter, stdin_control
 from engine.cli.train_options import PREDICT_BS, add_option, add_train_options, option_values, train_config
@@ -102,7 +103,7 @@ def engine_errors(rep: Reporter | None = None):
         NotImplementedError,
     ) as e:
         if rep is not None and rep.as_json and not isinstance(e, TrainingError):
-            rep({"type": "failed", "message": str(e)})
+            rep(events.failed(str(e)))
         raise CliError(str(e)) from None
 
 
@@ -242,7 +243,7 @@ def _predict_onnx(args: argparse.Namespace) -> int:
             run_id, rows = predict_onnx(args.run, ds, store, tta=args.tta, on_event=rep, bs=args.bs)
         except OnnxError as e:
             if rep.as_json:
-                rep({"type": "failed", "message": str(e)})
+                rep(events.failed(str(e)))
             raise CliError(str(e)) from None
         header, table = prediction_table(ds, dict(store.effective_labels()), rows)
         if args.out or not args.json:
@@ -270,7 +271,7 @@ def second_opinion(rep: Reporter, store_dir: Any, names: list[str], run_id: str 
 
     nbrs, src = stored_neighbours(store_dir, names, run_id)
     if nbrs is not None:
-        rep({"type": "note", "message": f"neighbours' labels in the {src} embeddings are a second opinion"})
+        rep(events.note(f"neighbours' labels in the {src} embeddings are a second opinion"))
     return nbrs
 
 

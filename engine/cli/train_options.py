@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from engine import events
 from engine.cli.common import CliError, add_image_root
 from engine.options import (
     AUTO,
@@ -132,19 +133,18 @@ def train_config(
 
         values["pretrained"] = local_weights(values["arch"]) is not None
         if not values["pretrained"] and rep is not None:
-            rep(
-                {
-                    "type": "note",
-                    "message": f"no cached ImageNet weights for {values['arch']}: random weights",
-                }
-            )
+            rep(events.note(f"no cached ImageNet weights for {values['arch']}: random weights"))
     if values["size"] == AUTO and ds is not None:
         values["size"] = list(auto_size(ds))
     cfg = TrainConfig.from_options(values)
     if run_conf is not None and rep is not None:
         size = "x".join(str(v) for v in cfg.size)
-        rep({"type": "note", "message": f"warm start from run {Path(str(cfg.init_from)).name}: {cfg.arch}, "
-             f"{cfg.head} head, {size}, {cfg.epochs} epochs"})  # fmt: skip
+        name = Path(str(cfg.init_from)).name
+        rep(
+            events.note(
+                f"warm start from run {name}: {cfg.arch}, {cfg.head} head, {size}, {cfg.epochs} epochs"
+            )
+        )
     if run_conf is not None:  # the run's output range and input statistics, so its weights mean the same
         if run_conf.get("y_range") is not None and ds.kind == "scalar":
             cfg.y_range = tuple(run_conf["y_range"])

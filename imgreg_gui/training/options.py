@@ -312,10 +312,10 @@ class OptionsForm(QWidget):
         self.lr.setValidator(QDoubleValidator(1e-8, float(BY_NAME["lr"].hi or 10), 8))
         self.find_lr = QPushButton("Find LR")
         self.find_lr.setToolTip("Run fastai's learning-rate finder on these options and show its curve")
-        self.size = QComboBox(editable=True)
-        self.size.addItem(AUTO, AUTO)
-        self.size.addItems(SIZES)
-        self.size.setValidator(
+        self.size_box = QComboBox(editable=True)
+        self.size_box.addItem(AUTO, AUTO)
+        self.size_box.addItems(SIZES)
+        self.size_box.setValidator(
             QRegularExpressionValidator(QRegularExpression(r"(auto.*|\d{0,4}([x,]\d{0,4})?)"))
         )
         self.groups = QListWidget()
@@ -345,7 +345,8 @@ class OptionsForm(QWidget):
         self.weights_file = QLineEdit()
         self.weights_file.setPlaceholderText("a .pth or .safetensors state dict")
         self.weights_file.setToolTip(tip(BY_NAME["weights"]))
-        self.browse = QToolButton(text="...")
+        self.browse = QToolButton()
+        self.browse.setText("...")
         self.browse.setToolTip("Choose a weights file")
         self.browse.clicked.connect(self._pick_weights)
         self.weights_row = _row(self.weights_file, self.browse)
@@ -364,10 +365,10 @@ class OptionsForm(QWidget):
         self.adv = AdvancedForm()
         self.advanced = Collapsible("Advanced", self.adv)
         # One row per declared option, in declaration order; a few need the app's own editor.
-        own: dict[str, Any] = {"arch": self.arch, "lr": self.lr, "size": self.size,
+        own: dict[str, Any] = {"arch": self.arch, "lr": self.lr, "size": self.size_box,
                                    "valid_groups": self.groups, "device": self.device}  # fmt: skip
-        rows = {"lr": _row(self.lr, self.find_lr), "weights": self.weights}
-        after = {"valid_groups": [("Folds (OOF)", self.folds)],
+        rows: dict[str, QWidget] = {"lr": _row(self.lr, self.find_lr), "weights": self.weights}
+        after: dict[str, list[tuple[str, QWidget]]] = {"valid_groups": [("Folds (OOF)", self.folds)],
                  "weights": [("", self.weights_row), ("", self.weights_note)],
                  "device": [("", self.device_note)]}  # fmt: skip
         self.widgets: dict[str, QWidget] = {}  # option name -> its editor (the weights choice: all three)
@@ -423,7 +424,7 @@ class OptionsForm(QWidget):
 
     def size_text(self) -> str:
         """The chosen size as the CLI's text: ``auto`` or ``HxW``."""
-        text = self.size.currentText().strip().lower()
+        text = self.size_box.currentText().strip().lower()
         if not text or text.startswith(AUTO):
             return AUTO
         return normal_size(text) or AUTO
@@ -431,10 +432,10 @@ class OptionsForm(QWidget):
     def set_auto_size(self, size: tuple[int, int] | None) -> None:
         """Show what ``auto`` means for this dataset, e.g. ``auto (240x320)`` (None: plain ``auto``)."""
         label = AUTO if size is None else f"{AUTO} ({size[0]}x{size[1]})"
-        text = self.size.currentText()
+        text = self.size_box.currentText()
         showing_auto = self.size_text() == AUTO
-        self.size.setItemText(0, label)  # this resets the edit text when item 0 is current
-        self.size.setCurrentText(label if showing_auto else text)
+        self.size_box.setItemText(0, label)  # this resets the edit text when item 0 is current
+        self.size_box.setCurrentText(label if showing_auto else text)
 
     def set_options(self, opts: TrainOptions) -> None:
         """Show ``opts`` (groups are checked if the dataset has them)."""
@@ -444,10 +445,10 @@ class OptionsForm(QWidget):
         self.set_lr(opts.lr)
         size = normal_size(opts.size)
         if size:
-            self.size.setCurrentText(size)
+            self.size_box.setCurrentText(size)
         else:
-            self.size.setCurrentIndex(0)
-            self.size.setCurrentText(self.size.itemText(0))
+            self.size_box.setCurrentIndex(0)
+            self.size_box.setCurrentText(self.size_box.itemText(0))
         self._wanted_groups = set(opts.valid_groups)
         for i in range(self.groups.count()):
             it = self.groups.item(i)
