@@ -463,7 +463,7 @@ def test_options_are_kept_per_dataset_in_the_window(qtbot, training_window, tmp_
     make_utkface(utk, n=6)
     win = training_window(biwi)
     panel = win.training.train
-    panel.form.size.setCurrentText("96x128")
+    panel.form.size_box.setCurrentText("96x128")
     panel.form.bs.setValue(8)
     panel.form.head.setCurrentIndex(panel.form.head.findData("pooled"))
     assert "--bs 8" in args_of(train_command(biwi, panel.options()))
@@ -471,7 +471,7 @@ def test_options_are_kept_per_dataset_in_the_window(qtbot, training_window, tmp_
     qtbot.waitUntil(lambda: panel.dataset_path == str(utk) and panel.kind == "scalar", timeout=20000)
     opts = panel.options()
     assert opts.size == "auto" and opts.bs == "auto" and opts.head == "auto"
-    assert panel.form.bs.text() == "auto" and panel.form.size.currentText().startswith("auto")
+    assert panel.form.bs.text() == "auto" and panel.form.size_box.currentText().startswith("auto")
     cmd = args_of(train_command(utk, opts, kind="scalar"))
     assert "--bs" not in cmd and "--size" not in cmd and "--head" not in cmd
     win.open_dataset(biwi)
