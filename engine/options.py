@@ -297,7 +297,9 @@ def read_config(path: str | Path) -> dict[str, Any]:
         data = {}
     if not isinstance(data, dict):
         raise OptionError(f"config {p} must hold a mapping of option names to values")
-    if "format" in data and "options" in data:  # a run folder's config.json
+    if "format" in data and "weights_file" in data:  # a run folder's config.json
+        if not isinstance(data.get("options"), dict):
+            raise OptionError(f"run config {p} records no options (a run saved before they were recorded)")
         data = data["options"]
     return check(data, str(p))
 

@@ -122,7 +122,8 @@ def test_config_files_json_and_yaml_under_the_flags(tmp_path: Path, capsys: pyte
            "l.yaml": ("- bs\n", "must hold a mapping"),
            "s.yaml": ("bs: [1\n", "is not valid YAML"),
            "t.json": ("{bs: 1}", "is not valid JSON"),
-           "f.yaml": ("init_from: x\n", "imgreg train only")}  # fmt: skip
+           "f.yaml": ("init_from: x\n", "imgreg train only"),
+           "o.json": ('{"format": 2, "weights_file": "model.safetensors", "arch": "tiny"}', "records no options")}  # fmt: skip
     for name, (text, needle) in bad.items():
         (tmp_path / name).write_text(text)
         command = "rank" if name == "f.yaml" else "train"
