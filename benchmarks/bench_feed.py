@@ -142,7 +142,7 @@ def main() -> None:
         ds = open_dataset(Path(tmp) / "biwi")
         base = TrainConfig(
             arch=arch, pretrained=False, size=size, epochs=a.epochs, lr=1e-3, schedule="one_cycle",
-            device=str(device), bs=a.bs or 16, auto_bs=a.bs is None,
+            device=str(device), bs=a.bs,
         )  # fmt: skip
         cfg, samples, _ = prepare(ds, None, base)
         cfg = fill_bs(cfg, device)

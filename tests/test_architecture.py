@@ -16,6 +16,7 @@ TORCH_FREE = (
     "engine.atomic",
     "engine.inputs",
     "engine.weights",
+    "engine.options",
     "engine.data",
     "engine.labels",
     "engine.runs",

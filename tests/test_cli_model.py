@@ -123,7 +123,7 @@ def test_register_adds_subcommands() -> None:
     a = p.parse_args(
         ["train", "d", "--size", "120x160", "--sizes", "60x80,120x160", "--valid-groups", "07,08"]
     )
-    assert a.size == (120, 160) and a.sizes == [(60, 80), (120, 160)] and a.valid_groups == ["07", "08"]
+    assert a.size == [120, 160] and a.sizes == [[60, 80], [120, 160]] and a.valid_groups == ["07", "08"]
     assert p.parse_args(["train", "d", "--lr", "find"]).lr is None
     assert set(ARCH_NAMES) == set(ARCHS)
 

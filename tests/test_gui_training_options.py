@@ -26,7 +26,7 @@ HAS_TRAIN_CLI = importlib.util.find_spec("engine.cli.model") is not None
 ADVANCED = TrainOptions(
     arch="tiny", epochs=2, lr=1e-3, size="auto", bs=4, head="spatial", valid_groups=["b"], weights="scratch",
     device="cpu", sizes="32x32,48x48", schedule="one_cycle", freeze_epochs=2, lr_ratio=10.0, mixup=0.4,
-    scalar_head="custom", stride=8, no_cache=True, advanced_open=True,
+    scalar_head="custom", stride=8, cache=False, advanced_open=True,
 )  # fmt: skip
 
 
@@ -63,28 +63,46 @@ def args_of(cmd: list[str]) -> str:
 
 def test_command_has_every_advanced_option() -> None:
     from engine.cli import build_parser
+    from engine.cli.train_options import option_values
 
     parser = build_parser()
     scalar = train_command("/d", ADVANCED, kind="scalar")
-    a = parser.parse_args(scalar[4:])
-    assert a.size == "auto" and a.sizes == [(32, 32), (48, 48)] and a.schedule == "one_cycle"
-    assert a.freeze_epochs == 2 and a.lr_ratio == 10.0 and a.mixup == 0.4 and a.scalar_head == "custom"
-    assert a.no_cache and a.stride is None and a.json and a.control_stdin
+    a = option_values(parser.parse_args(scalar[4:]))
+    assert a["size"] == "auto" and a["sizes"] == [[32, 32], [48, 48]] and a["schedule"] == "one_cycle"
+    assert (
+        a["freeze_epochs"] == 2
+        and a["lr_ratio"] == 10.0
+        and a["mixup"] == 0.4
+        and a["scalar_head"] == "custom"
+    )
+    assert a["cache"] is False and a["stride"] is None and a["bs"] == 4
     point = args_of(train_command("/d", ADVANCED, kind="point"))
     assert "--stride 8" in point and "--head spatial" in point
     assert "--mixup" not in point and "--scalar-head" not in point  # scalars only
     pooled = TrainOptions(**{**ADVANCED.__dict__, "head": "pooled"})
     assert "--stride" not in args_of(train_command("/d", pooled))
     plain = args_of(train_command("/d", TrainOptions(), kind="scalar"))
-    assert "--size auto" in plain and "--mixup" not in plain and "--lr-ratio" not in plain
+    assert "--size" not in plain and "--mixup" not in plain and "--lr-ratio" not in plain
     assert "--sizes" not in plain and "--no-cache" not in plain and "--schedule" not in plain
-    r = parser.parse_args(rank_command("/d", ADVANCED, 3, kind="scalar")[4:])
-    assert r.mixup == 0.4 and r.sizes == [(32, 32), (48, 48)] and r.folds == 3
+    r = option_values(parser.parse_args(rank_command("/d", ADVANCED, 3, kind="scalar")[4:]))
+    assert r["mixup"] == 0.4 and r["sizes"] == [[32, 32], [48, 48]]
+
+
+def test_untouched_form_passes_no_option_the_engine_decides() -> None:
+    """Defaults are the engine's: no --bs (it fills the GPU), no --head (auto), nothing unchanged."""
+    from engine.options import OPTIONS
+
+    plain = train_command("/d", TrainOptions(arch="resnet18"), kind="point")[6:]
+    assert plain == ["--pretrained-if-cached", "--json", "--control-stdin"]  # the app's weights choice only
+    for opt in OPTIONS:
+        assert opt.cli not in plain or opt.name == "pretrained_if_cached"
+    changed = train_command("/d", TrainOptions(arch="resnet18", bs=8, epochs=7), kind="point")[6:]
+    assert changed == ["--epochs", "7", "--bs", "8", "--pretrained-if-cached", "--json", "--control-stdin"]
 
 
 def test_advanced_options_are_remembered_and_shown(qtbot) -> None:
-    ADVANCED.save()
-    assert TrainOptions.load() == ADVANCED
+    ADVANCED.save("/fake")
+    assert TrainOptions.load("/fake") == ADVANCED
     panel = TrainPanel()
     qtbot.addWidget(panel)
     panel.set_dataset("/fake", ["a", "b"], "scalar")
@@ -401,3 +419,88 @@ def test_real_parallel_folds_from_the_window(qtbot, training_window, tmp_path: P
     assert panel.prog.done == {1, 2} and panel.prog.fraction() == 1.0
     # Whether the two overlap depends on the machine's load; either way the status names the folds.
     assert all(t.startswith(("Folds 1, 2 of 2", "Fold 1/2", "Fold 2/2")) for _, t in seen), seen[-3:]
+
+
+def test_every_declared_option_is_in_the_parser_the_config_and_the_form(qtbot) -> None:
+    """One declaration per option (engine.options): each is a flag of its commands, a TrainConfig field and an
+    editor of the app's form (with its help as tooltip and its range), and a TrainOptions field."""
+    from dataclasses import fields
+
+    from PySide6.QtWidgets import QDoubleSpinBox, QSpinBox
+
+    from engine.cli import build_parser
+    from engine.learn.train import TrainConfig
+    from engine.options import OPTIONS
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command").choices
+    cfg_fields = {f.name for f in fields(TrainConfig)}
+    app_fields = {f.name for f in fields(TrainOptions)}
+    panel = TrainPanel()
+    qtbot.addWidget(panel)
+    for opt in OPTIONS:
+        for command in opt.commands:
+            flags = {s for a in sub[command]._actions for s in a.option_strings}
+            assert opt.cli in flags, (opt.name, command)
+        assert opt.target in cfg_fields, opt.name
+        if not opt.form:
+            continue
+        w = panel.form.widgets.get(opt.name)
+        assert w is not None, f"{opt.name} is not in the app's form"
+        assert opt.name in app_fields or opt.name in ("pretrained", "pretrained_if_cached")
+        if opt.name not in ("weights", "pretrained", "pretrained_if_cached"):
+            assert opt.help[1:20] in w.toolTip(), opt.name  # the tooltip is the declared help
+        if isinstance(w, (QSpinBox, QDoubleSpinBox)) and opt.hi is not None:
+            assert w.maximum() <= opt.hi, opt.name
+
+
+def test_options_are_kept_per_dataset_in_the_window(qtbot, training_window, tmp_path: Path) -> None:
+    """Biwi's 96x128 and batch size 8 stay Biwi's: a UTKFace set opened next keeps auto and the engine's batch
+    size, and Biwi's come back when it is opened again (issue 25 item 7)."""
+    from engine.data.synth import make_biwi, make_utkface
+
+    biwi, utk = tmp_path / "biwi", tmp_path / "utk"
+    make_biwi(biwi, groups=2, frames=3, size=(64, 48))
+    make_utkface(utk, n=6)
+    win = training_window(biwi)
+    panel = win.training.train
+    panel.form.size_box.setCurrentText("96x128")
+    panel.form.bs.setValue(8)
+    panel.form.head.setCurrentIndex(panel.form.head.findData("pooled"))
+    assert "--bs 8" in args_of(train_command(biwi, panel.options()))
+    win.open_dataset(utk)
+    qtbot.waitUntil(lambda: panel.dataset_path == str(utk) and panel.kind == "scalar", timeout=20000)
+    opts = panel.options()
+    assert opts.size == "auto" and opts.bs == "auto" and opts.head == "auto"
+    assert panel.form.bs.text() == "auto" and panel.form.size_box.currentText().startswith("auto")
+    cmd = args_of(train_command(utk, opts, kind="scalar"))
+    assert "--bs" not in cmd and "--size" not in cmd and "--head" not in cmd
+    win.open_dataset(biwi)
+    qtbot.waitUntil(lambda: panel.dataset_path == str(biwi), timeout=20000)
+    opts = panel.options()
+    assert opts.size == "96x128" and opts.bs == 8 and opts.head == "pooled"
+    assert TrainOptions.load(utk).bs == "auto" and TrainOptions.load(biwi).bs == 8
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_warm_start_command_leaves_the_run_to_decide(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """``train_command(..., init_from=RUN)`` (the app's Retrain) passes --from and no architecture, head or
+    size, which the run decides: the real CLI runs it."""
+    import json
+
+    from engine.cli import main
+    from engine.data.synth import make_biwi
+
+    make_biwi(tmp_path / "ds", groups=2, frames=4, size=(64, 48))
+    ds = str(tmp_path / "ds")
+    assert main(["train", ds, "--arch", "tiny", "--no-pretrained", "--size", "32x32", "--head", "pooled",
+                 "--epochs", "1", "--bs", "4", "--device", "cpu", "--json"]) == 0  # fmt: skip
+    run = json.loads(capsys.readouterr().out.splitlines()[-1])["run_dir"]
+    opts = TrainOptions(arch="resnet18", size="96x128", head="spatial", epochs=1, bs=4, device="cpu", lr=1e-3)
+    cmd = train_command(ds, opts, init_from=run)
+    args = args_of(cmd)
+    assert f"--from {run}" in args and "--arch" not in args and "--size" not in args and "--head" not in args
+    assert "--epochs 1" in args and "--pretrained-if-cached" not in args
+    assert main(cmd[4:]) == 0
+    end = json.loads(capsys.readouterr().out.splitlines()[-1])
+    summary = json.loads((Path(end["run_dir"]) / "summary.json").read_text())
+    assert summary["init_from"] == run and summary["arch"] == "tiny" and summary["sizes"] == [[32, 32]]

@@ -114,7 +114,7 @@ def test_train_command_flags() -> None:
         "--arch tiny",
         "--epochs 1",
         "--lr 0.001",
-        "--size 64",
+        "--size 64x64",
         "--bs 4",
         "--head pooled",
         "--valid-groups 01,02",
@@ -258,9 +258,10 @@ def test_commands_parse_with_the_real_cli() -> None:
         args = parser.parse_args(cmd[4:])
         assert args.json
     args = parser.parse_args(train_command("/d", opts)[4:])
-    assert args.size == (48, 64) and args.folds == 3 and args.weights == "/w.pth" and args.control_stdin
+    assert args.size == [48, 64] and args.folds == 3 and args.weights == "/w.pth" and args.control_stdin
     assert parser.parse_args(train_command("/d", opts, lr_find=True)[4:]).lr_find
     assert normal_size(" 240 x 320") == "240x320" and normal_size("224") == "224" and normal_size("x") == ""
+    assert normal_size("30000x40000") == "" and normal_size("4x4") == ""  # the declaration's sides
 
 
 def test_panel_out_of_fold_progress(qtbot) -> None:

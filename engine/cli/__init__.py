@@ -8,14 +8,14 @@ import sys
 from collections.abc import Sequence
 
 from engine.cli import cache, interop, labels, model, similar, store
-from engine.cli.common import CliError
+from engine.cli.common import CliError, Parser
 from engine.inputs import screen
 from engine.labels.store import StoreError
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``imgreg`` argument parser with every subcommand."""
-    p = argparse.ArgumentParser(prog="imgreg", description="Image regression datasets, labels and models.")
+    p = Parser(prog="imgreg", description="Image regression datasets, labels and models.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     labels.register(sub)
     model.register(sub)

@@ -8,13 +8,22 @@ import io
 import math
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
+from engine import options
 from engine.atomic import atomic_write_text
 from engine.core import Dataset
 from engine.data import DatasetError, open_dataset
 from engine.labels.destination import ExportError, check_file_out
 from engine.labels.store import LabelStore, StoreError
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose refusals are one line (the reason, no usage block) and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print ``PROG: error: MESSAGE`` as one line and exit 2."""
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 class CliError(Exception):
@@ -65,21 +74,11 @@ def add_image_root(s: argparse.ArgumentParser) -> None:
 
 
 def parse_size(text: str) -> tuple[int, int]:
-    """``HxW`` (or a single number for a square) as (h, w)."""
+    """``HxW`` (or a single number for a square) as (h, w), by the option declarations' rule."""
     try:
-        parts = [int(p) for p in text.lower().replace(",", "x").split("x")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size {text!r} is not HxW, e.g. 240x320") from None
-    if len(parts) == 1:
-        parts *= 2
-    if len(parts) != 2 or min(parts) < 8:
-        raise argparse.ArgumentTypeError(f"size {text!r} is not HxW with both sides >= 8")
-    return parts[0], parts[1]
-
-
-def parse_size_auto(text: str) -> tuple[int, int] | str:
-    """``auto`` (follow the data's image shape) or ``HxW``."""
-    return "auto" if text.strip().lower() == "auto" else parse_size(text)
+        return options.parse_size(text)
+    except options.OptionError as e:
+        raise argparse.ArgumentTypeError(f"size {text!r} {e}") from None
 
 
 def parse_sizes(text: str) -> list[tuple[int, int]]:
@@ -90,19 +89,6 @@ def parse_sizes(text: str) -> list[tuple[int, int]]:
 def parse_list(text: str) -> list[str]:
     """A comma-separated list (empty entries dropped)."""
     return [g for g in text.split(",") if g]
-
-
-def parse_lr(text: str) -> float | None:
-    """A learning rate, or ``find`` to run the LR finder first."""
-    if text.lower() in ("find", "auto"):
-        return None
-    try:
-        lr = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"learning rate {text!r} is not a number or 'find'") from None
-    if not lr > 0:
-        raise argparse.ArgumentTypeError("learning rate must be positive")
-    return lr
 
 
 def write_csv(path: str | None, header: list[str], rows: list[list[Any]]) -> None:

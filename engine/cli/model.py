@@ -21,77 +21,13 @@ from engine.cli.common import (
     num,
     open_with_store,
     parse_coverage,
-    parse_list,
-    parse_lr,
-    parse_size_auto,
-    parse_sizes,
     write_csv,
 )
 from engine.cli.reporter import Reporter, stdin_control
-from engine.core import ARCH_NAMES, Cancelled
+from engine.cli.train_options import PREDICT_BS, add_option, add_train_options, option_values, train_config
+from engine.core import Cancelled
+from engine.options import BY_NAME
 from engine.runs.files import read_json
-
-
-def _add_train_options(s: argparse.ArgumentParser) -> None:
-    """Options shared by ``train`` and ``rank --folds``."""
-    s.add_argument("--arch", default="resnet18", choices=ARCH_NAMES)
-    s.add_argument("--epochs", type=int, default=5)
-    s.add_argument("--lr", type=parse_lr, default=2e-3, help="learning rate, or 'find' for the LR finder")
-    s.add_argument(
-        "--size",
-        type=parse_size_auto,
-        default="auto",
-        help="input size HxW, or auto (default): the images' shape, long side at most 320 (Biwi 240x320, 200px faces 208x208)",
-    )
-    s.add_argument("--sizes", type=parse_sizes, help="progressive resizing, e.g. 120x160,240x320")
-    s.add_argument("--bs", type=int, help="batch size (default 16, or one that fills the GPU)")
-    s.add_argument("--no-cache", action="store_true", help="decode every image every epoch (no image cache)")
-    s.add_argument("--valid-groups", type=parse_list, help="e.g. 07,08")
-    s.add_argument("--valid-pct", type=float, default=0.2)
-    s.add_argument("--seed", type=int, default=42)
-    w = s.add_mutually_exclusive_group()
-    w.add_argument("--weights", help="torchvision state dict (.pth/.safetensors) to start from (offline)")
-    w.add_argument("--no-pretrained", action="store_true", help="start from random weights")
-    w.add_argument(
-        "--pretrained-if-cached",
-        action="store_true",
-        help="ImageNet weights when torchvision's cache has them, else random weights (and say so)",
-    )
-    s.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    s.add_argument(
-        "--head",
-        default="auto",
-        choices=["auto", "spatial", "pooled"],
-        help="point head: spatial heatmap (auto's choice for points) or the book's pooled head; scalars use pooled",
-    )
-    s.add_argument(
-        "--stride",
-        type=int,
-        choices=[8, 16],
-        help="spatial head: backbone output stride (default 16; 8 is finer and slower)",
-    )
-    s.add_argument("--scalar-head", default="fastai", choices=["fastai", "custom"])
-    s.add_argument("--ps", type=float, default=0.5, help="head dropout")
-    s.add_argument("--schedule", choices=["fine_tune", "one_cycle"])
-    s.add_argument("--freeze-epochs", type=int, default=1)
-    s.add_argument(
-        "--lr-ratio",
-        type=float,
-        help="head-to-body learning-rate ratio: the body trains at slice(lr/RATIO, lr) (default: fastai's 100 "
-        "for fine_tune, one lr for one_cycle)",
-    )
-    s.add_argument(
-        "--mixup",
-        type=float,
-        default=0.0,
-        help="mixup alpha for scalar targets (e.g. 0.4; refused for points)",
-    )
-    s.add_argument("--no-augment", action="store_true")
-    s.add_argument(
-        "--json", action="store_true", help="one JSON object per event on stdout, then a summary line"
-    )
-    s.add_argument("--control-stdin", action="store_true", help="read 'stop-epoch' / 'cancel' lines on stdin")
-    add_image_root(s)
 
 
 def register(subparsers: Any) -> None:
@@ -102,7 +38,7 @@ def register(subparsers: Any) -> None:
     s.add_argument(
         "--lr-find", action="store_true", help="only run the LR finder (lr_find event, suggestion)"
     )
-    _add_train_options(s)
+    add_train_options(s)
     ddp.add_options(s)
     s.set_defaults(func=cmd_train)
 
@@ -124,8 +60,8 @@ def register(subparsers: Any) -> None:
         metavar="BINS",
         help="scalars: calibrate each of BINS prediction ranges on its own (0: one calibration)",
     )
-    s.add_argument("--bs", type=int, default=32)
-    s.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda:N or mps")
+    add_option(s, PREDICT_BS, default=PREDICT_BS.default)
+    add_option(s, BY_NAME["device"], default=BY_NAME["device"].default)
     s.add_argument("--json", action="store_true", help="JSON events on stdout and a summary line")
     s.add_argument(
         "--heatmaps",
@@ -173,36 +109,9 @@ def register(subparsers: Any) -> None:
     )
     s.add_argument("--top", type=int, help="only the K most doubtful items")
     s.add_argument("--out", help="CSV file (default: standard output)")
-    _add_train_options(s)
+    add_train_options(s, "rank")
     ddp.add_options(s, ranking=True)
     s.set_defaults(func=cmd_rank)
-
-
-def train_config(args: argparse.Namespace, rep: Reporter | None = None, ds: Any = None) -> Any:
-    """A TrainConfig from parsed options (``rep`` hears a ``note`` when cached weights are missing; ``ds`` sizes
-    ``--size auto``, which the ``prepared`` event reports)."""
-    from engine.data.shape import DEFAULT_SIZE, auto_size
-    from engine.learn.train import TrainConfig
-
-    pretrained = not args.no_pretrained and not args.weights
-    if pretrained and getattr(args, "pretrained_if_cached", False):
-        from engine.weights import local_weights
-
-        pretrained = local_weights(args.arch) is not None
-        if not pretrained and rep is not None:
-            rep(events.note(f"no cached ImageNet weights for {args.arch}: random weights"))
-
-    size = args.size if args.size != "auto" else (auto_size(ds) if ds is not None else DEFAULT_SIZE)
-    cfg = TrainConfig(
-        arch=args.arch, head=args.head, spatial_stride=args.stride, scalar_head=args.scalar_head,
-        size=tuple(size), ps=args.ps, pretrained=pretrained, weights=args.weights, epochs=args.epochs,
-        lr=args.lr, valid_groups=args.valid_groups, valid_pct=args.valid_pct, seed=args.seed,
-        schedule=args.schedule, freeze_epochs=args.freeze_epochs, sizes=args.sizes, device=args.device,
-        augment=not args.no_augment, mixup=getattr(args, "mixup", 0.0), lr_ratio=getattr(args, "lr_ratio", None),
-    )  # fmt: skip
-    cfg.cache, cfg.auto_bs = not getattr(args, "no_cache", False), args.bs is None
-    cfg.bs = args.bs or cfg.bs
-    return cfg
 
 
 @contextmanager
@@ -229,6 +138,13 @@ def engine_errors(rep: Reporter | None = None):
 
 def cmd_train(args: argparse.Namespace) -> int:
     """``imgreg train``: train (or K out-of-fold models), report progress and a summary."""
+    values = option_values(
+        args
+    )  # checked once, before anything starts (one line and exit 2 when one is wrong)
+    if values["init_from"] and args.folds:
+        raise CliError("--from with --folds: the run saw every item, so out-of-fold predictions would not be")
+    if values["init_from"] and ddp.wanted(args):
+        raise CliError("--from trains in one process: leave out --nproc and --nnodes")
     if ddp.wanted(args):  # data-parallel: torchrun starts the ranks (engine/cli/ddp.py)
         return ddp.run(args, train_config)
     rep = Reporter(args.json)
@@ -237,7 +153,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         need_folders(store.dir, "runs", "cache")
         with engine_errors(rep), stdin_control(args.control_stdin) as token:
-            cfg = train_config(args, rep, ds)
+            cfg = train_config(args, rep, ds, store.dir)
             try:
                 if getattr(args, "lr_find", False):
                     from engine.learn.train import lr_find
@@ -439,6 +355,8 @@ def cmd_rank(args: argparse.Namespace) -> int:
     if args.top is not None and args.top < 1:
         raise CliError("--top must be at least 1")
     rep = Reporter(args.json)
+    if not args.run:
+        option_values(args)
     ds, store = open_with_store(args.dataset, args.image_root)
     try:
         need_folders(store.dir, "runs", "cache", "embeddings")

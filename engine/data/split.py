@@ -6,9 +6,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from engine.options import SEED, VALID_PCT
+
 
 def split_indices(
-    groups: Sequence[str], valid_groups: Sequence[str] | None = None, valid_pct: float = 0.2, seed: int = 42
+    groups: Sequence[str],
+    valid_groups: Sequence[str] | None = None,
+    valid_pct: float = VALID_PCT,
+    seed: int = SEED,
 ) -> tuple[list[int], list[int], list[str]]:
     """(train indices, valid indices, valid group names) of items in ``groups`` (one group name per item).
 

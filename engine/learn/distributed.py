@@ -19,6 +19,7 @@ from fastai.callback.core import Callback
 from torch.nn.parallel import DistributedDataParallel
 
 from engine.core import CancelToken, OnEvent, no_event
+from engine.options import SEED
 
 WORKER_ENV = "IMGREG_DDP_WORKER"  # set by `imgreg train --nproc` for the processes torchrun starts
 FAIL_ENV = "IMGREG_FAIL_RANK"  # fault injection for tests: this rank raises at its first training batch
@@ -113,7 +114,7 @@ def warm_cache(
                 return
 
 
-def shard(idx: list[int], seed: int = 42) -> list[int]:
+def shard(idx: list[int], seed: int = SEED) -> list[int]:
     """This rank's share of the training indices (all of them without DDP).
 
     Like torch's ``DistributedSampler``: a seeded shuffle padded to a multiple of the world size, so every rank

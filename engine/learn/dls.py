@@ -16,6 +16,7 @@ from engine.core import Dataset, Label
 from engine.data.images import ImageError, check_file, image_size, load_image
 from engine.data.split import split_indices
 from engine.labels.store import LabelStore
+from engine.options import SEED, VALID_PCT
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,10 @@ def usable_samples(ds: Dataset, store: LabelStore | None = None, names: list[str
 
 
 def split_groups(
-    samples: list[Sample], valid_groups: list[str] | None = None, valid_pct: float = 0.2, seed: int = 42
+    samples: list[Sample],
+    valid_groups: list[str] | None = None,
+    valid_pct: float = VALID_PCT,
+    seed: int = SEED,
 ) -> tuple[list[int], list[int], list[str]]:
     """(train indices, valid indices, valid group names): whole groups, or random items when only one group."""
     train, valid, vgroups = split_indices([s.group for s in samples], valid_groups, valid_pct, seed)
@@ -120,7 +124,7 @@ def make_dls(
     n_points: int = 1,
     augment: bool = True,
     num_workers: int = 0,
-    seed: int = 42,
+    seed: int = SEED,
     stats: tuple[list[float], list[float]] | None = None,
 ):
     """fastai DataLoaders: squish-resize to ``size`` (h, w), augment (points move with the image), normalise."""

@@ -26,6 +26,7 @@ from engine.data.cache import CacheSpaceError, ImageCache, cache_dir, ensure_cac
 from engine.learn.augment import Aug
 from engine.learn.augment import augment as augment_batch
 from engine.learn.dls import Sample
+from engine.options import CPU_BS, SEED
 
 GPU_SHARE = 0.5
 """The cache goes to GPU memory when it takes at most this share of the free memory (the rest is the model's)."""
@@ -153,7 +154,7 @@ class FeedLoader:
         aug: Aug | None,
         stats: tuple[list[float], list[float]] | None,
         kind: str,
-        seed: int = 42,
+        seed: int = SEED,
     ) -> None:
         self.imgs, self.items, self.bs, self.kind = imgs, items, bs, kind
         self.shuffle = self.drop_last = train
@@ -242,7 +243,7 @@ def feed_dls(
     slots: np.ndarray,
     n_points: int = 1,
     augment: bool = True,
-    seed: int = 42,
+    seed: int = SEED,
     stats: tuple[list[float], list[float]] | None = None,
 ) -> DataLoaders:
     """fastai ``DataLoaders`` over cached images ``arr[slots[i]]`` of ``samples``: the same batches, augmentation
@@ -308,7 +309,9 @@ def gpu_bs(size: tuple[int, int], arch: str = "resnet34") -> int:
 
 
 def fill_bs(cfg: Any, device: torch.device) -> Any:
-    """``cfg`` with a GPU-filling batch size when it asked for one (``auto_bs``) and trains on a GPU."""
-    if not getattr(cfg, "auto_bs", False) or device.type != "cuda":
+    """``cfg`` with its batch size settled: one that fills the GPU when it asks for none (``bs`` None, the
+    default ``--bs auto``) and trains on CUDA, ``CPU_BS`` elsewhere; a batch size asked for stays."""
+    if cfg.bs is not None:
         return cfg
-    return replace(cfg, bs=gpu_bs(tuple(cfg.stage_sizes()[-1]), cfg.arch))
+    bs = gpu_bs(tuple(cfg.stage_sizes()[-1]), cfg.arch) if device.type == "cuda" else CPU_BS
+    return replace(cfg, bs=bs)

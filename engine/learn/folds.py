@@ -20,12 +20,13 @@ from engine.learn.embed import Embedder, embed_vectors, model_body
 from engine.learn.feed import train_cache
 from engine.learn.predict import predict_model
 from engine.learn.train import TrainConfig, fit
+from engine.options import SEED
 
 MODEL_NEIGHBOURS = 10
 """Nearest training items per held-out scalar item whose labels are the score's second opinion."""
 
 
-def fold_indices(samples: list[Sample], folds: int, seed: int = 42) -> list[list[int]]:
+def fold_indices(samples: list[Sample], folds: int, seed: int = SEED) -> list[list[int]]:
     """Validation indices per fold: whole groups balanced by size, or items when there are fewer groups than folds."""
     if folds < 2:
         raise ValueError("out-of-fold ranking needs at least 2 folds")

@@ -7,6 +7,7 @@ import os
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from torch import nn
 
 from engine import events
 from engine.core import Cancelled, CancelToken, Dataset, OnEvent, no_event
+from engine.data.shape import DEFAULT_SIZE
 from engine.labels.location import store_dir_of
 from engine.labels.store import LabelStore
 from engine.learn import distributed
@@ -33,7 +35,8 @@ from engine.learn.callbacks import CancelCheck, EngineCallback, FitState, LRFind
 from engine.learn.device import resolve_device
 from engine.learn.dls import Sample, make_dls, scalar_range, split_groups, usable_samples
 from engine.learn.feed import cached_dls, fill_bs, tune_step
-from engine.learn.models import save_run
+from engine.learn.models import load_run, save_run
+from engine.options import AUTO, CPU_BS, OPTIONS, defaults, options_of
 from engine.runs.files import new_run_id, run_parent
 
 
@@ -41,38 +44,70 @@ class TrainingError(Exception):
     """Training cannot start (too little data, bad split, unknown device) or failed (NaN loss)."""
 
 
+_D = defaults()
+
+
 @dataclass
 class TrainConfig(ModelConfig):
     """Model config plus how to train: epochs, lr, batch size, split, schedule, sizes, device.
 
-    ``head="auto"`` picks the spatial heatmap head for points (about 10x more accurate in
+    The defaults of the declared options come from ``engine.options`` (``from_options`` builds one from checked
+    option values). ``head="auto"`` picks the spatial heatmap head for points (about 10x more accurate in
     ``benchmarks/bench_accuracy.py``) and the pooled head for scalars.
     """
 
-    head: str = "auto"
-    epochs: int = 5
-    lr: float | None = 2e-3
-    bs: int = 16
-    valid_groups: list[str] | None = None
-    valid_pct: float = 0.2
-    seed: int = 42
-    schedule: str | None = None
-    freeze_epochs: int = 1
-    sizes: list[tuple[int, int]] | None = None
-    device: str = "auto"
-    augment: bool = True
+    arch: str = _D["arch"]
+    head: str = _D["head"]
+    scalar_head: str = _D["scalar_head"]
+    ps: float = _D["ps"]
+    spatial_stride: int | None = _D["stride"]
+    pretrained: bool = _D["pretrained"]
+    weights: str | None = _D["weights"]
+    epochs: int = _D["epochs"]
+    lr: float | None = _D["lr"]
+    bs: int | None = None if _D["bs"] == AUTO else _D["bs"]
+    """None (``--bs auto``, the default): ``fill_bs`` picks one that fills a GPU, ``CPU_BS`` elsewhere."""
+    valid_groups: list[str] | None = _D["valid_groups"]
+    valid_pct: float = _D["valid_pct"]
+    seed: int = _D["seed"]
+    schedule: str | None = _D["schedule"]
+    freeze_epochs: int = _D["freeze_epochs"]
+    sizes: list[tuple[int, int]] | None = _D["sizes"]
+    device: str = _D["device"]
+    augment: bool = _D["augment"]
     mixed_precision: bool = True
     num_workers: int | None = None
     max_event_rate: float = 10.0
     spatial_reg: float = 1.0
-    mixup: float = 0.0
-    lr_ratio: float | None = None
-    cache: bool = True
+    mixup: float = _D["mixup"]
+    lr_ratio: float | None = _D["lr_ratio"]
+    cache: bool = _D["cache"]
     """Train from the decoded-image cache (``engine.learn.feed``); False decodes every file every epoch."""
     cache_dir: str | None = None
     """The store folder whose ``cache`` holds the caches (``prepare`` fills it in)."""
-    auto_bs: bool = False
-    """On a GPU, replace ``bs`` by one that fills it for the input size (the CLI's default)."""
+    init_from: str | None = _D["init_from"]
+    """A run folder whose weights start the model (``train --from``: a warm start)."""
+
+    @classmethod
+    def from_options(cls, values: Mapping[str, Any]) -> TrainConfig:
+        """A config from checked option values (``engine.options.check``); ``size`` auto becomes the default
+        size here: the CLI sizes it from the data first (``engine.data.shape.auto_size``)."""
+        kw: dict[str, Any] = {}
+        for o in OPTIONS:
+            v = values.get(o.name, o.default)
+            if o.name == "pretrained_if_cached":
+                continue  # resolved into ``pretrained`` by the caller, which knows what this machine holds
+            if o.name == "bs":
+                kw["bs"] = None if v == AUTO else int(v)
+                continue
+            if o.name == "size":
+                v = DEFAULT_SIZE if v == AUTO else tuple(v)
+            elif o.name == "sizes":
+                v = [tuple(s) for s in v] if v else None
+            kw[o.target] = v
+        if kw.get("weights"):
+            kw["pretrained"] = False  # the file's weights replace ImageNet's
+        return cls(**kw)
 
     def stage_sizes(self) -> list[tuple[int, int]]:
         """Image sizes (h, w) of the progressive-resizing stages (just ``size`` without ``sizes``)."""
@@ -143,6 +178,13 @@ def _learner(
 ) -> Learner:
     """A silent fastai Learner (no progress bars, no printing) for ``cfg`` at ``size``."""
     model, splitter = build_model(cfg)
+    if cfg.init_from:  # warm start: the run's whole model (body and head), from its state dict
+        try:
+            model.load_state_dict(load_run(cfg.init_from).model.state_dict(), strict=True)
+        except RuntimeError as e:
+            raise TrainingError(
+                f"run {cfg.init_from} does not fit these options: {str(e).splitlines()[0]}"
+            ) from None
     dls = _dls(samples, valid_idx, cfg, size, device, on_event, cancel)
     loss = _loss(cfg)
     mets, _ = _metrics(cfg.kind)
@@ -189,7 +231,7 @@ def _dls(
         else (0 if device.type == "cpu" else min(8, os.cpu_count() or 1))
     )
     return make_dls(
-        samples, valid_idx, cfg.kind, tuple(size), cfg.bs, device, cfg.n_points, cfg.augment, nw, cfg.seed,
+        samples, valid_idx, cfg.kind, tuple(size), cfg.bs or CPU_BS, device, cfg.n_points, cfg.augment, nw, cfg.seed,
         stats=cfg.normalize,
     )  # fmt: skip
 
@@ -348,6 +390,7 @@ def train(
     out_dir: Path | None = None,
 ) -> RunInfo:
     """Train on the store's effective labels, save the run to ``<store.dir>/runs/<id>/`` and return its info."""
+    given = options_of(cfg)  # what --config repeats: the options as asked (bs auto stays auto)
     cfg, samples, skipped = prepare(ds, store, cfg)
     try:
         train_idx, valid_idx, vgroups = split_groups(samples, cfg.valid_groups, cfg.valid_pct, cfg.seed)
@@ -397,12 +440,14 @@ def train(
         "sizes": [list(s) for s in cfg.stage_sizes()],
         "bs": cfg.bs,
         "seed": cfg.seed,
+        "init_from": cfg.init_from,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     train_conf = {
         "train": {"epochs": cfg.epochs, "lr": res.lr, "bs": cfg.bs, "schedule": summary["schedule"]}
     }
     train_conf["train"].update(mixup=cfg.mixup, lr_ratio=cfg.lr_ratio)
+    train_conf["options"] = given
     save_run(run_dir, res.cfg, res.model.state_dict(), st.history, summary, train_conf)
     info = RunInfo(run_id, run_dir, st.best_metrics, st.best_epoch, st.cancelled, summary, res.model)
     end = (run_id, str(run_dir), st.best_metrics, st.best_epoch)
@@ -425,6 +470,7 @@ def lr_find(
     train_idx, valid_idx, _ = split_groups(samples, cfg.valid_groups, cfg.valid_pct, cfg.seed)
     set_seed(cfg.seed)
     device = resolve_device(cfg.device)
+    cfg = fill_bs(cfg, device)
     used = sorted(train_idx) + sorted(valid_idx)
     learn = _learner(
         [samples[i] for i in used], list(range(len(train_idx), len(used))), cfg, cfg.stage_sizes()[0], device,

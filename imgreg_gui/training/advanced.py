@@ -1,8 +1,10 @@
-"""The training form's "Advanced" group: the less common ``imgreg train`` options, folded away by default."""
+"""The training form's editors built from the option declarations (``engine.options``): one widget per option
+with its range, choices and help, and the "Advanced" group of the less common ones, folded away by default."""
 
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from PySide6.QtCore import QRegularExpression, Qt, Signal
 from PySide6.QtGui import QRegularExpressionValidator
@@ -18,7 +20,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-SIZES_RE = re.compile(r"^\d{2,4}(x\d{2,4})?(,\d{2,4}(x\d{2,4})?)*$")
+from engine.options import AUTO, BY_NAME, OPTIONS, Opt, OptionError, to_text
+
 MIXUP_POINTS_TIP = "Mixup is for scalar targets only: two images' points cannot be averaged into one."
 
 
@@ -43,10 +46,14 @@ def dspin(hi: float, decimals: int, step: float, off: str, tip: str) -> QDoubleS
     return s
 
 
-def normal_sizes(text: str) -> str:
-    """``'120x160, 240x320'`` as the CLI's ``--sizes`` text (``''`` when empty or invalid)."""
-    t = re.sub(r"\s+", "", str(text).lower())
-    return t if SIZES_RE.match(t) and all(int(v) >= 8 for v in re.split(r"[x,]", t)) else ""
+def normal_sizes(text: str | None) -> str:
+    """``'120x160, 240x320'`` as the CLI's ``--sizes`` text (``''`` when empty or its declaration refuses it)."""
+    opt = BY_NAME["sizes"]
+    try:
+        v = opt.parse(re.sub(r"\s+", "", str(text or "").lower()))
+    except OptionError:
+        return ""
+    return to_text(opt, v) if v else ""
 
 
 class Collapsible(QWidget):
@@ -86,69 +93,131 @@ class Collapsible(QWidget):
         return self.button.isChecked()
 
 
+CHOICE_TEXT = {
+    ("head", "auto"): "auto (spatial for points)",
+    ("head", "spatial"): "spatial (heatmap)",
+    ("head", "pooled"): "pooled (regression)",
+    ("schedule", "fine_tune"): "fine_tune: frozen body first",
+    ("schedule", "one_cycle"): "one_cycle: everything at once",
+    ("scalar_head", "fastai"): "fastai (pooled, BN, dropout)",
+    ("scalar_head", "custom"): "custom (the age write-up's AgeModel)",
+    ("stride", 8): "8 (finer, slower)",
+}
+"""Friendlier names of a few choices (the values are the declarations')."""
+INT_MAX = 2**31 - 1  # a QSpinBox holds a C int
+
+
+def tip(opt: Opt) -> str:
+    """An option's tooltip: its declared help, then its flag and default."""
+    shown = to_text(opt, opt.default) if opt.default is not None else opt.none or "none"
+    flag = opt.cli if opt.type != "bool" else f"{opt.cli} to change it"
+    kinds = "" if opt.kinds == "both" else f"; {opt.kinds}s only"
+    return f"{opt.help[0].upper()}{opt.help[1:]}{kinds}.\nimgreg train {flag} (default {shown})"
+
+
+def option_widget(opt: Opt) -> QWidget:
+    """The editor of a declared option: its range or choices; its help as the tooltip."""
+    w: QWidget
+    if opt.type in ("int", "bs"):
+        low = 0 if opt.type == "bs" else int(opt.lo or 0)
+        w = spin(low, min(INT_MAX, int(opt.hi if opt.hi is not None else INT_MAX)), 0)
+        if opt.type == "bs":
+            w.setSpecialValueText(AUTO)  # 0 reads auto: the engine's batch size
+    elif opt.type == "float":
+        step = 0.05 if (opt.hi or 0) <= 1 else (0.1 if (opt.hi or 0) <= 10 else 10.0)
+        off = "default" if opt.none else ("off" if opt.default == 0 else "")
+        lo = 0.0 if off else float(opt.lo or 0) + (0.01 if opt.open_lo else 0)
+        hi = float(opt.hi if opt.hi is not None else 1e6) - (0.01 if opt.open_hi else 0)
+        w = dspin(hi, 2 if hi <= 10 else 1, step, off, "")
+        w.setMinimum(lo)
+    elif opt.type == "choice":
+        w = QComboBox()
+        if opt.default is None:
+            w.addItem(f"default ({_implied(opt)})" if _implied(opt) else "default", None)
+        for c in opt.choices:
+            w.addItem(CHOICE_TEXT.get((opt.name, c), str(c)), c)
+    elif opt.type == "bool":
+        w = QCheckBox(opt.label)
+    else:
+        w = QLineEdit()
+    w.setToolTip(tip(opt))
+    return w
+
+
+def _implied(opt: Opt) -> str:
+    """What the engine does when an option is left unset."""
+    return {"schedule": "fine_tune when pretrained", "stride": "16"}.get(opt.name, "")
+
+
+def widget_value(w: QWidget, opt: Opt) -> Any:
+    """A declared option's value as its editor shows it (the app's representation)."""
+    if isinstance(w, QSpinBox):
+        return AUTO if opt.type == "bs" and w.value() == 0 else w.value()
+    if isinstance(w, QDoubleSpinBox):
+        return None if opt.none and w.value() == w.minimum() else w.value()
+    if isinstance(w, QComboBox):
+        return w.currentData()
+    if isinstance(w, QCheckBox):
+        return w.isChecked()
+    if isinstance(w, QLineEdit):
+        return normal_sizes(w.text()) if opt.type == "sizes" else w.text().strip()
+    raise TypeError(f"no value for {type(w).__name__}")
+
+
+def set_widget_value(w: QWidget, opt: Opt, v: Any) -> None:
+    """Show a declared option's value in its editor."""
+    if isinstance(w, QSpinBox):
+        w.setValue(0 if v == AUTO or v is None else int(v))
+    elif isinstance(w, QDoubleSpinBox):
+        w.setValue(w.minimum() if v is None else float(v))
+    elif isinstance(w, QComboBox):
+        i = w.findData(v)
+        if i >= 0:
+            w.setCurrentIndex(i)
+    elif isinstance(w, QCheckBox):
+        w.setChecked(bool(v))
+    elif isinstance(w, QLineEdit):
+        w.setText(normal_sizes(v) if opt.type == "sizes" else str(v or ""))
+
+
 class AdvancedForm(QWidget):
-    """Progressive sizes, schedule, freeze epochs, learning-rate ratio, mixup, scalar head, stride, image cache."""
+    """The declared options marked advanced (``engine.options``), one row each, in declaration order."""
+
+    valid_pct: QDoubleSpinBox
+    seed: QSpinBox
+    sizes: QLineEdit
+    schedule: QComboBox
+    freeze_epochs: QSpinBox
+    lr_ratio: QDoubleSpinBox
+    mixup: QDoubleSpinBox
+    scalar_head: QComboBox
+    stride: QComboBox
+    ps: QDoubleSpinBox
+    augment: QCheckBox
+    cache: QCheckBox
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         form = QFormLayout(self)
         form.setContentsMargins(12, 0, 0, 0)
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
-        self.sizes = QLineEdit()
+        self.widgets: dict[str, QWidget] = {}
+        for opt in OPTIONS:
+            if not (opt.advanced and opt.form):
+                continue
+            w = option_widget(opt)
+            setattr(self, opt.name, w)
+            self.widgets[opt.name] = w
+            form.addRow("" if opt.type == "bool" else opt.label, w)
         self.sizes.setPlaceholderText("off, e.g. 120x160,240x320")
         self.sizes.setValidator(QRegularExpressionValidator(QRegularExpression(r"[\dx, ]*")))
-        self.sizes.setToolTip(
-            "Progressive resizing: train the epochs at each size in turn (small sizes first: fast early epochs).\n"
-            "Empty: train at the image size only."
-        )
-        self.schedule = QComboBox()
-        self.schedule.addItem("default (fine_tune)", "")
-        self.schedule.addItem("fine_tune: frozen body first", "fine_tune")
-        self.schedule.addItem("one_cycle: everything at once", "one_cycle")
-        self.schedule.setToolTip(
-            "fine_tune trains the head alone for the freeze epochs, then everything (fastai's default);\n"
-            "one_cycle trains every layer from the start with one learning rate"
-        )
-        tip = "fine_tune: epochs with the pretrained body frozen before unfreezing"
-        self.freeze_epochs = spin(0, 100, 1, tip=tip)
-        tip = (
-            "Head-to-body learning-rate ratio R: the body trains at slice(lr/R, lr).\n"
-            "default: fastai's 100 for fine_tune, one rate for one_cycle"
-        )
-        self.lr_ratio = dspin(10000.0, 1, 10.0, "default", tip)
-        self.mixup_tip = (
-            "Mixup alpha (e.g. 0.4): blend pairs of images and mix their targets alike (fastai's MixUp);\n"
-            "a regulariser for scalar targets such as age. off: no mixup"
-        )
-        self.mixup = dspin(10.0, 2, 0.1, "off", self.mixup_tip)
-        self.scalar_head = QComboBox()
-        self.scalar_head.addItem("fastai (pooled, BN, dropout)", "fastai")
-        self.scalar_head.addItem("custom (the age write-up's AgeModel)", "custom")
-        self.scalar_head.setToolTip(
-            "Head of scalar models: fastai's create_head, or the age write-up's custom AgeModel head"
-        )
-        self.stride = QComboBox()
-        self.stride.addItem("16", 16)
-        self.stride.addItem("8 (finer, slower)", 8)
-        self.stride.setToolTip("Spatial head: the backbone's output stride (heatmap resolution); points only")
-        self.no_cache = QCheckBox("Decode every image every epoch (no image cache)")
-        self.no_cache.setToolTip(
-            "Skip the decoded-image cache (<dataset>/.imgreg/cache): slower, but uses no disk space"
-        )
-        form.addRow("Progressive sizes", self.sizes)
-        form.addRow("Schedule", self.schedule)
-        form.addRow("Freeze epochs", self.freeze_epochs)
-        form.addRow("Body LR ratio", self.lr_ratio)
-        form.addRow("Mixup", self.mixup)
-        form.addRow("Scalar head", self.scalar_head)
-        form.addRow("Spatial stride", self.stride)
-        form.addRow("", self.no_cache)
+        self.mixup_tip = self.mixup.toolTip()
         self.form = form
 
     def set_kind(self, kind: str, spatial: bool) -> None:
-        """Enable what applies to this dataset: mixup and the scalar head for scalars, stride for spatial points."""
-        scalar = kind == "scalar"
-        self.mixup.setEnabled(scalar)
-        self.mixup.setToolTip(self.mixup_tip if scalar else MIXUP_POINTS_TIP)
-        self.scalar_head.setEnabled(scalar)
-        self.stride.setEnabled(not scalar and spatial)
+        """Enable what applies to this dataset (mixup and the scalar head for scalars, stride for spatial points)."""
+        for name, w in self.widgets.items():
+            w.setEnabled(BY_NAME[name].applies(kind) and (name != "stride" or spatial))
+        self.mixup.setToolTip(
+            self.mixup_tip if kind == "scalar" else f"{MIXUP_POINTS_TIP}\n\n{self.mixup_tip}"
+        )

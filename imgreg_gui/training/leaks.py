@@ -13,6 +13,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from engine.core import Dataset, Item, Label
 from engine.data.shape import auto_size
 from engine.data.split import split_indices
+from engine.options import SEED, VALID_PCT
 from engine.runs.duplicates import Pair, find_duplicates, split_leaks
 from engine.runs.embeddings import EMBED_DIR, load_embeddings
 from imgreg_gui.jobs.tasks import Task
@@ -54,8 +55,8 @@ def valid_split(
     items: list[Item],
     labels: dict[str, Label],
     valid_groups: list[str],
-    valid_pct: float = 0.2,
-    seed: int = 42,
+    valid_pct: float = VALID_PCT,
+    seed: int = SEED,
 ) -> tuple[list[str], set[str] | None]:
     """(validation groups, validation item names or None) the way ``imgreg train`` splits the labelled items
     (``engine.data.split.split_indices``, the rule training uses); with a single group the names are returned."""

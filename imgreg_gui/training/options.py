@@ -4,10 +4,13 @@ lazy device query."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from PySide6.QtCore import QObject, QProcess, QRegularExpression, Qt, Signal
 from PySide6.QtGui import QDoubleValidator, QRegularExpressionValidator
@@ -21,15 +24,38 @@ from PySide6.QtWidgets import (
     QListWidget,
     QListWidgetItem,
     QPushButton,
+    QSpinBox,
     QToolButton,
     QWidget,
 )
 
 from engine.core import ARCH_NAMES
+from engine.options import (
+    AUTO,
+    BY_NAME,
+    FROM_KEYS,
+    OPTIONS,
+    VALID_PCT,
+    WEIGHT_OPTS,
+    Opt,
+    OptionError,
+    changed,
+    defaults,
+    parse_size,
+    to_args,
+)
 from engine.weights import default_arch, local_weights
 from imgreg_gui.jobs.process import engine_command
 from imgreg_gui.settings import settings
-from imgreg_gui.training.advanced import AdvancedForm, Collapsible, normal_sizes, spin
+from imgreg_gui.training.advanced import (
+    AdvancedForm,
+    Collapsible,
+    option_widget,
+    set_widget_value,
+    spin,
+    tip,
+    widget_value,
+)
 
 ARCHS = tuple(ARCH_NAMES)
 WEIGHTS = ("auto", "pretrained", "scratch", "file")
@@ -41,96 +67,121 @@ WEIGHT_NAMES = {
 }
 KEY = "training/"
 TIP = Qt.ItemDataRole.ToolTipRole
-ONE_GROUP = "One group: a random 20% of the items validates"
+ONE_GROUP = f"One group: a random {VALID_PCT:.0%} of the items validates"
 ALL_GPUS = "all"
+
+
+D = defaults()
+MACHINE = ("device", "parallel", "advanced_open")
+"""Options of this machine rather than of a dataset: remembered once for all datasets."""
 
 
 @dataclass
 class TrainOptions:
-    """What the panel asks ``imgreg train`` for."""
+    """What the panel asks ``imgreg train`` for: the declared options (``engine.options``, their defaults) in the
+    form's terms, plus the app's own (folds, one weights choice, device list entries, parallel folds)."""
 
     arch: str = field(default_factory=default_arch)
-    epochs: int = 5
-    lr: float = 2e-3
-    size: str = "auto"
-    bs: int = 16
-    head: str = "spatial"
+    epochs: int = D["epochs"]
+    lr: float = D["lr"]
+    size: str = AUTO
+    bs: int | str = D["bs"]
+    head: str = D["head"]
     valid_groups: list[str] = field(default_factory=list)
+    valid_pct: float = D["valid_pct"]
+    seed: int = D["seed"]
     folds: int = 0
     weights: str = "auto"
     weights_file: str = ""
-    device: str = "auto"
+    device: str = D["device"]
     sizes: str = ""
-    schedule: str = ""
-    freeze_epochs: int = 1
-    lr_ratio: float = 0.0
-    mixup: float = 0.0
-    scalar_head: str = "fastai"
-    stride: int = 16
-    no_cache: bool = False
+    schedule: str | None = D["schedule"]
+    freeze_epochs: int = D["freeze_epochs"]
+    lr_ratio: float | None = D["lr_ratio"]
+    mixup: float = D["mixup"]
+    scalar_head: str = D["scalar_head"]
+    stride: int | None = D["stride"]
+    ps: float = D["ps"]
+    augment: bool = D["augment"]
+    cache: bool = D["cache"]
     advanced_open: bool = False
     parallel: int = 1
 
-    def save(self) -> None:
-        """Remember the options (QSettings)."""
-        s = settings()
-        for k, v in asdict(self).items():
-            s.setValue(KEY + k, ",".join(v) if isinstance(v, list) else v)
+    def save(self, dataset: str | Path | None = None) -> None:
+        """Remember the options of ``dataset`` (QSettings; the machine's own, such as the device, for all)."""
+        s, d = settings(), asdict(self)
+        s.setValue(KEY + "machine", json.dumps({k: d[k] for k in MACHINE}))
+        s.setValue(scope_key(dataset), json.dumps({k: v for k, v in d.items() if k not in MACHINE}))
         s.sync()
 
     @classmethod
-    def load(cls) -> TrainOptions:
-        """The remembered options (defaults for anything missing or unreadable)."""
+    def load(cls, dataset: str | Path | None = None) -> TrainOptions:
+        """The options remembered for ``dataset`` (the defaults for one never trained, never another's)."""
         s, opts = settings(), cls()
-        for k, default in asdict(opts).items():
-            raw = s.value(KEY + k)
-            if raw is None:
-                continue
+        known = asdict(opts)
+        for key in (KEY + "machine", scope_key(dataset)):
             try:
-                if isinstance(default, list):
-                    val: object = [g for g in str(raw).split(",") if g] if not isinstance(raw, list) else raw
-                elif isinstance(default, bool):
-                    val = str(raw).lower() in ("1", "true")
-                else:
-                    val = type(default)(raw)
-            except (TypeError, ValueError):
+                saved = json.loads(str(s.value(key) or "{}"))
+            except ValueError:
                 continue
-            setattr(opts, k, val)
+            if not isinstance(saved, dict):
+                continue
+            for k, v in saved.items():
+                if k in known and (k not in BY_NAME or all_gpus(str(v)) or _readable(BY_NAME[k], v)):
+                    setattr(opts, k, v)
         return opts
 
 
-def train_args(opts: TrainOptions, kind: str = "point") -> list[str]:
-    """The options shared by ``imgreg train`` and ``imgreg rank`` (model, data, schedule, device)."""
-    args = ["--arch", opts.arch, "--size", opts.size, "--bs", str(opts.bs)]
-    args += ["--epochs", str(opts.epochs), "--lr", f"{opts.lr:g}"]
-    if kind == "point":
-        args += ["--head", opts.head]
-        if opts.head != "pooled":
-            args += ["--stride", str(opts.stride)]
-    else:
-        args += ["--scalar-head", opts.scalar_head]
-        if opts.mixup > 0:
-            args += ["--mixup", f"{opts.mixup:g}"]
-    if normal_sizes(opts.sizes):
-        args += ["--sizes", normal_sizes(opts.sizes)]
-    if opts.schedule:
-        args += ["--schedule", opts.schedule]
-    args += ["--freeze-epochs", str(opts.freeze_epochs)]
-    if opts.lr_ratio > 0:
-        args += ["--lr-ratio", f"{opts.lr_ratio:g}"]
-    if opts.no_cache:
-        args += ["--no-cache"]
-    if opts.valid_groups:
-        args += ["--valid-groups", ",".join(opts.valid_groups)]
+def scope_key(dataset: str | Path | None) -> str:
+    """The QSettings key of one dataset's options (its resolved path, hashed: keys cannot hold every path)."""
+    if dataset is None:
+        return KEY + "no-dataset"
+    path = str(Path(dataset).expanduser().resolve())
+    return KEY + "dataset-" + hashlib.sha1(path.encode("utf-8")).hexdigest()[:16]
+
+
+def _readable(opt: Opt, v: object) -> bool:
+    """Whether a remembered value still passes its declaration (a stale or edited setting is dropped)."""
+    try:
+        opt.parse(None if opt.none == "default" and v in ("", 0) else v)
+    except OptionError:
+        return False
+    return True
+
+
+def declared(opts: TrainOptions) -> dict[str, object]:
+    """The form's options as declared option values (``engine.options``): the weights choice as its options;
+    a value its declaration refuses goes as typed, so that the child says why in one line."""
+    out: dict[str, object] = {}
+    for o in OPTIONS:
+        if not o.form or o.name in WEIGHT_OPTS:
+            continue
+        v = getattr(opts, o.name)
+        try:
+            out[o.name] = o.parse(None if o.none == "default" and v in ("", 0) else v)
+        except OptionError:
+            out[o.name] = v
     if opts.weights == "scratch":
-        args += ["--no-pretrained"]
+        out["pretrained"] = False
     elif opts.weights == "auto":
-        args += ["--pretrained-if-cached"]
+        out["pretrained_if_cached"] = True
     elif opts.weights == "file" and opts.weights_file:
-        args += ["--weights", opts.weights_file]
-    if opts.device and opts.device != "auto" and not opts.device.startswith(ALL_GPUS):
-        args += ["--device", opts.device]
-    return args
+        out["weights"] = opts.weights_file
+    if not opts.device or opts.device.startswith(ALL_GPUS):
+        out["device"] = AUTO  # every GPU: the launcher's --nproc, not a device
+    if out.get("head") == "pooled":
+        out["stride"] = None  # the pooled head has no stride
+    return out
+
+
+def train_args(opts: TrainOptions, kind: str = "point", warm: bool = False) -> list[str]:
+    """The options shared by ``imgreg train`` and ``imgreg rank``: only those changed from the engine's defaults
+    (so the batch size that fills the GPU and ``head auto`` stay the engine's), and only those for ``kind``;
+    ``warm`` (``--from RUN``) leaves out what the run decides (architecture, head, size) and the start."""
+    values = changed(declared(opts), kind)
+    if warm:
+        values = {k: v for k, v in values.items() if k not in FROM_KEYS and k not in ("sizes", *WEIGHT_OPTS)}
+    return to_args(values)
 
 
 def all_gpus(device: str) -> int:
@@ -140,10 +191,17 @@ def all_gpus(device: str) -> int:
 
 
 def train_command(
-    dataset: str | Path, opts: TrainOptions, kind: str = "point", lr_find: bool = False
+    dataset: str | Path,
+    opts: TrainOptions,
+    kind: str = "point",
+    lr_find: bool = False,
+    init_from: str | Path | None = None,
 ) -> list[str]:
-    """The child command line for a training (K out-of-fold models with folds > 1) or an LR finder run."""
-    args = ["train", str(dataset), *train_args(opts, kind)]
+    """The child command line for a training (K out-of-fold models with folds > 1), an LR finder run, or a warm
+    start from the run ``init_from`` (``imgreg train --from RUN``: one process, no folds)."""
+    args = ["train", str(dataset), *train_args(opts, kind, warm=init_from is not None)]
+    if init_from is not None:
+        return engine_command(*args, "--from", str(init_from), "--json", "--control-stdin")
     if lr_find:
         args += ["--lr-find"]  # the LR finder runs in one process
     elif opts.folds >= 2:
@@ -173,17 +231,17 @@ def predict_command(run_dir: str | Path, dataset: str | Path, device: str = "aut
     return engine_command("predict", str(run_dir), str(dataset), "--device", device, "--json")
 
 
-SIZE_RE = re.compile(r"^\s*(\d{2,4})\s*(?:[x,]\s*(\d{2,4}))?\s*$")
-AUTO = "auto"
 SIZES = ("64", "96x128", "128", "192x256", "224", "240x320", "288x384", "384x512")
 
 
 def normal_size(text: str) -> str:
-    """``'224'`` or ``'240 x 320'`` as the CLI's ``HxW`` text (``'224'`` stays square); '' when invalid."""
-    m = SIZE_RE.match(str(text).lower())
-    if not m or min(int(v) for v in m.groups() if v) < 8:
+    """``'224'`` or ``'240 x 320'`` as the CLI's ``HxW`` text (``'224'`` stays square); '' when the declaration
+    refuses it (not HxW, a side under 8 or over ``engine.options.MAX_SIDE``)."""
+    try:
+        h, w = parse_size(re.sub(r"\s+", "", str(text).lower()))
+    except OptionError:
         return ""
-    return m.group(1) if m.group(2) is None else f"{m.group(1)}x{m.group(2)}"
+    return str(h) if h == w and "x" not in str(text).lower() else f"{h}x{w}"
 
 
 class DeviceQuery(QObject):
@@ -229,9 +287,13 @@ def parse_nvidia_smi(text: str) -> list[tuple[str, str]]:
 
 
 class OptionsForm(QWidget):
-    """The training options as a form; ``options()`` reads it, ``set_options`` fills it."""
+    """The training options as a form built from their declarations (``engine.options``: labels, ranges,
+    choices, help as tooltips); ``options()`` reads it, ``set_options`` fills it."""
 
     changed = Signal()
+    epochs: QSpinBox  # editors made from the declarations
+    bs: QSpinBox
+    head: QComboBox
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -240,45 +302,31 @@ class OptionsForm(QWidget):
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         self.arch = QComboBox(editable=True)
         self.arch.addItems(ARCHS)
-        self.arch.setToolTip("Backbone (torchvision); 'tiny' is a small untrained CNN for quick checks")
         self.weights_here = {
             a: local_weights(a) for a in ARCHS
         }  # looked up once: the note asks per keystroke
         for i, arch in enumerate(ARCHS):
             here = self.weights_here[arch] is not None
             self.arch.setItemData(i, "ImageNet weights here" if here else "no ImageNet weights here", TIP)
-        self.epochs = spin(
-            1, 1000, 5, tip="Passes over the training images (at each size with progressive resizing)"
-        )
         self.lr = QLineEdit()
-        self.lr.setValidator(QDoubleValidator(1e-8, 10.0, 8))
-        self.lr.setToolTip("Maximum learning rate of the one-cycle schedule")
+        self.lr.setValidator(QDoubleValidator(1e-8, float(BY_NAME["lr"].hi or 10), 8))
         self.find_lr = QPushButton("Find LR")
         self.find_lr.setToolTip("Run fastai's learning-rate finder on these options and show its curve")
-        lr_row = _row(self.lr, self.find_lr)
         self.size_box = QComboBox(editable=True)
         self.size_box.addItem(AUTO, AUTO)
         self.size_box.addItems(SIZES)
         self.size_box.setValidator(
             QRegularExpressionValidator(QRegularExpression(r"(auto.*|\d{0,4}([x,]\d{0,4})?)"))
         )
-        self.size_box.setToolTip(
-            "Input size in pixels. auto follows the images' shape (aspect kept, long side at most 320: Biwi\n"
-            "240x320, 200px faces 208x208); or HxW (e.g. 240x320) or one number for a square"
-        )
-        self.bs = spin(1, 4096, 16, tip="Images per batch; lower it when the GPU runs out of memory")
-        self.head = QComboBox()
-        self.head.addItem("spatial (heatmap)", "spatial")
-        self.head.addItem("pooled (regression)", "pooled")
-        self.head.setToolTip("Spatial heads predict a heatmap per point; pooled heads regress coordinates")
         self.groups = QListWidget()
         self.groups.setMaximumHeight(84)
-        self.groups.setToolTip("Checked groups form the validation set (none checked: a random 20%)")
         self._pressed_state: Qt.CheckState | None = None
         self.groups.itemPressed.connect(lambda it: setattr(self, "_pressed_state", it.checkState()))
         self.groups.itemClicked.connect(self._on_group_clicked)
-        tip = "K > 1: train K models instead of one, each predicting the items it never saw (out-of-fold)"
-        self.folds = spin(0, 20, 0, tip=tip)
+        tip_folds = (
+            "K > 1: train K models instead of one, each predicting the items it never saw (out-of-fold)"
+        )
+        self.folds = spin(0, 20, 0, tip=tip_folds)
         self.folds.setSpecialValueText("off")
         self.parallel = spin(1, 64, 1)
         self.parallel.setSpecialValueText("1 (one at a time)")
@@ -296,7 +344,7 @@ class OptionsForm(QWidget):
         )
         self.weights_file = QLineEdit()
         self.weights_file.setPlaceholderText("a .pth or .safetensors state dict")
-        self.weights_file.setToolTip("A torchvision state dict to start from (never unpickled code)")
+        self.weights_file.setToolTip(tip(BY_NAME["weights"]))
         self.browse = QToolButton()
         self.browse.setText("...")
         self.browse.setToolTip("Choose a weights file")
@@ -311,27 +359,37 @@ class OptionsForm(QWidget):
         self.device = QComboBox()
         self.device.addItem("auto", "auto")
         self.device.addItem("CPU", "cpu")
-        self.device.setToolTip("Where the child trains: auto picks a GPU when there is one")
         self.device_note = QLabel()
         self.device_note.setWordWrap(True)
         self.device_note.setStyleSheet("color: #b45309;")
         self.adv = AdvancedForm()
         self.advanced = Collapsible("Advanced", self.adv)
-        form.addRow("Architecture", self.arch)
-        form.addRow("Epochs", self.epochs)
-        form.addRow("Learning rate", lr_row)
-        form.addRow("Image size", self.size_box)
-        form.addRow("Batch size", self.bs)
-        form.addRow("Head", self.head)
-        form.addRow("Validation groups", self.groups)
-        form.addRow("Folds (OOF)", self.folds)
-        form.addRow("Weights", self.weights)
-        form.addRow("", self.weights_row)
-        form.addRow("", self.weights_note)
-        form.addRow("Device", self.device)
-        form.addRow("", self.device_note)
+        # One row per declared option, in declaration order; a few need the app's own editor.
+        own: dict[str, Any] = {"arch": self.arch, "lr": self.lr, "size": self.size_box,
+                                   "valid_groups": self.groups, "device": self.device}  # fmt: skip
+        rows: dict[str, QWidget] = {"lr": _row(self.lr, self.find_lr), "weights": self.weights}
+        after: dict[str, list[tuple[str, QWidget]]] = {"valid_groups": [("Folds (OOF)", self.folds)],
+                 "weights": [("", self.weights_row), ("", self.weights_note)],
+                 "device": [("", self.device_note)]}  # fmt: skip
+        self.widgets: dict[str, QWidget] = {}  # option name -> its editor (the weights choice: all three)
+        self.generic: dict[str, QWidget] = {}
+        for opt in OPTIONS:
+            if not opt.form or opt.advanced or opt.name in ("pretrained", "pretrained_if_cached"):
+                continue
+            w = own.get(opt.name) or (self.weights if opt.name == "weights" else option_widget(opt))
+            if opt.name not in own and opt.name != "weights":
+                setattr(self, opt.name, w)
+                self.generic[opt.name] = w
+            elif opt.name != "weights":
+                w.setToolTip(tip(opt))
+            self.widgets[opt.name] = w
+            form.addRow(opt.label, rows.get(opt.name, w))
+            for label, extra in after.get(opt.name, []):
+                form.addRow(label, extra)
+        self.widgets.update(self.adv.widgets, pretrained=self.weights, pretrained_if_cached=self.weights)
+        self.generic.update(self.adv.widgets)
         form.addRow(self.advanced)
-        self.adv.form.insertRow(self.adv.form.rowCount() - 1, "Parallel folds", self.parallel)
+        self.adv.form.addRow("Parallel folds", self.parallel)
         self.form = form
         self.kind = "point"
         self.head.currentIndexChanged.connect(self._sync_enabled)
@@ -349,26 +407,17 @@ class OptionsForm(QWidget):
             lr = float(self.lr.text())
         except ValueError:
             lr = TrainOptions.lr
+        vals = {name: widget_value(w, BY_NAME[name]) for name, w in self.generic.items()}
         return TrainOptions(
+            **vals,
             arch=self.arch.currentText().strip() or default_arch(),
-            epochs=self.epochs.value(),
             lr=lr,
             size=self.size_text(),
-            bs=self.bs.value(),
-            head=self.head.currentData(),
             valid_groups=self.checked_groups(),
             folds=self.folds.value(),
             weights=self.weights.currentData(),
             weights_file=self.weights_file.text().strip(),
             device=self.device.currentData() or "auto",
-            sizes=normal_sizes(self.adv.sizes.text()),
-            schedule=self.adv.schedule.currentData() or "",
-            freeze_epochs=self.adv.freeze_epochs.value(),
-            lr_ratio=self.adv.lr_ratio.value(),
-            mixup=self.adv.mixup.value(),
-            scalar_head=self.adv.scalar_head.currentData() or "fastai",
-            stride=int(self.adv.stride.currentData() or 16),
-            no_cache=self.adv.no_cache.isChecked(),
             advanced_open=self.advanced.expanded,
             parallel=self.parallel.value(),
         )
@@ -390,8 +439,9 @@ class OptionsForm(QWidget):
 
     def set_options(self, opts: TrainOptions) -> None:
         """Show ``opts`` (groups are checked if the dataset has them)."""
+        for name, w in self.generic.items():
+            set_widget_value(w, BY_NAME[name], getattr(opts, name))
         self.arch.setCurrentText(opts.arch)
-        self.epochs.setValue(opts.epochs)
         self.set_lr(opts.lr)
         size = normal_size(opts.size)
         if size:
@@ -399,8 +449,6 @@ class OptionsForm(QWidget):
         else:
             self.size_box.setCurrentIndex(0)
             self.size_box.setCurrentText(self.size_box.itemText(0))
-        self.bs.setValue(opts.bs)
-        _select(self.head, opts.head)
         self._wanted_groups = set(opts.valid_groups)
         for i in range(self.groups.count()):
             it = self.groups.item(i)
@@ -415,20 +463,12 @@ class OptionsForm(QWidget):
         self.weights_file.setText(opts.weights_file)
         self._wanted_device = opts.device
         _select(self.device, opts.device)
-        self.adv.sizes.setText(normal_sizes(opts.sizes))
-        _select(self.adv.schedule, opts.schedule)
-        self.adv.freeze_epochs.setValue(opts.freeze_epochs)
-        self.adv.lr_ratio.setValue(opts.lr_ratio)
-        self.adv.mixup.setValue(opts.mixup)
-        _select(self.adv.scalar_head, opts.scalar_head)
-        _select(self.adv.stride, opts.stride)
-        self.adv.no_cache.setChecked(opts.no_cache)
         self.advanced.set_expanded(opts.advanced_open)
         self._sync_enabled()
 
-    def set_lr(self, lr: float) -> None:
-        """Show a learning rate in short scientific form."""
-        self.lr.setText(f"{lr:.2g}")
+    def set_lr(self, lr: float | None) -> None:
+        """Show a learning rate in short scientific form (None, the finder's choice: the default)."""
+        self.lr.setText(f"{D['lr'] if lr is None else lr:.2g}")
 
     def checked_groups(self) -> list[str]:
         """The groups ticked for validation."""
@@ -462,7 +502,6 @@ class OptionsForm(QWidget):
             it.setCheckState(Qt.CheckState.Checked if g in wanted else Qt.CheckState.Unchecked)
             self.groups.addItem(it)
         self.kind = kind
-        self.head.setEnabled(kind == "point")
         self._sync_enabled()
 
     def set_devices(self, devices: list[tuple[str, str]]) -> None:
@@ -485,6 +524,7 @@ class OptionsForm(QWidget):
     def _sync_enabled(self) -> None:
         self.weights_row.setEnabled(self.weights.currentData() == "file")
         self._show_weights_note()
+        self.head.setEnabled(BY_NAME["head"].applies(self.kind))
         self.adv.set_kind(self.kind, self.head.currentData() != "pooled")
         dev = self.device.currentData()
         if dev == "cpu" or (dev == "auto" and self.has_gpu is False):

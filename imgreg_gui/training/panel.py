@@ -194,7 +194,13 @@ class TrainPanel(QWidget):
 
     def set_dataset(self, path: str | Path | None, groups: list[str], kind: str) -> None:
         """Train on the dataset at ``path`` (None: no dataset, Start disabled)."""
-        self.dataset_path = None if path is None else str(path)
+        new = None if path is None else str(path)
+        if new != self.dataset_path and not self.busy:  # each dataset keeps its own options (QSettings)
+            if self.dataset_path is not None:
+                self.options().save(self.dataset_path)
+            self.form.set_dataset(groups, kind)
+            self.form.set_options(TrainOptions.load(new))
+        self.dataset_path = new
         self.kind = kind
         self.form.set_dataset(groups, kind)
         if not self.busy:
@@ -248,7 +254,7 @@ class TrainPanel(QWidget):
         if self.busy or not self.dataset_path:
             return False
         opts = self.options()
-        opts.save()
+        opts.save(self.dataset_path)
         cmd = self.make_command(self.dataset_path, opts, kind=self.kind, lr_find=mode == "lr_find")
         self.mode = mode
         self.last_result = None

@@ -71,7 +71,7 @@ class ReviewPanel(QWidget):
         self.child.event.connect(self._on_rank_event)
         self._route = Router(fold=self._on_rank_fold, epoch=self._on_rank_epoch)
         self.make_rank_command = lambda dataset, folds, repeats=1: rank_command(
-            dataset, TrainOptions.load(), folds, self.kind, repeats
+            dataset, TrainOptions.load(dataset), folds, self.kind, repeats
         )
         self._build()
         self.load_repeats()
