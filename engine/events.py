@@ -19,6 +19,7 @@ EventType = Literal[
     "predict_progress",
     "embed_progress",
     "cache_progress",
+    "audit_progress",
     "note",
     "finished",
     "cancelled",
@@ -26,7 +27,7 @@ EventType = Literal[
     "summary",
 ]
 EVENT_TYPES: tuple[str, ...] = EventType.__args__  # type: ignore[attr-defined]
-PROGRESS_TYPES = ("predict_progress", "lr_find_progress", "embed_progress", "cache_progress")
+PROGRESS_TYPES = ("predict_progress", "lr_find_progress", "embed_progress", "cache_progress", "audit_progress")
 """Events with ``done`` / ``total`` counts."""
 END_TYPES = ("finished", "cancelled", "failed")
 """Events that end a job."""
@@ -88,9 +89,9 @@ class LrFind(TypedDict):
 
 class Progress(TypedDict):
     """``done`` of ``total`` steps of a job (``predict_progress``, ``lr_find_progress``, ``embed_progress``,
-    ``cache_progress``: images decoded into the training cache)."""
+    ``cache_progress``: images decoded into the training cache, ``audit_progress``: checks of ``imgreg audit``)."""
 
-    type: Literal["predict_progress", "lr_find_progress", "embed_progress", "cache_progress"]
+    type: Literal["predict_progress", "lr_find_progress", "embed_progress", "cache_progress", "audit_progress"]
     done: int
     total: int
 
@@ -160,7 +161,9 @@ def failed(message: str) -> Failed:
 
 
 def progress(
-    kind: Literal["predict_progress", "lr_find_progress", "cache_progress"], done: int, total: int
+    kind: Literal["predict_progress", "lr_find_progress", "cache_progress", "audit_progress"],
+    done: int,
+    total: int,
 ) -> Progress:
     """A progress event."""
     return {"type": kind, "done": done, "total": total}

@@ -91,6 +91,7 @@ class Reporter:
                 "predict_progress": "predicted",
                 "embed_progress": "embedded",
                 "cache_progress": "cached",
+                "audit_progress": "checks",
             }.get(t, "lr_find")
             self._progress((t,), what, e["done"], e["total"])
         elif t in ("failed", "cancelled"):
