@@ -16,7 +16,6 @@ Prints one JSON object as the last line. Run with ``nice``.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import re
 import subprocess
@@ -215,13 +214,18 @@ def time_cli(frames: int = 400) -> dict[str, float]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--tune", action="store_true", help="grid over the fit's settings on the tuning sequences")
-    p.add_argument("--cli", type=int, default=0, metavar="N", help="also time `imgreg audit` on N generated frames")
+    p.add_argument(
+        "--cli", type=int, default=0, metavar="N", help="also time `imgreg audit` on N generated frames"
+    )
     args = p.parse_args()
     seq, t, uv = load_biwi()
     # the unplanted labels: how far a centre sits from its two neighbours' mean
     gap = neighbours_mean(seq, t, uv)
-    print(f"official labels: {len(t)} frames, |centre - mean of 2 neighbours| median {np.median(gap):.2f} px, "
-          f"p99 {np.percentile(gap, 99):.2f} px", file=sys.stderr)
+    print(
+        f"official labels: {len(t)} frames, |centre - mean of 2 neighbours| median {np.median(gap):.2f} px, "
+        f"p99 {np.percentile(gap, 99):.2f} px",
+        file=sys.stderr,
+    )
     if args.tune:
         grid = {}
         for half in (6, 8, 10, 12):
@@ -235,10 +239,16 @@ def main() -> None:
         return
     result = {
         "recipe": "planted 3% (small 3-8 px, large 15-30 px, drift runs of 3-6 frames 5-12 px), recall at k",
-        "held_out": {"sequences": HELD_SEQS, "seeds": REPORT_SEEDS,
-                     "methods": evaluate(seq, t, uv, HELD_SEQS, REPORT_SEEDS, METHODS)},
-        "all": {"sequences": "01-24", "seeds": REPORT_SEEDS,
-                "methods": evaluate(seq, t, uv, np.unique(seq), REPORT_SEEDS, METHODS)},
+        "held_out": {
+            "sequences": HELD_SEQS,
+            "seeds": REPORT_SEEDS,
+            "methods": evaluate(seq, t, uv, HELD_SEQS, REPORT_SEEDS, METHODS),
+        },
+        "all": {
+            "sequences": "01-24",
+            "seeds": REPORT_SEEDS,
+            "methods": evaluate(seq, t, uv, np.unique(seq), REPORT_SEEDS, METHODS),
+        },
     }
     for part in ("held_out", "all"):
         for name, v in result[part]["methods"].items():

@@ -27,7 +27,13 @@ EventType = Literal[
     "summary",
 ]
 EVENT_TYPES: tuple[str, ...] = EventType.__args__  # type: ignore[attr-defined]
-PROGRESS_TYPES = ("predict_progress", "lr_find_progress", "embed_progress", "cache_progress", "audit_progress")
+PROGRESS_TYPES = (
+    "predict_progress",
+    "lr_find_progress",
+    "embed_progress",
+    "cache_progress",
+    "audit_progress",
+)
 """Events with ``done`` / ``total`` counts."""
 END_TYPES = ("finished", "cancelled", "failed")
 """Events that end a job."""
@@ -91,7 +97,9 @@ class Progress(TypedDict):
     """``done`` of ``total`` steps of a job (``predict_progress``, ``lr_find_progress``, ``embed_progress``,
     ``cache_progress``: images decoded into the training cache, ``audit_progress``: checks of ``imgreg audit``)."""
 
-    type: Literal["predict_progress", "lr_find_progress", "embed_progress", "cache_progress", "audit_progress"]
+    type: Literal[
+        "predict_progress", "lr_find_progress", "embed_progress", "cache_progress", "audit_progress"
+    ]
     done: int
     total: int
 

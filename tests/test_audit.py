@@ -130,7 +130,11 @@ def test_scalars_in_a_sequence() -> None:
 
 def test_merge_makes_one_row_per_item_strongest_reason_first() -> None:
     a = [Finding("x", 4.0, SEQUENCE, "far from frames"), Finding("y", 1.0, SEQUENCE, "fine")]
-    b = [Finding("x", 6.0, MODEL, "model"), Finding("x", 2.0, MODEL, "weaker"), Finding("z", 3.0, DUPLICATE, "d")]
+    b = [
+        Finding("x", 6.0, MODEL, "model"),
+        Finding("x", 2.0, MODEL, "weaker"),
+        Finding("z", 3.0, DUPLICATE, "d"),
+    ]
     rows = merge(a, b)
     assert [d.item for d in rows] == ["x", "z", "y"]
     assert rows[0].reasons == (MODEL, SEQUENCE)
@@ -153,3 +157,25 @@ def test_cli_audit_csv_and_bad_input(tmp_path: Path, capsys: pytest.CaptureFixtu
     err = capsys.readouterr().err
     assert err.startswith("imgreg: error:") and err.count("\n") == 1
     assert main(["audit", str(tmp_path / "ds"), "--top", "0"]) == 2
+
+
+def test_rank_merges_the_model_with_the_audit(tmp_path: Path) -> None:
+    from engine.audit.run import with_audit
+    from engine.labels.store import PredictionRow
+
+    y = path(40, seed=9)
+    y[10] += (12, 0)  # the sequence sees it; the model below doubts another frame
+    write_sequence(tmp_path, y)
+    ds = open_dataset(tmp_path)
+    store = LabelStore.open(ds)
+    try:
+        names = [it.name for it in ds.items]
+        rows = [PredictionRow(n, tuple(y[i]), 0.5, None, 1.0) for i, n in enumerate(names)]
+        rows[10] = PredictionRow(names[10], tuple(y[10] - (12, 0)), 12.0, None, 5.0)
+        rows[30] = PredictionRow(names[30], tuple(y[30]), 4.0, None, 4.0)
+        ranked, doubts = with_audit(ds, store, rows)
+    finally:
+        store.close()
+    assert ranked[0].item == names[10] and ranked[1].item == names[30]
+    assert set(doubts[names[10]].reasons) == {SEQUENCE, MODEL}
+    assert doubts[names[30]].reasons[0] == MODEL

@@ -45,8 +45,9 @@ def neighbour_findings(ds: Dataset, labels: dict[str, Label], store_dir, k: int 
         if not math.isfinite(scale[i]):
             continue
         dist = float(np.linalg.norm(y[i] - est[i]))
+        seen = nl[i]
         why = (
-            f"{_fmt(dist, unit)} from the median label of its {len(nl[i])} most look-alike images "
+            f"{_fmt(dist, unit)} from the median label of its {0 if seen is None else len(seen)} most look-alike images "
             f"(theirs differ by {_fmt(float(scale[i]), unit)} among themselves; {src} embeddings)"
         )
         out.append(Finding(n, dist / float(scale[i]), NEIGHBOURS, why, tuple(float(v) for v in est[i])))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from engine.audit.findings import Doubt, Finding
+from engine.audit.findings import MODEL, Doubt, Finding
 from engine.audit.lookalike import duplicate_findings, neighbour_findings
 from engine.audit.sequence import check_sequences
 from engine.core import CancelToken, Dataset, Label, OnEvent, no_event
@@ -25,21 +25,21 @@ def audit(
         ("neighbours", lambda: neighbour_findings(ds, labels, store.dir)),
         ("duplicates", lambda: duplicate_findings(ds, labels, store.dir)),
     ]
-    on_event(progress("audit_progress", 0, len(checks)))
+    on_event(dict(progress("audit_progress", 0, len(checks))))
     for i, (_, check) in enumerate(checks):
         if cancel is not None:
             cancel.raise_if_now()
         found += check()
-        on_event(progress("audit_progress", i + 1, len(checks)))
+        on_event(dict(progress("audit_progress", i + 1, len(checks))))
     return sort_findings(found)
 
 
 def _sequence(ds: Dataset, labels: dict[str, Label], on_event: OnEvent) -> list[Finding]:
     got, n = check_sequences(ds, labels)
     if n:
-        on_event(note(f"sequence check: {n} frames judged against the frames around them"))
+        on_event(dict(note(f"sequence check: {n} frames judged against the frames around them")))
     else:
-        on_event(note("sequence check: no numbered frames with smoothly moving labels"))
+        on_event(dict(note("sequence check: no numbered frames with smoothly moving labels")))
     return got
 
 
@@ -66,3 +66,31 @@ def merge(*lists: list[Finding]) -> list[Doubt]:
         rows.append(Doubt(item, math.sqrt(sum(max(f.score, 0.0) ** 2 for f in fs)), fs))
     rows.sort(key=lambda d: (-d.score, d.item))
     return rows
+
+
+def model_findings(rows: list) -> list[Finding]:
+    """``Finding(reason=MODEL)`` from scored prediction rows (``engine.labels.quality``): the out-of-fold doubt."""
+    out = []
+    for r in rows:
+        if r.score is None or r.error is None or not math.isfinite(r.score):
+            continue
+        why = f"the model puts it {r.error:.3g} away from its label, {r.score:.1f} times its usual miss here"
+        out.append(Finding(r.item, float(r.score), MODEL, why, tuple(float(v) for v in r.pred)))
+    return out
+
+
+def with_audit(
+    ds: Dataset,
+    store,
+    rows: list,
+    by: str = "score",
+    on_event: OnEvent = no_event,
+    extra: tuple[list[Finding], ...] = (),
+) -> tuple[list, dict[str, Doubt]]:
+    """Scored prediction rows merged with the audit's findings (and any ``extra`` lists, e.g. INTERVAL ones):
+    the rows in the merged order (kept in their own order when ranked by ``error``) and each item's ``Doubt``."""
+    doubts = {d.item: d for d in merge(model_findings(rows), audit(ds, store, on_event), *extra)}
+    if by == "score":
+        pos = {item: i for i, item in enumerate(doubts)}
+        rows = sorted(rows, key=lambda r: pos.get(r.item, len(pos)))
+    return rows, doubts

@@ -17,7 +17,9 @@ from engine.core import Dataset, Label
 # the last run of digits in a file's stem: frame_00042_rgb, img_0042, clip_000123
 _FRAME = re.compile(r"^(.*?)(\d+)(\D*)$")
 MIN_LEN = 8  # shorter runs of numbered names are no video worth judging
-SMOOTH = 0.5  # a video's labels move less from frame to frame than this share of the gap between random frames
+SMOOTH = (
+    0.5  # a video's labels move less from frame to frame than this share of the gap between random frames
+)
 
 
 def frame_key(name: str, group: str = ".") -> tuple[tuple[str, str, str, str, str], int] | None:
@@ -94,9 +96,11 @@ def sequence_findings(frames: Frames, n_points: int) -> list[Finding]:
     if not frames.names:
         return []
     d = frames.y.shape[1]
-    blocks = [slice(2 * p, 2 * p + 2) for p in range(n_points)] if n_points and d == 2 * n_points else [
-        slice(0, d)
-    ]
+    blocks = (
+        [slice(2 * p, 2 * p + 2) for p in range(n_points)]
+        if n_points and d == 2 * n_points
+        else [slice(0, d)]
+    )
     fits: list[SeqFit] = [fit_sequences(frames.seq, frames.t, frames.y[:, b]) for b in blocks]
     scores = np.stack([np.nan_to_num(f.score, nan=-1.0) for f in fits], 1)
     worst = scores.argmax(1)

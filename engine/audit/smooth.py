@@ -89,7 +89,8 @@ def _fit(
     dt = dtf / half
     X = np.stack([np.ones_like(dt), dt, dt * dt], -1)  # (n, m, 3)
     on = w0 > 0
-    best_e, best_med = None, None
+    best_e = np.zeros(dtf.shape)
+    best_med = np.full(len(dtf), np.inf)
     starts = (dtf != 0, np.abs(dtf) >= 3, np.abs(dtf) >= 5, dtf < 0, dtf > 0) if lms else (dtf != 0,)
     for mask in starts:
         wc = np.where(mask, w0, 0.0)
@@ -97,12 +98,9 @@ def _fit(
         quad = ((use & (dtf < 0)).sum(1) >= 2) & ((use & (dtf > 0)).sum(1) >= 2)
         _, e = _solve(Y, X, wc, quad)
         med = np.where(use.sum(1) >= 3, _rowmedian(e, on), np.inf)
-        if best_e is None:
-            best_e, best_med = e, med
-        else:
-            better = med < best_med
-            best_e = np.where(better[:, None], e, best_e)
-            best_med = np.where(better, med, best_med)
+        better = (med < best_med) | ~np.isfinite(best_med)
+        best_e = np.where(better[:, None], e, best_e)
+        best_med = np.where(better, med, best_med)
     e = best_e
     w = w0
     quad_all = ((on & (dtf < 0)).sum(1) >= 2) & ((on & (dtf > 0)).sum(1) >= 2)
