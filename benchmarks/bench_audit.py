@@ -204,11 +204,13 @@ def time_cli(frames: int = 400) -> dict[str, float]:
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "biwi"
-        make_biwi(root, groups=4, frames=frames // 4, size=(64, 48), distractors=0)
+        make_biwi(root, groups=4, frames=frames // 4, size=(64, 48), distractors=0, moving=True)
         cmd = [sys.executable, "-m", "engine.cli", "audit", str(root), "--out", str(Path(tmp) / "a.csv")]
         t0 = time.perf_counter()
         subprocess.run(cmd, check=True, capture_output=True)
-        return {"frames": frames, "seconds": round(time.perf_counter() - t0, 2)}
+        secs = time.perf_counter() - t0
+        judged = sum(1 for r in (Path(tmp) / "a.csv").read_text().splitlines()[1:] if ",sequence" in r)
+        return {"frames": frames, "judged": judged, "seconds": round(secs, 2)}
 
 
 def main() -> None:

@@ -17,6 +17,7 @@ from engine.core import Dataset, Label
 # the last run of digits in a file's stem: frame_00042_rgb, img_0042, clip_000123
 _FRAME = re.compile(r"^(.*?)(\d+)(\D*)$")
 MIN_LEN = 8  # shorter runs of numbered names are no video worth judging
+MIN_PX = 0.1  # no point label is more precise than a tenth of a pixel: the smallest local scale
 SMOOTH = (
     0.5  # a video's labels move less from frame to frame than this share of the gap between random frames
 )
@@ -101,7 +102,14 @@ def sequence_findings(frames: Frames, n_points: int) -> list[Finding]:
         if n_points and d == 2 * n_points
         else [slice(0, d)]
     )
-    fits: list[SeqFit] = [fit_sequences(frames.seq, frames.t, frames.y[:, b]) for b in blocks]
+    if n_points:
+        floor = MIN_PX
+    else:  # scalars: a thousandth of the labels' spread
+        q = np.percentile(frames.y, [10, 90])
+        floor = 1e-3 * float(q[1] - q[0])
+    fits: list[SeqFit] = [
+        fit_sequences(frames.seq, frames.t, frames.y[:, b], min_scale=floor) for b in blocks
+    ]
     scores = np.stack([np.nan_to_num(f.score, nan=-1.0) for f in fits], 1)
     worst = scores.argmax(1)
     expected = np.concatenate([f.expected for f in fits], 1)
