@@ -179,3 +179,31 @@ def test_rank_merges_the_model_with_the_audit(tmp_path: Path) -> None:
     assert ranked[0].item == names[10] and ranked[1].item == names[30]
     assert set(doubts[names[10]].reasons) == {SEQUENCE, MODEL}
     assert doubts[names[30]].reasons[0] == MODEL
+
+
+def test_look_alike_and_duplicate_findings_from_stored_embeddings(tmp_path: Path) -> None:
+    from engine.audit.findings import NEIGHBOURS
+    from engine.data.synth import make_points_csv
+    from engine.runs.embeddings import Embeddings, embeddings_path, item_key, save_embeddings
+
+    syn = make_points_csv(tmp_path / "pts", n=24)
+    ds = open_dataset(syn.root)
+    names = [it.name for it in ds.items]
+    rng = np.random.default_rng(0)
+    centres = np.array([[20.0, 20.0], [60.0, 40.0]])
+    with LabelStore.open(ds) as store:
+        for i, n in enumerate(names):  # two clusters of look-alikes share a label; item 0's is 15 px off
+            lab = centres[i % 2] + rng.normal(0, 0.3, 2) + ((15, 0) if i == 0 else (0, 0))
+            store.correct(n, tuple(float(v) for v in lab))
+        vecs = rng.normal(size=(2, 16))[np.arange(24) % 2] + 0.6 * rng.normal(size=(24, 16))
+        vecs[23] = vecs[20]  # an exact duplicate of item 20 ...
+        store.correct(names[23], tuple(float(v) for v in centres[1] + (9, 9)))  # ... labelled elsewhere
+        keys = [item_key(it.path) for it in ds.items]
+        save_embeddings(embeddings_path(store.dir, "imagenet-x"), Embeddings(names, vecs, keys, {}))
+        found = audit(ds, store)
+    nb = [f for f in found if f.reason == NEIGHBOURS]
+    assert {nb[0].item, nb[1].item} == {names[0], names[23]}
+    assert "look-alike" in nb[0].why
+    dup = [f for f in found if f.reason == DUPLICATE]
+    assert {f.item for f in dup} == {names[20], names[23]}  # which of the two is wrong: a person decides
+    assert not [f for f in found if f.reason == SEQUENCE]  # numbered names, but no video
