@@ -9,8 +9,8 @@ where its neighbours put it. The doubt is the distance from there to the label o
 trusted neighbours sit from where their own neighbours put them (so fast motion, where labels are noisier, needs a
 bigger miss), widened where the fit extrapolates. The whole check runs twice, each frame's weight as a neighbour
 lowered by its first doubt, so a drifted run's frames stop vouching for each other.
-``benchmarks/bench_audit.py`` chose this over the two-neighbour mean, a median filter, a Hampel filter and the plain
-reweighted local quadratic (``lms=False``)."""
+``benchmarks/bench_audit.py`` chose this over the two-neighbour mean, a median filter, a Hampel filter, a Kalman
+two-filter smoother and the plain reweighted local quadratic (``lms=False``)."""
 
 from __future__ import annotations
 
