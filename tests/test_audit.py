@@ -207,3 +207,14 @@ def test_look_alike_and_duplicate_findings_from_stored_embeddings(tmp_path: Path
     dup = [f for f in found if f.reason == DUPLICATE]
     assert {f.item for f in dup} == {names[20], names[23]}  # which of the two is wrong: a person decides
     assert not [f for f in found if f.reason == SEQUENCE]  # numbered names, but no video
+
+
+def test_a_still_video_is_a_sequence(tmp_path: Path) -> None:
+    rng = np.random.default_rng(11)
+    y = np.array([50.0, 30.0]) + rng.normal(0, 0.3, (30, 2))  # someone sitting still
+    y[12] += (6, 0)
+    write_sequence(tmp_path, y)
+    ds = open_dataset(tmp_path)
+    with LabelStore.open(ds) as store:
+        found = audit(ds, store)
+    assert found[0].item == "clip/img_0013.png" and found[0].reason == SEQUENCE

@@ -18,6 +18,9 @@ from engine.core import Dataset, Label
 _FRAME = re.compile(r"^(.*?)(\d+)(\D*)$")
 MIN_LEN = 8  # shorter runs of numbered names are no video worth judging
 MIN_PX = 0.1  # no point label is more precise than a tenth of a pixel: the smallest local scale
+STILL_PX = (
+    1.0  # point labels that move less than this per frame (median) are a still video, whatever the spread
+)
 SMOOTH = (
     0.5  # a video's labels move less from frame to frame than this share of the gap between random frames
 )
@@ -43,9 +46,12 @@ class Frames:
     y: np.ndarray  # (n, d) labels
 
 
-def find_sequences(names: Sequence[str], groups: Sequence[str], labels: Sequence[Label | None]) -> Frames:
+def find_sequences(
+    names: Sequence[str], groups: Sequence[str], labels: Sequence[Label | None], still: float = 0.0
+) -> Frames:
     """The items that form sequences: same group, folder and name pattern, at least ``MIN_LEN`` labelled frames
-    of one label length, labels that move smoothly from frame to frame (numbered unrelated images do not)."""
+    of one label length, labels that move smoothly from frame to frame (numbered unrelated images do not) or by
+    less than ``still`` (``STILL_PX`` for points)."""
     runs: dict[tuple, list[tuple[int, str, Label]]] = {}
     for name, group, lab in zip(names, groups, labels, strict=True):
         key = frame_key(name, group)
@@ -65,7 +71,7 @@ def find_sequences(names: Sequence[str], groups: Sequence[str], labels: Sequence
         y = np.array([r[2] for r in rows], dtype=np.float64)
         if d is not None and y.shape[1] != d:
             continue
-        if not is_smooth(t, y):
+        if not is_smooth(t, y, still):
             continue
         d = y.shape[1]
         out_names += [r[1] for r in rows]
@@ -77,15 +83,17 @@ def find_sequences(names: Sequence[str], groups: Sequence[str], labels: Sequence
     return Frames(out_names, np.concatenate(seqs), np.concatenate(ts), np.concatenate(ys))
 
 
-def is_smooth(t: np.ndarray, y: np.ndarray) -> bool:
-    """Whether labels of consecutive frames sit much closer than those of frames far apart (a video)."""
+def is_smooth(t: np.ndarray, y: np.ndarray, still: float = 0.0) -> bool:
+    """Whether labels of consecutive frames sit much closer than those of frames far apart (a video), or move
+    less than ``still`` from frame to frame (a video of someone sitting still)."""
     near = np.linalg.norm(np.diff(y, axis=0), axis=1)[np.diff(t) <= 2]
     if len(near) < MIN_FRAMES:
         return False
     rng = np.random.default_rng(0)
     i, j = rng.integers(0, len(y), (2, 256))
     far = np.linalg.norm(y[i] - y[j], axis=1)
-    return float(np.median(near)) < SMOOTH * float(np.median(far)) + 1e-12
+    step = float(np.median(near))
+    return step < SMOOTH * float(np.median(far)) + 1e-12 or step < still
 
 
 def _fmt(v: float) -> str:
@@ -149,8 +157,11 @@ def _why(f: SeqFit, i: int, point: int | None, is_point: bool, label: np.ndarray
 def check_sequences(ds: Dataset, labels: dict[str, Label]) -> tuple[list[Finding], int]:
     """The sequence check of a dataset's effective ``labels``: findings and how many frames were judged."""
     items = ds.items
-    frames = find_sequences(
-        [it.name for it in items], [it.group for it in items], [labels.get(it.name) for it in items]
-    )
     n_points = ds.n_points if ds.kind == "point" else 0
+    frames = find_sequences(
+        [it.name for it in items],
+        [it.group for it in items],
+        [labels.get(it.name) for it in items],
+        STILL_PX if n_points else 0.0,
+    )
     return sequence_findings(frames, n_points), len(frames.names)
