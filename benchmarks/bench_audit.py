@@ -299,11 +299,65 @@ def time_cli(frames: int = 400) -> dict[str, float]:
         return {"frames": frames, "judged": judged, "seconds": round(secs, 2)}
 
 
+def simulated_model(
+    seq: np.ndarray, base: np.ndarray, seed: int, sigma: float, rho: float = 0.9
+) -> np.ndarray:
+    """Out-of-fold predictions of a model that misses the true centre by ``sigma`` px per axis, its misses
+    correlated from frame to frame (AR(1), ``rho``: look-alike frames are missed alike)."""
+    rng = np.random.default_rng(1000 + seed)
+    e = np.zeros_like(base)
+    for i in range(len(base)):
+        fresh = rng.normal(0, sigma, base.shape[1])
+        same = i > 0 and seq[i] == seq[i - 1]
+        e[i] = rho * e[i - 1] + np.sqrt(1 - rho * rho) * fresh if same else fresh
+    return base + e
+
+
+def merged_ranking(seq, t, uv, seqs, seeds, sigma: float) -> dict[str, dict[str, float]]:
+    """Recall at k of the model's doubt alone (``engine.labels.quality.score_rows`` on simulated predictions),
+    the sequence check alone and both merged as ``imgreg rank`` merges them (``engine.audit.run.merge``)."""
+    from engine.audit.run import merge, model_findings
+    from engine.audit.sequence import Frames, sequence_findings
+    from engine.labels.quality import score_rows
+    from engine.labels.store import PredictionRow
+
+    keep = np.isin(seq, seqs)
+    s, tt, base = seq[keep], t[keep], uv[keep]
+    names = [f"{a}/frame_{b:05d}_rgb.png" for a, b in zip(s, tt, strict=True)]
+    acc: dict[str, dict[str, list[float]]] = {}
+    for seed in seeds:
+        y, kind = plant(s, tt, base, seed)
+        pred = simulated_model(s, base, seed, sigma)
+        labels = {n: tuple(v) for n, v in zip(names, y, strict=True)}
+        rows = score_rows(
+            [PredictionRow(n, tuple(p), None, None) for n, p in zip(names, pred, strict=True)], labels
+        )
+        model = model_findings(rows)
+        seqf = sequence_findings(Frames(names, np.unique(s, return_inverse=True)[1], tt, y), 1)
+        pos = {n: i for i, n in enumerate(names)}
+        for name, found in (
+            ("model", [merge(model)]),
+            ("sequence", [merge(seqf)]),
+            ("merged", [merge(model, seqf)]),
+        ):
+            score = np.zeros(len(names))
+            for d in found[0]:
+                score[pos[d.item]] = d.score
+            for key, v in recall(score, kind).items():
+                acc.setdefault(name, {}).setdefault(key, []).append(v)
+    return {m: {k: round(float(np.mean(v)), 4) for k, v in r.items()} for m, r in acc.items()}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--tune", action="store_true", help="grid over the fit's settings on the tuning sequences")
     p.add_argument(
         "--cli", type=int, default=0, metavar="N", help="also time `imgreg audit` on N generated frames"
+    )
+    p.add_argument(
+        "--merge",
+        action="store_true",
+        help="also rank with a simulated model's doubt, the sequence check's and both merged (held-out sequences)",
     )
     args = p.parse_args()
     seq, t, uv = load_biwi()
@@ -341,6 +395,13 @@ def main() -> None:
     for part in ("held_out", "all"):
         for name, v in result[part]["methods"].items():
             print(f"{part:9s} {name:16s} {v}", file=sys.stderr)
+    if args.merge:
+        result["merge"] = {
+            f"model_sigma_{sg}px": merged_ranking(seq, t, uv, HELD_SEQS, REPORT_SEEDS[:2], sg)
+            for sg in (1.6, 4.0)
+        }
+        for k, v in result["merge"].items():
+            print(k, v, file=sys.stderr)
     if args.cli:
         result["cli"] = time_cli(args.cli)
     print(json.dumps(result))
