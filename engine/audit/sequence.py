@@ -100,8 +100,9 @@ def _fmt(v: float) -> str:
     return f"{v:.3g}" if abs(v) < 100 else f"{v:.0f}"
 
 
-def sequence_findings(frames: Frames, n_points: int) -> list[Finding]:
-    """One finding per judged frame: the worst point's doubt, where the fit expects the label, why in words."""
+def sequence_findings(frames: Frames, n_points: int, point_names: Sequence[str] = ()) -> list[Finding]:
+    """One finding per judged frame: the worst point's doubt, where the fit expects the label, why in words
+    (points named by ``point_names`` when given, else numbered from 1)."""
     if not frames.names:
         return []
     d = frames.y.shape[1]
@@ -132,17 +133,27 @@ def sequence_findings(frames: Frames, n_points: int) -> list[Finding]:
                 name,
                 float(f.score[i]),
                 SEQUENCE,
-                _why(f, i, p if len(fits) > 1 else None, n_points > 0, frames.y[i, blocks[p]]),
+                _why(
+                    f,
+                    i,
+                    _point(p, point_names) if len(fits) > 1 else None,
+                    n_points > 0,
+                    frames.y[i, blocks[p]],
+                ),
                 tuple(float(v) for v in expected[i]),
             )
         )
     return out
 
 
-def _why(f: SeqFit, i: int, point: int | None, is_point: bool, label: np.ndarray) -> str:
+def _point(p: int, names: Sequence[str]) -> str:
+    return f"the {names[p]}" if p < len(names) and names[p] else f"point {p + 1}"
+
+
+def _why(f: SeqFit, i: int, point: str | None, is_point: bool, label: np.ndarray) -> str:
     """One line for a person: how far from the fit, which frames said so, how fast things move there."""
     span = f"frames {f.first[i]}-{f.last[i]}"
-    what = f"point {point + 1} is " if point is not None else ""
+    what = f"{point} is " if point is not None else ""
     if is_point:
         return (
             f"{what}{f.dist[i]:.1f} px from where {span} put it; it moves {f.motion[i]:.1f} px a frame here "
@@ -164,4 +175,4 @@ def check_sequences(ds: Dataset, labels: dict[str, Label]) -> tuple[list[Finding
         [labels.get(it.name) for it in items],
         STILL_PX if n_points else 0.0,
     )
-    return sequence_findings(frames, n_points), len(frames.names)
+    return sequence_findings(frames, n_points, ds.point_names), len(frames.names)
