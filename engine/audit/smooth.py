@@ -62,15 +62,19 @@ def _ridge(quad: np.ndarray, k: int) -> np.ndarray:
     return np.where(quad, 1e-6, 1e6)[:, None] * high + low
 
 
-def _solve(Y: np.ndarray, X: np.ndarray, w: np.ndarray, quad: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Weighted local fits (a line where ``quad`` is False): coefficients (n, 3, d) and residual norms (n, m)."""
-    # one-sided windows (sequence ends, gaps) fit a line: a quadratic extrapolates wildly
-    A = np.einsum("nmi,nm,nmj->nij", X, w, X)
-    p = np.arange(X.shape[2])
-    A[:, p, p] += _ridge(quad, X.shape[2]) * np.maximum(w.sum(1, keepdims=True), 1e-9)
-    b = np.einsum("nmi,nm,nmd->nid", X, w, Y)
+def _solve(
+    Y: np.ndarray, X: np.ndarray, XX: np.ndarray, w: np.ndarray, quad: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted local fits (a line where ``quad`` is False): coefficients (n, k, d) and residual norms (n, m);
+    ``XX`` (n, m, k * k) holds each row's outer products of ``X`` (batched matrix products: einsum is several
+    times slower here)."""
+    n, m, k = X.shape
+    A = (w[:, None, :] @ XX).reshape(n, k, k)
+    p = np.arange(k)
+    A[:, p, p] += _ridge(quad, k) * np.maximum(w.sum(1, keepdims=True), 1e-9)
+    b = (X * w[..., None]).transpose(0, 2, 1) @ Y
     beta = np.linalg.solve(A, b)
-    return beta, np.linalg.norm(Y - np.einsum("nmi,nid->nmd", X, beta), axis=2)
+    return beta, np.linalg.norm(Y - X @ beta, axis=2)
 
 
 def _leverage(X: np.ndarray, w: np.ndarray, quad: np.ndarray) -> np.ndarray:
@@ -86,10 +90,12 @@ def _leverage(X: np.ndarray, w: np.ndarray, quad: np.ndarray) -> np.ndarray:
 
 def _rowmedian(e: np.ndarray, on: np.ndarray) -> np.ndarray:
     """Row-wise median of ``e`` where ``on`` (1 where a row has none)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # rows without neighbours
-        s = np.nanmedian(np.where(on, e, np.nan), 1)
-    return np.maximum(np.nan_to_num(s, nan=1.0), 1e-9)
+    c = on.sum(1)
+    v = np.sort(np.where(on, e, np.inf), 1)
+    r = np.arange(len(e))
+    lo, hi = np.maximum(c - 1, 0) // 2, np.maximum(c, 1) // 2
+    med = 0.5 * (v[r, lo] + v[r, np.minimum(hi, e.shape[1] - 1)])
+    return np.where(c > 0, np.maximum(med, 1e-9), 1.0)
 
 
 def _fit(
@@ -102,6 +108,7 @@ def _fit(
     one side. A drifted run next to the frame is then outvoted before reweighting can bend the curve to it."""
     dt = dtf / half
     X = np.stack([dt**p for p in range(DEGREE + 1)], -1)  # (n, m, degree + 1)
+    XX = (X[..., :, None] * X[..., None, :]).reshape(*X.shape[:2], -1)
     on = w0 > 0
     best_e = np.zeros(dtf.shape)
     best_med = np.full(len(dtf), np.inf)
@@ -111,7 +118,7 @@ def _fit(
         wc = np.where(mask, w0, 0.0)
         use = wc > 0
         quad = ((use & (dtf < 0)).sum(1) >= 2) & ((use & (dtf > 0)).sum(1) >= 2)
-        _, e = _solve(Y, X, wc, quad)
+        _, e = _solve(Y, X, XX, wc, quad)
         med = np.where(use.sum(1) >= 3, _rowmedian(e, on), np.inf)
         better = (med < best_med) | ~np.isfinite(best_med)
         best_e = np.where(better[:, None], e, best_e)
@@ -127,7 +134,7 @@ def _fit(
         w[dead] = w0[dead]
         use = w > 0
         quad = quad_all & ((use & (dtf < 0)).sum(1) >= 2) & ((use & (dtf > 0)).sum(1) >= 2)
-        beta, e = _solve(Y, X, w, quad)
+        beta, e = _solve(Y, X, XX, w, quad)
     return beta[:, 0, :], e, w, _leverage(X, w, quad)
 
 
