@@ -25,19 +25,19 @@ def audit(
         ("neighbours", lambda: neighbour_findings(ds, labels, store.dir)),
         ("duplicates", lambda: duplicate_findings(ds, labels, store.dir)),
     ]
-    on_event(dict(progress("audit_progress", 0, len(checks))))
+    on_event(progress("audit_progress", 0, len(checks)))
     for i, (_, check) in enumerate(checks):
         if cancel is not None:
             cancel.raise_if_now()
         found += check()
-        on_event(dict(progress("audit_progress", i + 1, len(checks))))
+        on_event(progress("audit_progress", i + 1, len(checks)))
     return sort_findings(found)
 
 
 def _sequence(ds: Dataset, labels: dict[str, Label], on_event: OnEvent) -> list[Finding]:
     got, n = check_sequences(ds, labels)
     if n:  # silent otherwise: most datasets are no video
-        on_event(dict(note(f"sequence check: {n} frames judged against the frames around them")))
+        on_event(note(f"sequence check: {n} frames judged against the frames around them"))
     return got
 
 
