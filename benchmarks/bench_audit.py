@@ -15,8 +15,8 @@ Prints one JSON object as the last line. Run with ``nice``.
 Measured on the shared, busy 2-core CPU (2026-12-02), recall at k overall / small / large / drift, all 24 sequences:
 two-neighbour mean 0.35 / 0.04 / 1.00 / 0.00, median of 7 each side 0.66 / 0.39 / 1.00 / 0.59, Hampel 0.59, Kalman
 two-filter 0.87 / 0.90 / 0.99 / 0.72, the plain reweighted local quadratic 0.77 / 0.98 / 1.00 / 0.33, the audit
-0.95 / 0.93 / 1.00 / 0.92 in 4.4-8.6 s (held-out sequences 13-24: 0.92 / 0.92 / 0.99 / 0.85); ``imgreg audit`` on
-15,600 generated frames 6.1-8.0 s.
+0.95 / 0.93 / 1.00 / 0.92 in 3.5-8.6 s (held-out sequences 13-24: 0.92 / 0.92 / 0.99 / 0.85); ``imgreg audit`` on
+15,600 generated frames 6.1-16.7 s (indexing and creating the store included; the load varied).
 """
 
 from __future__ import annotations
