@@ -218,3 +218,20 @@ def test_a_still_video_is_a_sequence(tmp_path: Path) -> None:
     with LabelStore.open(ds) as store:
         found = audit(ds, store)
     assert found[0].item == "clip/img_0013.png" and found[0].reason == SEQUENCE
+
+
+def test_scalar_dataset_csv_has_one_expected_column(tmp_path: Path) -> None:
+    v = path(30, d=1, seed=12)[:, 0]
+    v[7] += 8
+    img = np.zeros((8, 8, 3), np.uint8)
+    rows = ["image,value"]
+    for i, x in enumerate(v):
+        write_image(tmp_path / "ds" / "clip" / f"img_{i + 1:04d}.png", img)
+        rows.append(f"clip/img_{i + 1:04d}.png,{x:.3f}")
+    (tmp_path / "ds" / "values.csv").write_text("\n".join(rows) + "\n")
+    out = tmp_path / "a.csv"
+    assert main(["audit", str(tmp_path / "ds"), "--out", str(out)]) == 0
+    got = list(csv.DictReader(io.StringIO(out.read_text())))
+    assert list(got[0]) == ["rank", "item", "score", "reason", "why", "expected"]
+    assert got[0]["item"] == "clip/img_0008.png" and "where frames" in got[0]["why"]
+    assert abs(float(got[0]["expected"]) - (v[7] - 8)) < 2
