@@ -36,13 +36,16 @@ EventType = Literal[
     "predict_progress",
     "embed_progress",
     "cache_progress",
+    "audit_progress",
     "note",
     "finished",
     "cancelled",
     "failed",
     "summary",
 ]
-ProgressType = Literal["predict_progress", "lr_find_progress", "embed_progress", "cache_progress"]
+ProgressType = Literal[
+    "predict_progress", "lr_find_progress", "embed_progress", "cache_progress", "audit_progress"
+]
 
 
 class Tagged(TypedDict, total=False):

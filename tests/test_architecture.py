@@ -20,6 +20,7 @@ TORCH_FREE = (
     "engine.data",
     "engine.labels",
     "engine.runs",
+    "engine.audit",
 )
 PACKAGES = ("engine", "imgreg_gui")
 

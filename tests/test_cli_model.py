@@ -84,7 +84,7 @@ def test_rank_out_of_fold_and_scalar_columns(tmp_path: Path, capsys: pytest.Capt
     # scalars: the labels of the fold models' nearest training items are the score's second opinion
     assert any("nearest training items by the fold models" in e.get("message", "") for e in events)
     rows = list(csv.DictReader(out.open()))
-    assert len(rows) == 12 and list(rows[0]) == ["rank", "item", "error", "score"]
+    assert len(rows) == 12 and list(rows[0]) == ["rank", "item", "error", "score", "reason", "why"]
     scores = [float(r["score"]) for r in rows]
     assert scores == sorted(scores, reverse=True)
     # predictions of a scalar run have value columns

@@ -139,7 +139,7 @@ def test_router_calls_the_handler_of_each_type() -> None:
     for e in one_of_each():
         route(e)
     assert seen == ["batch 0.5", "progress predict_progress", "progress lr_find_progress",
-                    "progress embed_progress", "cache"]  # fmt: skip
+                    "progress embed_progress", "cache", "progress audit_progress"]  # fmt: skip
     with pytest.raises(TypeError, match="no event type sizes"):
         Router(sizes=print)  # type: ignore[call-arg]
 

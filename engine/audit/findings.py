@@ -24,3 +24,27 @@ class Finding:
     reason: str  # one of REASONS
     why: str  # one line a non-specialist understands
     expected: Label | None = None  # where the check expects the label, original pixels or label units
+
+
+@dataclass(frozen=True)
+class Doubt:
+    """One review-queue row: an item, its combined doubt and every check's finding about it, strongest first."""
+
+    item: str
+    score: float  # the root sum of squares of the findings' scores: independent evidence adds up
+    findings: tuple[Finding, ...]
+
+    @property
+    def reasons(self) -> tuple[str, ...]:
+        """The findings' reasons, strongest first."""
+        return tuple(f.reason for f in self.findings)
+
+    @property
+    def why(self) -> str:
+        """Every finding's words, strongest first, ``; ``-joined."""
+        return "; ".join(f.why for f in self.findings)
+
+    @property
+    def expected(self) -> Label | None:
+        """The strongest finding's expected label that has one."""
+        return next((f.expected for f in self.findings if f.expected is not None), None)

@@ -7,7 +7,7 @@ import sqlite3
 import sys
 from collections.abc import Sequence
 
-from engine.cli import cache, interop, labels, model, similar, store
+from engine.cli import audit, cache, interop, labels, model, similar, store
 from engine.cli.common import CliError, Parser
 from engine.inputs import screen
 from engine.labels.store import StoreError
@@ -23,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     store.register(sub)
     similar.register(sub)
     cache.register(sub)
+    audit.register(sub)
     return p
 
 

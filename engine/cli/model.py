@@ -346,6 +346,8 @@ def interval_doubts(ds: Any, store: Any, rows: list[Any]) -> list[Any]:
 
 def cmd_rank(args: argparse.Namespace) -> int:
     """``imgreg rank``: items by disagreement, from a run's predictions or out-of-fold models."""
+    from engine.audit.run import with_audit
+    from engine.cli.audit import reason_text
     from engine.labels.quality import rank_rows, rank_run
     from engine.learn.predict import predict
     from engine.learn.rank import default_model_neighbours, out_of_fold
@@ -396,16 +398,24 @@ def cmd_rank(args: argparse.Namespace) -> int:
                 run_id, rows = res.run_id, rank_rows(res.rows, args.by)
                 rows = oof_intervals(rep, ds, store, run_id, rows, args.coverage)
             outside = interval_doubts(ds, store, rows)
-        rows = [r for r in rows if r.error is not None]
+            rows = [r for r in rows if r.error is not None]
+            # the model's doubt, the audit's and the intervals', merged: one queue
+            rows, doubts = with_audit(ds, store, rows, args.by, rep, (outside,))
         if args.top:
             rows = rows[: args.top]
-        table = [[i + 1, r.item, num(r.error), num(r.score)] for i, r in enumerate(rows)]
-        if args.out or not args.json:
-            write_csv(args.out, ["rank", "item", "error", "score"], table)
-        top = [
-            {"rank": i + 1, "item": r.item, "error": r.error, "score": r.score}
-            for i, r in enumerate(rows[:20])
+        why = {r.item: (reason_text(doubts[r.item]), doubts[r.item].why) if r.item in doubts else ("", "")
+               for r in rows}  # fmt: skip
+        score = {item: d.score for item, d in doubts.items()}
+        table = [
+            [i + 1, r.item, num(r.error), num(score.get(r.item)), *why[r.item]] for i, r in enumerate(rows)
         ]
+        if args.out or not args.json:
+            write_csv(args.out, ["rank", "item", "error", "score", "reason", "why"], table)
+        top = [
+            {"rank": i + 1, "item": r.item, "error": r.error, "score": score.get(r.item), "reason": why[r.item][0],
+             "why": why[r.item][1]}
+            for i, r in enumerate(rows[:20])
+        ]  # fmt: skip
         data = {"run_id": run_id, "n": len(rows), "by": args.by, "top": top, "out": args.out,
                 "outside_interval": len(outside)}  # fmt: skip
         if args.json or args.out:

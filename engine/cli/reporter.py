@@ -86,11 +86,18 @@ class Reporter:
             self._line(f"lr_find suggests {e['suggestion']:.2e}")
         elif e["type"] == "fold":
             self._line(f"--- fold {e['fold']}/{e['folds']} ---")
-        elif e["type"] in ("predict_progress", "lr_find_progress", "embed_progress", "cache_progress"):
+        elif e["type"] in (
+            "predict_progress",
+            "lr_find_progress",
+            "embed_progress",
+            "cache_progress",
+            "audit_progress",
+        ):
             what = {
                 "predict_progress": "predicted",
                 "embed_progress": "embedded",
                 "cache_progress": "cached",
+                "audit_progress": "checks",
             }.get(t, "lr_find")
             self._progress((t,), what, e["done"], e["total"])
         elif e["type"] == "failed" or e["type"] == "cancelled":

@@ -72,12 +72,17 @@ def write_image(path: Path, img: np.ndarray) -> None:
 
 
 def face_image(
-    rng: np.random.Generator, w: int, h: int, distractors: int = 3
+    rng: np.random.Generator,
+    w: int,
+    h: int,
+    distractors: int = 3,
+    at: tuple[float, float] | None = None,
 ) -> tuple[np.ndarray, float, float]:
-    """A background with a face at a random position; returns the image and the face centre in pixels."""
+    """A background with a face at a random position (or centred ``at``); returns the image and the face centre
+    in pixels."""
     r = min(w, h) * rng.uniform(0.12, 0.2)
-    cx = float(rng.uniform(r, w - r))
-    cy = float(rng.uniform(r, h - r))
+    cx = float(rng.uniform(r, w - r)) if at is None else at[0]
+    cy = float(rng.uniform(r, h - r)) if at is None else at[1]
     img = _background(rng, w, h, distractors)
     draw_face(img, cx, cy, r, rng)
     return img, cx, cy
@@ -107,11 +112,13 @@ def make_biwi(
     corrupt: int = 0,
     distractors: int = 3,
     cals: dict[str, tuple[float, float, float, float]] | None = None,
+    moving: bool = False,
 ) -> Synth:
     """Write a Biwi-layout dataset (``NN/frame_NNNNN_rgb.png`` + ``_pose.txt`` + per-folder ``rgb.cal``).
 
     ``size`` is (w, h). Each folder gets its own calibration (scaled to the image size, slightly different per folder
     unless ``cals`` is given); ``corrupt`` items get a pose file whose centre is moved far from the face.
+    ``moving``: the face drifts smoothly from frame to frame (a video, for the sequence check).
     """
     rng = np.random.default_rng(seed)
     root = Path(root)
@@ -134,7 +141,12 @@ def make_biwi(
             RGB_CAL_TEMPLATE.format(fx=cal[0], fy=cal[1], cx=cal[2], cy=cal[3], w=w, h=h)
         )
         for f in range(frames):
-            img, u, v = face_image(rng, w, h, distractors)
+            at = (
+                (w * (0.5 + 0.2 * np.sin(f / 25 + g)), h * (0.5 + 0.2 * np.cos(f / 30 + g)))
+                if moving
+                else None
+            )
+            img, u, v = face_image(rng, w, h, distractors, at)
             stem = f"frame_{f + 3:05d}"
             write_image(gdir / f"{stem}_rgb.{ext}", img)
             name = f"{group}/{stem}_rgb.{ext}"

@@ -40,6 +40,7 @@ class Handlers(TypedDict, total=False):
     lr_find_progress: Callable[[Progress], None]
     embed_progress: Callable[[Progress], None]
     cache_progress: Callable[[Progress], None]
+    audit_progress: Callable[[Progress], None]
 
 
 class Router:
