@@ -11,12 +11,12 @@ pytest.importorskip("pytestqt")
 
 from PySide6.QtCore import Qt  # noqa: E402
 
+from engine.core import label_distance  # noqa: E402
 from engine.data import open_dataset  # noqa: E402
 from engine.data.synth import make_biwi  # noqa: E402
 from engine.labels.store import LabelStore, PredictionRow  # noqa: E402
 from imgreg_gui.model.editing import Editor  # noqa: E402
 from imgreg_gui.model.state import AppState  # noqa: E402
-from engine.core import label_distance  # noqa: E402
 from imgreg_gui.training.review import ReviewPanel  # noqa: E402
 from imgreg_gui.training.review_model import ERROR_COL  # noqa: E402
 from imgreg_gui.training.runs import RunsPanel, load_runs, metric_columns  # noqa: E402
