@@ -368,7 +368,7 @@ class LabelStore:
         """Record the items' original labels, keeping corrections; returns the names added or changed."""
         wanted = {it.name: encode_label(it.label) for it in items}
 
-        def work(conn: sqlite3.Connection) -> list[str]:
+        def work(conn: sqlite3.Connection) -> list[LabelRecord]:
             known = {
                 r[0]: r[1:]
                 for r in conn.execute("SELECT item, original, source, verified, current FROM labels")

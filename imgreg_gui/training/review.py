@@ -336,7 +336,7 @@ class ReviewPanel(QWidget):
         rows: list[ReviewRow] = []
         self._preds = {}
         if ds is not None and store is not None:
-            preds = {}
+            preds: dict[str, Any] = {}
             if self.source:
                 preds = st.preds if self.source == st.active_run else store.predictions(self.source)
             self._preds = preds
@@ -384,7 +384,8 @@ class ReviewPanel(QWidget):
             self.status.setText("")
         elif rows:
             self.status.setText(
-                f"{len(rows):,} labels doubted by the checks (no run yet): hover a reason to read why."
+                f"{len(rows):,} label{'s' if len(rows) != 1 else ''} doubted by the checks (no run yet): "
+                "hover a reason to read why."
             )
         elif ds is not None:
             self.status.setText(
