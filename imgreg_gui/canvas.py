@@ -370,7 +370,9 @@ class ImageCanvas(QGraphicsView):
                 r = self.legend_rect
                 draw_chip(p, r.topLeft(), self._legend_rows(), corner="top-left", max_width=r.width())
                 if self.kind == "scalar" and self.interval and len(self.interval) == 2:
-                    top = r.bottom() + 6 if r.bottom() + 46 <= vp.height() else r.top() - 46  # below, or above
+                    top = (
+                        r.bottom() + 6 if r.bottom() + 46 <= vp.height() else r.top() - 46
+                    )  # below, or above
                     bar = QRectF(r.left(), top, max(r.width(), 220.0), 40)
                     lab, pred, exp = self.shown_label(), self.pred, self.expected
                     draw_interval_bar(

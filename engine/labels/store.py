@@ -255,6 +255,12 @@ class LabelStore:
                 for ident in [i for i in self._conns if i not in alive]:
                     with contextlib.suppress(sqlite3.Error):
                         self._conns.pop(ident).close()
+                # A dead thread's ident can be reused (worker threads come and go): close its connection, or
+                # it stays open unseen and keeps the WAL from being checkpointed when the store closes.
+                old = self._conns.get(threading.get_ident())
+                if old is not None and old is not conn:
+                    with contextlib.suppress(sqlite3.Error):
+                        old.close()
                 self._conns[threading.get_ident()] = conn
         return conn
 
