@@ -195,3 +195,21 @@ def test_keyboard_moves_in_the_review_table_open_the_item(qtbot, win) -> None:
     assert win.state.current == queue[2]
     qtbot.keyClick(review.table, Qt.Key.Key_Home, Qt.KeyboardModifier.ControlModifier)
     assert win.state.current == queue[0]
+
+
+def test_run_findings_from_scores_and_intervals() -> None:
+    labels = {"a": (10.0, 10.0), "b": (10.0, 10.0), "c": (30.0,)}
+    preds = {
+        "a": PredictionRow(
+            "a", (10.0, 14.0), 4.0, None, 5.0, (6.0,)
+        ),  # score worth a look, inside its interval
+        "b": PredictionRow("b", (20.0, 10.0), 10.0, None, 1.0, (5.0,)),  # typical score, outside by twice
+    }
+    found = doubts.run_findings("r", preds, labels.get, "point")
+    assert [(f.item, f.reason) for f in found] == [("a", "model"), ("b", "interval")]
+    assert found[1].score == pytest.approx(doubts.WORTH_A_LOOK * 2) and found[1].expected == (20.0, 10.0)
+    assert doubts.run_findings("r", preds, labels.get, "point", names=["b"])[0].item == "b"
+    assert doubts.outside((30.0,), (25.0,), (20.0, 28.0), "scalar") == pytest.approx(2 / 8 + 1)
+    assert doubts.outside((25.0,), (25.0,), (20.0, 28.0), "scalar") is None
+    merged = {d.item: d for d in doubts.merge(found)}
+    assert doubts.reasons(merged["b"]) == ("interval",) and "outside" in doubts.why(merged["b"])

@@ -27,6 +27,8 @@ def audit(
     ds: Dataset, store: LabelStore, on_event: OnEvent = no_event, cancel: CancelToken | None = None
 ) -> list[Finding]:
     """Sequence doubts: a label far from the median of its group's two frames either side."""
+    if ds.format != "biwi":  # frames in sequence only
+        return []
     labels = store.effective_labels()
     by_group: dict[str, list[str]] = {}
     for it in ds.items:

@@ -3,7 +3,7 @@ labels outside its intervals) merged into one ``Doubt`` per item, and what the c
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from engine.audit.findings import INTERVAL, MODEL, Finding
 from engine.core import Label, label_distance
@@ -41,11 +41,16 @@ def run_findings(
     preds: Mapping[str, PredictionRow],
     effective: Callable[[str], Label | None],
     kind: str,
+    names: Iterable[str] | None = None,
 ) -> list[Finding]:
-    """The active run's evidence as findings: a label-quality score worth a look, a label outside its interval."""
+    """The active run's evidence as findings (of ``names`` only, when given): a label-quality score worth a look,
+    a label outside its interval."""
     out: list[Finding] = []
     unit = "" if kind == "scalar" else " px"
-    for name, row in preds.items():
+    for name in preds if names is None else names:
+        row = preds.get(name)
+        if row is None:
+            continue
         lab = effective(name)
         err = label_distance(lab, row.pred)
         far = f"{err:.1f}{unit} from the label" if err is not None else "here"

@@ -93,6 +93,7 @@ class AppState(QObject):
         self.counts: dict[str, int] = counts_of(())  # kept up to date from the records edits return
         self.findings: list[Finding] = []  # the audit's, for the open dataset
         self.doubts: dict[str, doubts.Doubt] = {}  # the audit's findings and the active run's, one per item
+        self._run_found: dict[str, list[Finding]] = {}  # the active run's findings by item
         self._index_of: dict[str, int] = {}
         self._version = 0  # bumped by every change the annotations depend on
         self._ann: tuple[int, str, Annotations] | None = None
@@ -163,7 +164,7 @@ class AppState(QObject):
         self.root = self.dataset = self.store = None
         self.items, self.records, self.preds, self.errors, self._index_of = [], {}, {}, {}, {}
         self.orphans, self.stale = {}, set()
-        self.counts, self.findings, self.doubts = counts_of(()), [], {}
+        self.counts, self.findings, self.doubts, self._run_found = counts_of(()), [], {}, {}
         self._version += 1
         self.current = self.active_run = None
         self.item_filter, self.item_filter_label = None, ""
@@ -293,17 +294,25 @@ class AppState(QObject):
                 self._update_error(r.item)
         if names:
             if self.preds:
-                self._recompute_doubts()
+                self._recompute_doubts(names)  # only these items' run evidence can have changed
             self._version += 1
             self.records_changed.emit(names)
 
     def set_findings(self, findings: list[Finding]) -> None:
         """The audit's findings for the open dataset (from a worker): merged with the run's into ``doubts``."""
         self.findings = list(findings)
-        self._recompute_doubts()
+        self._recompute_doubts([])  # the run's findings stand
 
-    def _recompute_doubts(self) -> None:
-        run = doubts.run_findings(self.active_run, self.preds, self.effective, self.kind)
+    def _recompute_doubts(self, names: list[str] | None = None) -> None:
+        """Merge the audit's findings with the run's (those of ``names`` found again, or all of them)."""
+        found = doubts.run_findings(self.active_run, self.preds, self.effective, self.kind, names)
+        if names is None:
+            self._run_found = {}
+        for n in names or ():
+            self._run_found.pop(n, None)
+        for f in found:
+            self._run_found.setdefault(f.item, []).append(f)
+        run = [f for fs in self._run_found.values() for f in fs]
         self.doubts = {d.item: d for d in doubts.merge(self.findings, run) if d.item in self._index_of}
         self._version += 1
         self.doubts_changed.emit()
