@@ -70,6 +70,7 @@ def test_opening_audits_off_the_gui_thread_and_fills_the_queue_with_reasons(qtbo
     assert review.rows[0].reasons == (SEQUENCE,) and review.rows[1].reasons == (DUPLICATE,)
     assert review.model.data(review.model.index(0, REASON_COL)) == SEQUENCE
     assert review.model.data(review.model.index(0, REASON_COL), Qt.ItemDataRole.ToolTipRole) == WHY
+    assert WHY in win.panel.model.tooltip(win.dataset.items[1])  # the item list's hover says why too
     review.reason_box.setCurrentText(DUPLICATE)
     assert review.names() == [b]
     review.reason_box.setCurrentText("All reasons")

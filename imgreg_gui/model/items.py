@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
 from PySide6.QtGui import QBrush, QColor, QIcon
 
@@ -337,6 +339,10 @@ class ItemModel(QAbstractTableModel):
         sc = self.score(it.name)
         if sc is not None:
             lines.append(f"Label-quality score: {sc:.2f}")
+        d = self.state.doubt(it.name)
+        if d is not None:
+            why = "<br>".join(html.escape(f.why) for f in d.findings)
+            lines.append(f"<span style='color:#c084fc'>Doubted ({d.score:.1f}):</span> {why}")
         return "<br>".join(lines)
 
 
