@@ -435,8 +435,7 @@ class ReviewPanel(QWidget):
             return
         for r in self.all_rows:
             self._set_doubt(r, self._preds.get(r.name), found.get(r.name))
-        for i in range(len(self.model.rows)):
-            self.model.row_changed(i)
+        self.model.rows_changed()
 
     @property
     def rows(self) -> list[ReviewRow]:

@@ -126,6 +126,11 @@ class ReviewModel(QAbstractTableModel):
         """Repaint row ``i``."""
         self.dataChanged.emit(self.index(i, 0), self.index(i, len(COLUMNS) - 1))
 
+    def rows_changed(self) -> None:
+        """Repaint every row (one signal, however long the queue)."""
+        if self.rows:
+            self.dataChanged.emit(self.index(0, 0), self.index(len(self.rows) - 1, len(COLUMNS) - 1))
+
     def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: N802, B008 (Qt override)
         """Number of visible rows."""
         return 0 if parent.isValid() else len(self.rows)
