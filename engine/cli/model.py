@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import engine.cli.ddp as ddp
+from engine import events
 from engine.cli.common import (
     CliError,
     add_image_root,
@@ -166,7 +167,7 @@ def train_config(args: argparse.Namespace, rep: Reporter | None = None, ds: Any 
 
         pretrained = local_weights(args.arch) is not None
         if not pretrained and rep is not None:
-            rep({"type": "note", "message": f"no cached ImageNet weights for {args.arch}: random weights"})
+            rep(events.note(f"no cached ImageNet weights for {args.arch}: random weights"))
 
     size = args.size if args.size != "auto" else (auto_size(ds) if ds is not None else DEFAULT_SIZE)
     cfg = TrainConfig(
@@ -199,7 +200,7 @@ def engine_errors(rep: Reporter | None = None):
         NotImplementedError,
     ) as e:
         if rep is not None and rep.as_json and not isinstance(e, TrainingError):
-            rep({"type": "failed", "message": str(e)})
+            rep(events.failed(str(e)))
         raise CliError(str(e)) from None
 
 
@@ -332,7 +333,7 @@ def _predict_onnx(args: argparse.Namespace) -> int:
             run_id, rows = predict_onnx(args.run, ds, store, tta=args.tta, on_event=rep, bs=args.bs)
         except OnnxError as e:
             if rep.as_json:
-                rep({"type": "failed", "message": str(e)})
+                rep(events.failed(str(e)))
             raise CliError(str(e)) from None
         header, table = prediction_table(ds, dict(store.effective_labels()), rows)
         if args.out or not args.json:
@@ -355,7 +356,7 @@ def second_opinion(rep: Reporter, store_dir: Any, names: list[str], run_id: str 
 
     nbrs, src = stored_neighbours(store_dir, names, run_id)
     if nbrs is not None:
-        rep({"type": "note", "message": f"neighbours' labels in the {src} embeddings are a second opinion"})
+        rep(events.note(f"neighbours' labels in the {src} embeddings are a second opinion"))
     return nbrs
 
 

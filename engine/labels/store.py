@@ -474,7 +474,7 @@ class LabelStore:
         """Apply ``change(old record) -> (current, source, verified)`` and its history row in one transaction."""
         name = _name(item)
 
-        def work(conn: sqlite3.Connection) -> LabelRecord:
+        def work(conn: sqlite3.Connection) -> tuple[LabelRecord, Entry]:
             rows = conn.execute(
                 "SELECT item, original, current, source, verified FROM labels WHERE item = ?", (name,)
             ).fetchall()
@@ -509,6 +509,7 @@ class LabelStore:
                     kind,
                 ),
             ).lastrowid
+            assert hid is not None  # an INSERT sets lastrowid
             entry = Entry(
                 hid, now, name, kind, old.effective, old.source, current, source, verified, old.original
             )

@@ -11,10 +11,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from engine import events
 from engine.core import CancelToken, Dataset, Item, Label, OnEvent, no_event
 from engine.data.cache import ImageCache, cache_dir, open_cache
 from engine.data.squish import squish, squished_batches
-from engine.labels.store import PredictionRow
+from engine.labels.store import LabelStore, PredictionRow
 from engine.learn.arch import ModelConfig
 from engine.learn.device import resolve_device
 from engine.learn.dls import effective_labels
@@ -97,7 +98,7 @@ def predict_model(
     rows: list[PredictionRow] = []
     want_maps = heatmaps_to is not None and callable(getattr(model, "heatmaps", None))
     done = 0
-    on_event({"type": "predict_progress", "done": 0, "total": len(items)})
+    on_event(events.progress("predict_progress", 0, len(items)))
     amp = device.type == "cuda"
     with torch.inference_mode(), torch.autocast(device.type, enabled=amp):
         for batch in squished_batches(items, size, bs, workers, cache):
@@ -105,16 +106,16 @@ def predict_model(
                 cancel.raise_if_now()
             ok = [b for b in batch if b.img is not None]
             if ok:
-                x = to_batch([b.img for b in ok], cfg.normalize, device)
+                x = to_batch([b.img for b in ok if b.img is not None], cfg.normalize, device)
                 out, spread, hm = forward(model, x, tta, cfg.kind, want_maps)
-                out = out.cpu().numpy()
+                pred = out.cpu().numpy()
                 if hm is not None and heatmaps_to is not None:
                     for b, maps in zip(ok, hm.cpu().numpy(), strict=True):
                         write_heatmap(heatmap_path(heatmaps_to, b.item.name), maps)
                 sp = spread.cpu().numpy() if spread is not None else None
-                rows += batch_rows(ok, out, sp, size, cfg.kind == "point", labels)
+                rows += batch_rows(ok, pred, sp, size, cfg.kind == "point", labels)
             done += len(batch)
-            on_event({"type": "predict_progress", "done": done, "total": len(items)})
+            on_event(events.progress("predict_progress", done, len(items)))
     return rows
 
 
@@ -128,7 +129,7 @@ def default_items(ds: Dataset, items: list[Item] | list[str] | None) -> list[Ite
 def predict(
     run_dir: Path | str,
     ds: Dataset,
-    store: object | None = None,
+    store: LabelStore | None = None,
     items: list[Item] | list[str] | None = None,
     tta: bool = False,
     on_event: OnEvent = no_event,

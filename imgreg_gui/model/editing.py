@@ -77,10 +77,9 @@ class Editor(QObject):
 
         For a scalar item, Up/Down change the value by -dy (Up adds 1, Shift+Up adds 10).
         """
-        name = self._editable()
-        if name is None:
+        name, store = self._editable(), self.state.store
+        if name is None or store is None:
             return
-        store = self.state.store
         label = self.state.effective(name)
         before = self.state.record(name)
         if self.state.kind == "scalar":
@@ -98,21 +97,19 @@ class Editor(QObject):
 
     def accept_prediction(self) -> None:
         """Use the active run's prediction as the current item's label."""
-        name = self._editable()
+        name, store = self._editable(), self.state.store
         pred = self.state.prediction(name)
-        if name is None or pred is None:
+        if name is None or store is None or pred is None:
             if name:
                 self.state.notify("No prediction for this item: choose a run with predictions first")
             return
         before = self.state.record(name)
-        self.push(
-            commands.correct_command(self.state.store, name, tuple(pred.pred), "prediction", before=before)
-        )
+        self.push(commands.correct_command(store, name, tuple(pred.pred), "prediction", before=before))
 
     def accept_suggestion(self) -> None:
         """Move the current item's label to where its doubt expects it (one undoable correction)."""
-        name = self._editable()
-        if name is None:
+        name, store = self._editable(), self.state.store
+        if name is None or store is None:
             return
         want = self.state.annotations(name).expected
         if want is None:
@@ -120,29 +117,27 @@ class Editor(QObject):
             return
         text = f"Accept suggestion for {name}"
         self.push(
-            commands.correct_command(
-                self.state.store, name, tuple(want), text=text, before=self.state.record(name)
-            )
+            commands.correct_command(store, name, tuple(want), text=text, before=self.state.record(name))
         )
 
     def revert_label(self) -> None:
         """Go back to the label from the dataset's own files."""
-        name = self._editable()
-        if name is None:
+        name, store = self._editable(), self.state.store
+        if name is None or store is None:
             return
         rec = self.state.record(name)
         if rec is None or rec.source == "original":
             self.state.notify("This item already has its original label")
             return
-        self.push(commands.revert_command(self.state.store, name, rec))
+        self.push(commands.revert_command(store, name, rec))
 
     def mark_verified(self) -> None:
         """Toggle the verified mark of the current item."""
-        name = self._editable()
-        if name is None:
+        name, store = self._editable(), self.state.store
+        if name is None or store is None:
             return
-        rec = self.state.record(name) or self.state.store.record(name)
-        self.push(commands.verify_command(self.state.store, name, not rec.verified, rec))
+        rec = self.state.record(name) or store.record(name)
+        self.push(commands.verify_command(store, name, not rec.verified, rec))
 
     def undo(self) -> None:
         """Undo the last edit, showing the item it touched."""

@@ -28,9 +28,11 @@ from PySide6.QtWidgets import (
 
 from engine.audit.findings import REASONS
 from engine.core import label_distance
+from engine.events import Epoch, Event, Fold
 from imgreg_gui import settings
 from imgreg_gui.actions import Actions
 from imgreg_gui.jobs.process import ChildProcess, ChildResult, open_error_box
+from imgreg_gui.jobs.router import Router
 from imgreg_gui.model import doubts
 from imgreg_gui.model.editing import Editor
 from imgreg_gui.model.state import AppState
@@ -73,6 +75,7 @@ class ReviewPanel(QWidget):
         self.child = ChildProcess(self)
         self.child.ended.connect(self._on_rank_ended)
         self.child.event.connect(self._on_rank_event)
+        self._route = Router(fold=self._on_rank_fold, epoch=self._on_rank_epoch)
         self.make_rank_command = lambda dataset, folds, repeats=1: rank_command(
             dataset, TrainOptions.load(), folds, self.kind, repeats
         )
@@ -196,8 +199,14 @@ class ReviewPanel(QWidget):
         self.similar_btn = QPushButton("Find similar")
         self.similar_btn.setToolTip("Show the items most like this one in the Similar items panel (S)")
         self.similar_btn.setEnabled(False)  # wired to the window's action by install_shortcuts
-        buttons = (self.prev_btn, self.next_btn, self.advance, self.accept_btn, self.verify_btn)
-        buttons += (self.similar_btn,)
+        buttons = (
+            self.prev_btn,
+            self.next_btn,
+            self.advance,
+            self.accept_btn,
+            self.verify_btn,
+            self.similar_btn,
+        )
         for i, w in enumerate(buttons):
             actions.addWidget(w, i // 3, i % 3)
         lay.addLayout(actions)
@@ -245,13 +254,13 @@ class ReviewPanel(QWidget):
                 lambda _c=False: self._after_window_action("accept_suggestion")
             )
 
-        def key(name: str, fallback: str) -> str:
+        def keys_of(name: str, fallback: str) -> str:
             act = acts.all.get(name)
             seq = act.shortcut().toString(QKeySequence.SequenceFormat.NativeText) if act is not None else ""
             return seq or fallback
 
-        self._keys = {k: key(k, fb) for k, fb in (("accept", "Ctrl+Enter"), ("verify", "V"))}
-        self._keys["accept_suggestion"] = key("accept_suggestion", "G")
+        self._keys = {k: keys_of(k, fb) for k, fb in (("accept", "Ctrl+Enter"), ("verify", "V"))}
+        self._keys["accept_suggestion"] = keys_of("accept_suggestion", "G")
         self._update_hint()
 
     def _update_hint(self) -> None:
@@ -594,11 +603,14 @@ class ReviewPanel(QWidget):
         self.child.start(self.make_rank_command(ds.root, k, r))
         return True
 
-    def _on_rank_event(self, ev: dict) -> None:
-        if ev.get("type") == "fold":
-            self.status.setText(f"Out-of-fold ranking: model {ev.get('fold')} of {ev.get('folds')}...")
-        elif ev.get("type") == "epoch":
-            self.status.setText(self.status.text().split(" - ")[0] + f" - epoch {ev.get('epoch')}")
+    def _on_rank_event(self, ev: Event) -> None:
+        self._route(ev)
+
+    def _on_rank_fold(self, ev: Fold) -> None:
+        self.status.setText(f"Out-of-fold ranking: model {ev['fold']} of {ev['folds']}...")
+
+    def _on_rank_epoch(self, ev: Epoch) -> None:
+        self.status.setText(self.status.text().split(" - ")[0] + f" - epoch {ev['epoch']}")
 
     def _on_rank_ended(self, res: ChildResult) -> None:
         self.rank_btn.setText("Rank out-of-fold")
@@ -622,9 +634,9 @@ class ReviewPanel(QWidget):
             self.child.wait(3000)
 
 
-def _int(value: object, default: int) -> int:
+def _int(value: Any, default: int) -> int:
     """A remembered integer setting, or ``default`` when it is unreadable."""
     try:
-        return int(value)  # type: ignore[arg-type]
+        return int(value)
     except (TypeError, ValueError):
         return default
