@@ -199,18 +199,23 @@ def test_keyboard_moves_in_the_review_table_open_the_item(qtbot, win) -> None:
 
 
 def test_run_findings_from_scores_and_intervals() -> None:
-    labels = {"a": (10.0, 10.0), "b": (10.0, 10.0), "c": (30.0,)}
+    labels = {"a": (10.0, 10.0), "b": (10.0, 10.0)}
     preds = {
-        "a": PredictionRow(
-            "a", (10.0, 14.0), 4.0, None, 5.0, (6.0,)
-        ),  # score worth a look, inside its interval
-        "b": PredictionRow("b", (20.0, 10.0), 10.0, None, 1.0, (5.0,)),  # typical score, outside by twice
+        "a": PredictionRow("a", (10.0, 14.0), 4.0, None, 5.0, (6.0,), 0.9),  # score worth a look, inside
+        "b": PredictionRow("b", (20.0, 10.0), 10.0, None, 1.0, (5.0,), 0.9),  # typical score, one radius out
     }
     found = doubts.run_findings("r", preds, labels.get, "point")
     assert [(f.item, f.reason) for f in found] == [("a", "model"), ("b", "interval")]
-    assert found[1].score == pytest.approx(doubts.WORTH_A_LOOK * 2) and found[1].expected == (20.0, 10.0)
-    assert doubts.run_findings("r", preds, labels.get, "point", names=["b"])[0].item == "b"
-    assert doubts.outside((30.0,), (25.0,), (20.0, 28.0), "scalar") == pytest.approx(2 / 8 + 1)
-    assert doubts.outside((25.0,), (25.0,), (20.0, 28.0), "scalar") is None
+    assert found[1].score == pytest.approx(2.0) and found[1].expected == (20.0, 10.0)
+    assert [f.item for f in doubts.run_findings("r", preds, labels.get, "point", names=["b"])] == ["b"]
     merged = {d.item: d for d in doubts.merge(found)}
     assert doubts.reasons(merged["b"]) == ("interval",) and "outside" in doubts.why(merged["b"])
+
+
+def test_the_app_reads_intervals_without_importing_crepes(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, imgreg_gui.model.doubts, imgreg_gui.main_window; print('crepes' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
