@@ -403,7 +403,7 @@ def oof_intervals(
     try:
         rows = out_of_fold_intervals(rows, dict(store.effective_labels()), ds.kind == "point", coverage)
     except CoverageError as e:
-        rep({"type": "note", "message": f"no intervals: {e}"})
+        rep(events.note(f"no intervals: {e}"))
         return rows
     store.put_predictions(run_id, rows)
     return rows
