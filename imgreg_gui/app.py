@@ -72,6 +72,9 @@ def is_loaded(win) -> bool:
             return True
         return win.canvas.problem is not None and win.canvas.problem[0].startswith("Cannot")
     name = win.current_item_name()
+    audit = getattr(win, "audit", None)
+    if audit is not None and audit.running:  # the review queue fills when the audit is done
+        return False
     explore = getattr(win, "explore", None)
     if explore is not None and explore.wait_in_screenshots and not explore.idle():
         return False

@@ -22,6 +22,14 @@ from PySide6.QtWidgets import (
 from engine.core import Label
 from imgreg_gui import interaction
 from imgreg_gui.interaction import Drag
+from imgreg_gui.marks import (
+    ORIGINAL_COLOR,
+    GhostItem,
+    draw_interval_bar,
+    ghost_line,
+    interval_circle,
+    place_circle,
+)
 from imgreg_gui.model.items import format_label, label_distance
 from imgreg_gui.model.state import Annotations, AppState
 from imgreg_gui.overlays import (
@@ -89,6 +97,10 @@ class ImageCanvas(QGraphicsView):
         self.lines: list[QGraphicsLineItem] = []
         self.crosses: list[CrossItem] = []
         self.rings: list[CircleItem] = []
+        self.ghosts: list[GhostItem] = []  # where the doubt expects the label
+        self.ghost_lines: list[QGraphicsLineItem] = []
+        self.origs: list[GhostItem] = []  # where the label was before the correction
+        self.circles: list = []  # the prediction's interval, one circle per point
         self.tag = TagItem()
         self.tag.setVisible(False)
         self.scene_.addItem(self.tag)
@@ -113,6 +125,10 @@ class ImageCanvas(QGraphicsView):
         self.pending = False
         self.note: str | None = None
         self.stale = False  # the prediction is of an older version of the image
+        self.expected: Label | None = None
+        self.why = ""
+        self.interval: tuple[float, ...] | None = None
+        self.original: Label | None = None
         self.image_error: str | None = None
 
         self.legend_rect: QRectF | None = None  # where the legend was last drawn (None: not drawn)
@@ -123,6 +139,7 @@ class ImageCanvas(QGraphicsView):
         self._loading_timer.timeout.connect(self._show_loading)
         state.records_changed.connect(lambda names: self._follow_state() if state.current in names else None)
         state.active_run_changed.connect(self._follow_state)
+        state.doubts_changed.connect(self._follow_state)
 
     def _follow_state(self, *_args: object) -> None:
         """Draw the state's current annotations."""
@@ -177,7 +194,7 @@ class ImageCanvas(QGraphicsView):
         self.pix_item.setPixmap(QPixmap())
         self.image_size = None
         self.image_error = None
-        self.label = self.pred = None
+        self.label = self.pred = self.expected = self.original = self.interval = None
         self.problem = (title, detail)
         self._layout_overlays()
         self.viewport().update()
@@ -188,7 +205,14 @@ class ImageCanvas(QGraphicsView):
         self.note = ann.note
         self.stale = ann.stale
         stale_tip = f"Stale prediction: the image changed on disk since run {ann.run_id} predicted it"
-        self.setToolTip(stale_tip if ann.stale else "")
+        why = f"Doubted: {ann.why}" if ann.why else ""
+        self.setToolTip("\n".join(t for t in (stale_tip if ann.stale else "", why) if t))
+        self.expected, self.why, self.interval, self.original = (
+            ann.expected,
+            ann.why,
+            ann.interval,
+            ann.original,
+        )
         self.label = tuple(ann.label) if ann.label is not None else None
         self.pred = tuple(ann.pred) if ann.pred is not None else None
         self.source, self.verified, self.run_id, self.kind = ann.source, ann.verified, ann.run_id, ann.kind
@@ -299,12 +323,33 @@ class ImageCanvas(QGraphicsView):
         self._sync_count(self.lines, len(pairs), make_line)
         for line, (a, b) in zip(self.lines, pairs):
             line.setLine(a.x(), a.y(), b.x(), b.y())
+        self._layout_marks(lab, pred, has_img)
         dist = label_distance(self.shown_label(), self.pred) if pairs else None
         self.tag.setVisible(dist is not None)
         if dist is not None:
             a, b = pairs[0]
             self.tag.setPos((a + b) / 2)
             self.tag.set_text(f"{dist:.1f} px")
+
+    def _layout_marks(self, lab: list[QPointF], pred: list[QPointF], has_img: bool) -> None:
+        """The ghost of the expected position with a line from the label, the ghost of the original label, and
+        the interval circles around the prediction."""
+        exp = self._points(self.expected) if has_img and self.show_label else []
+        orig = self._points(self.original) if has_img and self.show_label else []
+        radii = list(self.interval or ()) if pred and len(self.interval or ()) == len(pred) else []
+        self._sync_count(self.ghosts, len(exp), GhostItem)
+        self._sync_count(self.origs, len(orig), lambda: GhostItem(ORIGINAL_COLOR, z=24))
+        self._sync_count(self.circles, len(radii), interval_circle)
+        pairs = list(zip(lab, exp)) if len(lab) == len(exp) else []
+        self._sync_count(self.ghost_lines, len(pairs), ghost_line)
+        for item, pt in zip(self.ghosts, exp):
+            item.setPos(pt)
+        for item, pt in zip(self.origs, orig):
+            item.setPos(pt)
+        for item, pt, r in zip(self.circles, pred, radii):
+            place_circle(item, pt, r)
+        for line, (a, b) in zip(self.ghost_lines, pairs):
+            line.setLine(a.x(), a.y(), b.x(), b.y())
 
     def drawForeground(self, p: QPainter, rect: QRectF | QRect) -> None:
         """The legend, the item header and placeholders, in viewport coordinates."""
@@ -324,13 +369,23 @@ class ImageCanvas(QGraphicsView):
             if self.legend_rect is not None:
                 r = self.legend_rect
                 draw_chip(p, r.topLeft(), self._legend_rows(), corner="top-left", max_width=r.width())
+                if self.kind == "scalar" and self.interval and len(self.interval) == 2:
+                    top = (
+                        r.bottom() + 6 if r.bottom() + 46 <= vp.height() else r.top() - 46
+                    )  # below, or above
+                    bar = QRectF(r.left(), top, max(r.width(), 220.0), 40)
+                    lab, pred, exp = self.shown_label(), self.pred, self.expected
+                    draw_interval_bar(
+                        p, bar, self.interval[0], self.interval[1], lab[0] if lab else None,
+                        pred[0] if pred else None, exp[0] if exp else None,
+                    )  # fmt: skip
         else:
             self.legend_rect = None
         p.restore()
 
     def marker_points(self) -> list[tuple[float, float]]:
         """The view positions of the drawn label and prediction markers."""
-        pts = [it.pos() for it in self.crosses + self.rings if it.isVisible()]
+        pts = [it.pos() for it in self.crosses + self.rings + self.ghosts + self.origs if it.isVisible()]
         return [(v.x(), v.y()) for v in (self.mapFromScene(pt) for pt in pts)]
 
     def _place_legend(self, vp: QRectF, top: float) -> QRectF | None:
@@ -351,11 +406,19 @@ class ImageCanvas(QGraphicsView):
         rows: list[tuple[str, str]] = []
         if self.kind == "scalar":
             rows.append(("none", f"Label  {format_label(label, 'scalar')}   ({state})"))
+            if self.original is not None:
+                rows.append(("original", f"Was  {format_label(self.original, 'scalar')}   (original)"))
             if self.pred is not None:
                 rows.append(("none", f"Prediction  {format_label(self.pred, 'scalar')}   ({run})"))
+                if self.interval and len(self.interval) == 2:
+                    lo, hi = self.interval
+                    rows.append(("interval", f"Interval  {lo:.4g} – {hi:.4g}"))
                 dist = label_distance(label, self.pred)
                 if dist is not None:
                     rows.append(("none", f"Error  {dist:.2f}"))
+            if self.expected is not None:
+                rows.append(("expected", f"Expected  {format_label(self.expected, 'scalar')}   (G accepts)"))
+                rows.append(("hint", self.why.splitlines()[0]))
             return rows
         if self.show_label:
             where = f"  {format_label(label)}" if label is not None and len(label) == 2 else ""
@@ -370,9 +433,24 @@ class ImageCanvas(QGraphicsView):
                 rows.append(
                     ("heat" if shown else "none", f"{'Heatmap  s' if shown else 'S'}pread {spread:.1f} px")
                 )
+        if (
+            self.show_pred
+            and self.pred is not None
+            and self.interval
+            and len(self.interval) * 2 == len(self.pred)
+        ):
+            r = ", ".join(f"{v:.1f}" for v in self.interval)
+            rows.append(("interval", f"Interval  radius {r} px"))
         dist = label_distance(label, self.pred)
         if self.show_line and self.show_label and self.show_pred and dist is not None:
             rows.append(("line", f"Error  {dist:.1f} px"))
+        if self.show_label and self.original is not None:
+            rows.append(("original", f"Was  {format_label(self.original)}  (original label)"))
+        if self.show_label and self.expected is not None:
+            off = label_distance(label, self.expected)
+            far = f", {off:.1f} px away" if off is not None else ""
+            rows.append(("expected", f"Expected  {format_label(self.expected)}{far}  (G accepts)"))
+            rows.append(("hint", self.why.splitlines()[0]))
         if self.show_hint and self.show_label and label is not None:
             rows.append(("hint", "Drag the cross · Ctrl+click to place · arrows nudge"))
         return rows

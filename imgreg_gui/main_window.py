@@ -40,6 +40,7 @@ from imgreg_gui.dialogs import about_box, shortcuts_dialog
 from imgreg_gui.docks import Docks
 from imgreg_gui.explore import ExploreController
 from imgreg_gui.files import FileOps, export_labels, orphan_text
+from imgreg_gui.jobs.audit import AuditWatch
 from imgreg_gui.jobs.image_loader import ImageLoader
 from imgreg_gui.model.editing import Editor
 from imgreg_gui.model.items import Navigator
@@ -85,6 +86,7 @@ class MainWindow(QMainWindow):
         self.status = StatusBar(self.state, self)
         self.setStatusBar(self.status)
         self.files = FileOps(self.state, self)
+        self.audit = AuditWatch(self.state, self)  # doubts on opening, before any training
         self.acts = build_actions(self, self.canvas, self._slots())
         menus = build_menus(self.menuBar(), self.acts)
         self.menu_bar = menus
@@ -101,6 +103,7 @@ class MainWindow(QMainWindow):
         st.records_changed.connect(self._on_records_changed)
         st.active_run_changed.connect(self._on_active_run)
         st.dataset_changed.connect(self._update_actions)
+        st.doubts_changed.connect(self._update_actions)
         self.panel.filter_changed.connect(self._update_position)
         self.panel.orphan_picked.connect(self._show_orphan)
         self.panel.filter_changed.connect(
@@ -141,7 +144,8 @@ class MainWindow(QMainWindow):
         slots = {
             "open": self.choose_dataset, "export": self.files.choose_export, "reload": self.files.reload,
             "quit": self.close,
-            "undo": ed.undo, "redo": ed.redo, "accept": ed.accept_prediction, "revert": ed.revert_label,
+            "undo": ed.undo, "redo": ed.redo, "accept": ed.accept_prediction,
+            "accept_suggestion": ed.accept_suggestion, "revert": ed.revert_label,
             "verify": ed.mark_verified, "place": self.toggle_place_mode, "next_point": self.next_point,
             "next": self.next_item, "prev": self.prev_item, "next_group": self.next_group,
             "prev_group": self.prev_group, "first": self.first_item, "last": self.last_item,
@@ -502,7 +506,7 @@ class MainWindow(QMainWindow):
         if self.dataset is None:
             self.status.set_summary("No dataset" if self._worker is None else "Indexing…")
         else:
-            counts = self.store.counts() if self.store else None
+            counts = self.state.counts if self.store else None
             self.status.show_dataset(self.dataset, counts, len(self.state.orphans))
 
     def _update_actions(self) -> None:
@@ -516,6 +520,8 @@ class MainWindow(QMainWindow):
         for key in ("revert", "verify", "place"):
             a.all[key].setEnabled(editable)
         a.accept.setEnabled(editable and self.state.prediction(self.state.current) is not None)
+        ann = self.state.annotations() if editable else None
+        a.accept_suggestion.setEnabled(ann is not None and ann.expected is not None)
         a.export.setEnabled(self.store is not None and not self.files.running)
         a.reload.setEnabled(self.store is not None and not self.files.running)
         a.sort_error.setEnabled(bool(self.state.preds))
@@ -575,6 +581,7 @@ class MainWindow(QMainWindow):
         self._stop_worker()
         self.files.wait()
         self.explore.shutdown()
+        self.audit.shutdown()
         for worker in list(self._old_workers):
             worker.wait(3000)
         self.loader.clear()

@@ -20,6 +20,11 @@ CHIP_BG = QColor(18, 20, 26, 200)
 CHIP_FG = QColor("#e8eaf0")
 MUTED_FG = QColor("#a9afbc")
 WARN_FG = QColor("#ff8a8e")
+SYMBOL_COLORS = {
+    "expected": "#c084fc",
+    "original": "#9ca3af",
+    "interval": "#ff5a5f",
+}  # legend rows of marks.py
 
 
 # Inferno: the dark rim stands out on skin and the pale core marks the peak.
@@ -255,6 +260,16 @@ def _draw_symbol(p: QPainter, symbol: str, c: QPointF) -> None:
     elif symbol == "line":
         p.setPen(QPen(LINE_COLOR, 2, Qt.PenStyle.DashLine))
         p.drawLine(QPointF(c.x() - 8, c.y()), QPointF(c.x() + 8, c.y()))
+    elif (
+        symbol in SYMBOL_COLORS
+    ):  # ghost markers (imgreg_gui.marks): a dashed cross; the interval: a dashed ring
+        p.setBrush(Qt.BrushStyle.NoBrush)
+        p.setPen(QPen(QColor(SYMBOL_COLORS[symbol]), 1.8, Qt.PenStyle.DashLine))
+        if symbol == "interval":
+            p.drawEllipse(c, 6.5, 6.5)
+        else:
+            p.drawLine(QPointF(c.x() - 7, c.y()), QPointF(c.x() + 7, c.y()))
+            p.drawLine(QPointF(c.x(), c.y() - 7), QPointF(c.x(), c.y() + 7))
 
 
 def draw_placeholder(p: QPainter, rect: QRectF, title: str, detail: str, broken: bool) -> None:

@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
 )
 
 from imgreg_gui.jobs.image_loader import ImageLoader
+from imgreg_gui.model.items import format_label
 
 THUMB = 96
 NAME_ROLE = Qt.ItemDataRole.UserRole
@@ -41,31 +42,23 @@ class Neighbour:
     error: float | None = None
 
 
-def fmt_label(label: tuple[float, ...] | None) -> str:
-    """A label as short text: ``34`` for a scalar, ``(120, 88)`` for one point, ``3 points`` otherwise."""
-    if label is None:
-        return "no label"
-    if len(label) == 1:
-        return f"{label[0]:.4g}"
-    if len(label) == 2:
-        return f"({label[0]:.0f}, {label[1]:.0f})"
-    return f"{len(label) // 2} points"
-
-
 def neighbour_text(n: Neighbour) -> str:
     """The caption under a thumbnail: distance, label, error."""
     err = f"\nerror {n.error:.3g}" if n.error is not None else ""
-    return f"d {n.distance:.3f}\n{fmt_label(n.label)}{err}"
+    return f"d {n.distance:.3f}\n{format_label(n.label, short=True, missing='no label')}{err}"
 
 
 def neighbour_tip(n: Neighbour) -> str:
     """The tooltip of a thumbnail: name, distance, label."""
-    return f"{n.item}\ndistance {n.distance:.4f}\nlabel {fmt_label(n.label)}"
+    return (
+        f"{n.item}\ndistance {n.distance:.4f}\nlabel {format_label(n.label, short=True, missing='no label')}"
+    )
 
 
 def query_text(query: str, label: tuple[float, ...] | None, error: float | None, note: str = "") -> str:
     """The panel's title: the query's file name, its label and error, and where the embeddings come from."""
-    lab = fmt_label(label) if label is None else f"label {fmt_label(label)}"
+    lab = format_label(label, short=True, missing="no label")
+    lab = lab if label is None else f"label {lab}"
     err = f", error {error:.3g}" if error is not None else ""
     return f"Similar to {Path(query).name}: {lab}{err}" + (f" ({note})" if note else "")
 

@@ -135,7 +135,8 @@ def test_review_queue_ordered_by_spread(qtbot, window) -> None:
     assert review.names() == names
     assert review.model.data(review.model.index(0, SPREAD_COL)) == "100.0"
     assert settings.settings().value("review/order") == "spread"
-    assert review.next_suspect() == names[0]
+    # Next suspect walks the queue from the current item (the first item heads this order).
+    assert window.state.current == names[0] and review.next_suspect() == names[1]
     review.set_order("error")
     assert review.names() == list(reversed(names))
 

@@ -11,12 +11,13 @@ pytest.importorskip("pytestqt")
 
 from PySide6.QtCore import Qt  # noqa: E402
 
+from engine.core import label_distance  # noqa: E402
 from engine.data import open_dataset  # noqa: E402
 from engine.data.synth import make_biwi  # noqa: E402
 from engine.labels.store import LabelStore, PredictionRow  # noqa: E402
 from imgreg_gui.model.editing import Editor  # noqa: E402
 from imgreg_gui.model.state import AppState  # noqa: E402
-from imgreg_gui.training.review import ReviewPanel, disagreement  # noqa: E402
+from imgreg_gui.training.review import ReviewPanel  # noqa: E402
 from imgreg_gui.training.review_model import ERROR_COL  # noqa: E402
 from imgreg_gui.training.runs import RunsPanel, load_runs, metric_columns  # noqa: E402
 
@@ -43,11 +44,11 @@ def setup(tmp_path: Path):
     store.close()
 
 
-def test_disagreement() -> None:
-    assert disagreement((0.0, 0.0), (3.0, 4.0)) == 5.0
-    assert disagreement((0.0, 0.0, 1.0, 1.0), (3.0, 4.0, 1.0, 1.0)) == 2.5
-    assert disagreement((10.0,), (7.0,), "scalar") == 3.0
-    assert disagreement((1.0, 2.0), None) is None
+def test_the_queue_error_is_the_one_label_distance() -> None:
+    assert label_distance((0.0, 0.0), (3.0, 4.0)) == 5.0
+    assert label_distance((0.0, 0.0, 1.0, 1.0), (3.0, 4.0, 1.0, 1.0)) == 2.5
+    assert label_distance((10.0,), (7.0,)) == 3.0
+    assert label_distance((1.0, 2.0), None) is None
 
 
 def test_queue_order_navigation_and_actions(qtbot, setup) -> None:

@@ -510,3 +510,16 @@ def test_folder_without_write_bits_uses_user_data_even_as_root(tmp_path: Path) -
             assert store.dir.is_relative_to(Path(os.environ["IMGREG_DATA_DIR"]))
     finally:
         root.chmod(0o755)
+
+
+def test_a_reused_thread_ident_closes_the_dead_threads_connection(store) -> None:
+    """Worker threads come and go and their idents are reused; the connection a dead thread left under the same
+    ident is closed when the new one is made, so none stays open unseen (it would keep the WAL from being
+    checkpointed at close)."""
+    old = store._conn()
+    store._local = threading.local()  # what a new thread with the same ident sees
+    new = store._conn()
+    assert new is not old
+    with pytest.raises(sqlite3.ProgrammingError):
+        old.execute("SELECT 1")
+    assert new.execute("SELECT 1").fetchone() == (1,)

@@ -11,13 +11,16 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
-from crepes import ConformalRegressor
 
 from engine.audit.findings import INTERVAL, Finding
 from engine.core import Label
 from engine.labels.store import PredictionRow
+
+if TYPE_CHECKING:
+    from crepes import ConformalRegressor
 
 MIN_CALIBRATION = 10  # fewer labelled items than this calibrate nothing worth a stated coverage
 
@@ -111,6 +114,8 @@ def calibrate(
         k = max(1, min(mondrian, len(cal) // MIN_CALIBRATION))
         edges = np.unique(np.quantile(preds, np.linspace(0, 1, k + 1)[1:-1])) if k > 1 else None
     bins = label_bins(np.array([r.pred[0] for r in cal]), edges) if edges is not None else None
+    from crepes import ConformalRegressor  # seconds to import: only when calibrating, not when the app reads
+
     regs = [ConformalRegressor().fit(res[:, j], sigmas=sig, bins=bins) for j in range(res.shape[1])]
     return Calibration(regs, point, coverage, edges, len(cal))
 

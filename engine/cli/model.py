@@ -7,7 +7,6 @@ import statistics
 import sys
 import time
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import engine.cli.ddp as ddp
@@ -27,7 +26,7 @@ from engine.cli.reporter import Reporter, stdin_control
 from engine.cli.train_options import PREDICT_BS, add_option, add_train_options, option_values, train_config
 from engine.core import Cancelled
 from engine.options import BY_NAME
-from engine.runs.files import read_json
+from engine.runs.files import is_spatial
 
 
 def register(subparsers: Any) -> None:
@@ -239,7 +238,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         check_out(ds, args.out)
         with engine_errors(rep):
             run_dir = resolve_run(args.run, store.dir)
-            maps = bool(getattr(args, "heatmaps", False)) and _spatial_run(run_dir)
+            maps = bool(getattr(args, "heatmaps", False)) and is_spatial(run_dir)
             if getattr(args, "heatmaps", False) and not maps:
                 print(
                     f"note: run {run_dir.name} has no heatmap head (pooled): --heatmaps ignored",
@@ -304,11 +303,6 @@ def _predict_onnx(args: argparse.Namespace) -> int:
         return 0
     finally:
         store.close()
-
-
-def _spatial_run(run_dir: Path) -> bool:
-    """Whether a run folder's model has the spatial (heatmap) head, from its config.json."""
-    return read_json(Path(run_dir) / "config.json").get("head") == "spatial"
 
 
 def second_opinion(rep: Reporter, store_dir: Any, names: list[str], run_id: str | None = None) -> Any:

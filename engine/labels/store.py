@@ -35,7 +35,6 @@ SOURCES = ("original", "corrected", "prediction")
 BUSY_TIMEOUT_MS = 10_000  # how long an edit waits for another writer before failing
 LOCK_POLL_MS = 20  # SQLite's own wait per attempt; short so a busy writer cannot starve us (see _retry)
 
-Listener = Callable[[list[str]], None]
 ItemRef = Item | str
 
 _SCHEMA = """
@@ -188,7 +187,7 @@ class LabelStore:
         self._conns: dict[int, sqlite3.Connection] = {}
         self._local = threading.local()
         self._lock = threading.Lock()
-        self._listeners: list[Listener] = []
+        self._listeners: list[tuple[Callable[[Any], None], bool]] = []
         self._pid = os.getpid()
         self._closed = False
         self.journal = Journal(self.dir)  # every edit is also appended here (see engine/labels/journal.py)
@@ -261,6 +260,12 @@ class LabelStore:
                 for ident in [i for i in self._conns if i not in alive]:
                     with contextlib.suppress(sqlite3.Error):
                         self._conns.pop(ident).close()
+                # A dead thread's ident can be reused (worker threads come and go): close its connection, or
+                # it stays open unseen and keeps the WAL from being checkpointed when the store closes.
+                old = self._conns.get(threading.get_ident())
+                if old is not None and old is not conn:
+                    with contextlib.suppress(sqlite3.Error):
+                        old.close()
                 self._conns[threading.get_ident()] = conn
         return conn
 
@@ -346,25 +351,25 @@ class LabelStore:
 
     # -- listeners -------------------------------------------------------------------------------------
 
-    def subscribe(self, callback: Listener) -> None:
-        """Call ``callback(names)`` after every edit made through this store (in the editing thread)."""
+    def subscribe(self, callback: Callable[[Any], None], records: bool = False) -> None:
+        """Call ``callback(names)`` after every edit made through this store (in the editing thread); with
+        ``records=True``, ``callback(list[LabelRecord])`` with the records as written, so nobody reads them again."""
         with self._lock:
-            self._listeners.append(callback)
+            self._listeners.append((callback, records))
 
-    def unsubscribe(self, callback: Listener) -> None:
+    def unsubscribe(self, callback: Callable[[Any], None]) -> None:
         """Stop calling ``callback``; unknown callbacks are ignored."""
         with self._lock:
-            with contextlib.suppress(ValueError):
-                self._listeners.remove(callback)
+            self._listeners = [(cb, r) for cb, r in self._listeners if cb != callback]
 
-    def _notify(self, names: list[str]) -> None:
-        if not names:
+    def _notify(self, recs: list[LabelRecord]) -> None:
+        if not recs:
             return
         with self._lock:
             listeners = list(self._listeners)
-        for callback in listeners:
+        for callback, records in listeners:
             try:
-                callback(list(names))
+                callback(list(recs) if records else [r.item for r in recs])
             except Exception:
                 log.exception("label store listener %r failed", callback)
 
@@ -374,8 +379,11 @@ class LabelStore:
         """Record the items' original labels, keeping corrections; returns the names added or changed."""
         wanted = {it.name: encode_label(it.label) for it in items}
 
-        def work(conn: sqlite3.Connection) -> list[str]:
-            known = {r[0]: r[1:] for r in conn.execute("SELECT item, original, source, verified FROM labels")}
+        def work(conn: sqlite3.Connection) -> list[LabelRecord]:
+            known = {
+                r[0]: r[1:]
+                for r in conn.execute("SELECT item, original, source, verified, current FROM labels")
+            }
             now = time.time()
             new = [(n, o, now) for n, o in wanted.items() if n not in known]
             changed = [(o, now, n) for n, o in wanted.items() if n in known and known[n][0] != o]
@@ -390,15 +398,20 @@ class LabelStore:
                 "VALUES (?, ?, ?, ?, ?, ?, ?, 'sync')",
                 [(n, known[n][0], o, known[n][1], known[n][1], known[n][2], now) for o, now, n in changed],
             )
-            return [n for n, _, _ in new] + [n for _, _, n in changed]
+            recs = [LabelRecord(n, decode_label(o), None, "original", False) for n, o, _ in new]
+            recs += [
+                LabelRecord(n, decode_label(o), decode_label(known[n][3]), known[n][1], bool(known[n][2]))
+                for o, _, n in changed
+            ]
+            return recs
 
         # Fast path: reopening an unchanged dataset takes no write lock at all.
         known = dict(self._read("SELECT item, original FROM labels"))
         if all(n in known and known[n] == o for n, o in wanted.items()):
             return []
-        names = self._write(work)
-        self._notify(names)
-        return names
+        recs = self._write(work)
+        self._notify(recs)
+        return [r.item for r in recs]
 
     # -- reads -----------------------------------------------------------------------------------------
 
@@ -509,7 +522,7 @@ class LabelStore:
 
         rec, entry = self._write(work)
         self._journal(entry)
-        self._notify([name])
+        self._notify([rec])
         return rec
 
     def _journal(self, entry: Entry) -> None:

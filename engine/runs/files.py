@@ -84,6 +84,11 @@ def read_summary(run_dir: Path) -> dict[str, Any]:
     return read_json(Path(run_dir) / SUMMARY)
 
 
+def is_spatial(run_dir: Path | str) -> bool:
+    """Whether a run's model has the spatial (heatmap) head, as its config.json says."""
+    return read_json(Path(run_dir) / CONFIG).get("head") == "spatial"
+
+
 def is_run(path: Path) -> bool:
     """Whether ``path`` is a run folder (has config.json and weights)."""
     path = Path(path)

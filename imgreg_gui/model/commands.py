@@ -37,13 +37,19 @@ class StoreCommand(QUndoCommand):
     """
 
     def __init__(
-        self, store: LabelStore, item: str, text: str, apply: Callable[[LabelStore], LabelRecord]
+        self,
+        store: LabelStore,
+        item: str,
+        text: str,
+        apply: Callable[[LabelStore], LabelRecord],
+        before: LabelRecord | None = None,
     ) -> None:
         super().__init__(text)
         self.store = store
         self.item = item
         self._apply = apply
-        self.before = State.of(store.record(item))
+        # The caller's copy of the record (the app state's) saves reading the row again.
+        self.before = State.of(before if before is not None else store.record(item))
         self.after: State | None = None
         self.error: Exception | None = None
 
@@ -75,29 +81,38 @@ class StoreCommand(QUndoCommand):
 
 
 def correct_command(
-    store: LabelStore, item: str, label: Label, source: str = "corrected", text: str = ""
+    store: LabelStore,
+    item: str,
+    label: Label,
+    source: str = "corrected",
+    text: str = "",
+    before: LabelRecord | None = None,
 ) -> StoreCommand:
     """Set a new label (a drag, a click, a typed value; ``source='prediction'`` to accept a prediction)."""
     text = text or (f"Accept prediction for {item}" if source == "prediction" else f"Move label of {item}")
-    return StoreCommand(store, item, text, lambda s: s.correct(item, label, source=source))
+    return StoreCommand(store, item, text, lambda s: s.correct(item, label, source=source), before)
 
 
-def revert_command(store: LabelStore, item: str) -> StoreCommand:
+def revert_command(store: LabelStore, item: str, before: LabelRecord | None = None) -> StoreCommand:
     """Drop the correction so the original label applies again."""
-    return StoreCommand(store, item, f"Revert {item} to original", lambda s: s.revert(item))
+    return StoreCommand(store, item, f"Revert {item} to original", lambda s: s.revert(item), before)
 
 
-def verify_command(store: LabelStore, item: str, verified: bool) -> StoreCommand:
+def verify_command(
+    store: LabelStore, item: str, verified: bool, before: LabelRecord | None = None
+) -> StoreCommand:
     """Set or clear the verified flag."""
     text = f"Mark {item} verified" if verified else f"Clear verified mark of {item}"
-    return StoreCommand(store, item, text, lambda s: s.set_verified(item, verified))
+    return StoreCommand(store, item, text, lambda s: s.set_verified(item, verified), before)
 
 
 class NudgeCommand(StoreCommand):
     """A keyboard nudge; consecutive nudges of the same item in the same session merge into one undo step."""
 
-    def __init__(self, store: LabelStore, item: str, label: Label, session: int) -> None:
-        super().__init__(store, item, f"Nudge label of {item}", lambda s: s.correct(item, label))
+    def __init__(
+        self, store: LabelStore, item: str, label: Label, session: int, before: LabelRecord | None = None
+    ) -> None:
+        super().__init__(store, item, f"Nudge label of {item}", lambda s: s.correct(item, label), before)
         self.session = session
 
     def id(self) -> int:

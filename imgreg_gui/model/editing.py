@@ -58,10 +58,10 @@ class Editor(QObject):
         """Correct ``name``'s label (a drag, a placement, a typed value)."""
         if self.state.store is None or name != self.state.current:
             return
-        if text is None:
-            self.push(commands.correct_command(self.state.store, name, tuple(label)))
-        else:
-            self.push(commands.correct_command(self.state.store, name, tuple(label), text=text))
+        before = self.state.record(name)
+        self.push(
+            commands.correct_command(self.state.store, name, tuple(label), text=text or "", before=before)
+        )
 
     def set_value(self, value: float) -> None:
         """Set the current scalar item's value (no edit when it is unchanged)."""
@@ -81,9 +81,10 @@ class Editor(QObject):
         if name is None or store is None:
             return
         label = self.state.effective(name)
+        before = self.state.record(name)
         if self.state.kind == "scalar":
             if label is not None and dy:
-                self.push(commands.NudgeCommand(store, name, (label[0] - dy,), self.nudge_session))
+                self.push(commands.NudgeCommand(store, name, (label[0] - dy,), self.nudge_session, before))
             return
         if label is None or len(label) < 2:
             self.state.notify("No label to nudge: click the image to place one")
@@ -92,7 +93,7 @@ class Editor(QObject):
         i = 2 * min(point, len(label) // 2 - 1)
         new[i] += dx
         new[i + 1] += dy
-        self.push(commands.NudgeCommand(store, name, tuple(new), self.nudge_session))
+        self.push(commands.NudgeCommand(store, name, tuple(new), self.nudge_session, before))
 
     def accept_prediction(self) -> None:
         """Use the active run's prediction as the current item's label."""
@@ -102,24 +103,41 @@ class Editor(QObject):
             if name:
                 self.state.notify("No prediction for this item: choose a run with predictions first")
             return
-        self.push(commands.correct_command(store, name, tuple(pred.pred), source="prediction"))
+        before = self.state.record(name)
+        self.push(commands.correct_command(store, name, tuple(pred.pred), "prediction", before=before))
+
+    def accept_suggestion(self) -> None:
+        """Move the current item's label to where its doubt expects it (one undoable correction)."""
+        name, store = self._editable(), self.state.store
+        if name is None or store is None:
+            return
+        want = self.state.annotations(name).expected
+        if want is None:
+            self.state.notify("No suggestion for this item: nothing doubts its label")
+            return
+        text = f"Accept suggestion for {name}"
+        self.push(
+            commands.correct_command(store, name, tuple(want), text=text, before=self.state.record(name))
+        )
 
     def revert_label(self) -> None:
         """Go back to the label from the dataset's own files."""
         name, store = self._editable(), self.state.store
         if name is None or store is None:
             return
-        if store.record(name).source == "original":
+        rec = self.state.record(name)
+        if rec is None or rec.source == "original":
             self.state.notify("This item already has its original label")
             return
-        self.push(commands.revert_command(store, name))
+        self.push(commands.revert_command(store, name, rec))
 
     def mark_verified(self) -> None:
         """Toggle the verified mark of the current item."""
         name, store = self._editable(), self.state.store
         if name is None or store is None:
             return
-        self.push(commands.verify_command(store, name, not store.record(name).verified))
+        rec = self.state.record(name) or store.record(name)
+        self.push(commands.verify_command(store, name, not rec.verified, rec))
 
     def undo(self) -> None:
         """Undo the last edit, showing the item it touched."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
 from PySide6.QtGui import QBrush, QColor, QIcon
 
@@ -52,12 +54,14 @@ def item_status(item: Item, rec: LabelRecord | None) -> str:
     return "labelled" if label is not None else "unlabelled"
 
 
-def format_label(label: Label | None, kind: str = "point") -> str:
-    """A label in words: ``(x, y)`` pixels or the scalar value."""
+def format_label(label: Label | None, kind: str = "point", short: bool = False, missing: str = "none") -> str:
+    """A label in words: ``(x, y)`` pixels or the scalar value; ``short``: whole pixels, ``3 points`` for several."""
     if label is None:
-        return "none"
+        return missing
     if kind == "scalar" or len(label) == 1:
         return f"{label[0]:.4g}"
+    if short:
+        return f"({label[0]:.0f}, {label[1]:.0f})" if len(label) == 2 else f"{len(label) // 2} points"
     return "  ".join(f"({label[i]:.1f}, {label[i + 1]:.1f})" for i in range(0, len(label) - 1, 2))
 
 
@@ -334,6 +338,10 @@ class ItemModel(QAbstractTableModel):
         sc = self.score(it.name)
         if sc is not None:
             lines.append(f"Label-quality score: {sc:.2f}")
+        d = self.state.doubt(it.name)
+        if d is not None:
+            why = "<br>".join(html.escape(f.why) for f in d.findings)
+            lines.append(f"<span style='color:#c084fc'>Doubted ({d.score:.1f}):</span> {why}")
         return "<br>".join(lines)
 
 

@@ -12,8 +12,10 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
 
+from engine.audit.findings import Finding
 from engine.core import Dataset, Item, Label, label_distance
 from engine.labels.store import LabelRecord, LabelStore, PredictionRow
+from imgreg_gui.model import doubts
 
 SOURCES = ("original", "corrected", "prediction")
 
@@ -30,6 +32,25 @@ class Annotations:
     kind: str = "point"
     note: str | None = None
     stale: bool = False  # the image changed on disk since the prediction was made
+    expected: Label | None = None  # where the doubt's strongest finding expects the label (the ghost marker)
+    why: str = ""  # the doubt's reasons in words, one per line
+    interval: tuple[float, ...] | None = None  # the prediction's interval: radii per point, or (lo, hi)
+    original: Label | None = None  # the dataset's own label while a correction replaces it
+
+
+def counts_of(records: Iterable[LabelRecord]) -> dict[str, int]:
+    """What ``LabelStore.counts`` says, from records already read: items, labelled, corrected, verified."""
+    c = {"items": 0, "labelled": 0, "corrected": 0, "verified": 0}
+    for r in records:
+        _count(c, r, 1)
+    return c
+
+
+def _count(c: dict[str, int], r: LabelRecord, sign: int) -> None:
+    c["items"] += sign
+    c["labelled"] += sign * (r.effective is not None)
+    c["corrected"] += sign * (r.source != "original")
+    c["verified"] += sign * r.verified
 
 
 class AppState(QObject):
@@ -50,6 +71,7 @@ class AppState(QObject):
     current_changed = Signal(object)
     active_run_changed = Signal(object)
     item_filter_changed = Signal()
+    doubts_changed = Signal()
     message = Signal(str, int)
     _store_changed = Signal(list)
 
@@ -68,8 +90,14 @@ class AppState(QObject):
         self.item_filter_label = ""
         self.orphans: dict[str, LabelRecord] = {}  # corrected/verified records whose file vanished
         self.stale: set[str] = set()  # items of the active run whose image changed since predicted
+        self.counts: dict[str, int] = counts_of(())  # kept up to date from the records edits return
+        self.findings: list[Finding] = []  # the audit's, for the open dataset
+        self.doubts: dict[str, doubts.Doubt] = {}  # the audit's findings and the active run's, one per item
+        self._run_found: dict[str, list[Finding]] = {}  # the active run's findings by item
         self._index_of: dict[str, int] = {}
-        self._store_changed.connect(self.refresh_records)
+        self._version = 0  # bumped by every change the annotations depend on
+        self._ann: tuple[int, str, Annotations] | None = None
+        self._store_changed.connect(self.take_records)
 
     # -- opening and closing ---------------------------------------------------------------------------
 
@@ -86,6 +114,7 @@ class AppState(QObject):
         for i, it in enumerate(new):
             self._index_of[it.name] = start + i
         self.items.extend(new)
+        self._version += 1
         if new:
             self.items_added.emit(new)
         return new
@@ -97,10 +126,13 @@ class AppState(QObject):
         self.items = list(ds.items)
         self._index_of = {it.name: i for i, it in enumerate(self.items)}
         self.records = dict(records)
+        self.counts = counts_of(self.records.values())
+        self.findings = []
         self._find_orphans()
         self._recompute_errors()
+        self._recompute_doubts()
         if store is not None:
-            store.subscribe(self._store_listener)
+            store.subscribe(self._store_listener, records=True)
         self.dataset_changed.emit()
 
     def reindex(self, ds: Dataset, records: dict[str, LabelRecord]) -> None:
@@ -109,9 +141,11 @@ class AppState(QObject):
         self.dataset, self.items = ds, list(ds.items)
         self._index_of = {it.name: i for i, it in enumerate(self.items)}
         self.records = dict(records)
+        self.counts = counts_of(self.records.values())
         if self.current is not None and self.current not in self._index_of:
             self.current = None
         self._find_orphans()
+        self._recompute_doubts()
         self.dataset_changed.emit()
 
     def _find_orphans(self) -> None:
@@ -130,13 +164,15 @@ class AppState(QObject):
         self.root = self.dataset = self.store = None
         self.items, self.records, self.preds, self.errors, self._index_of = [], {}, {}, {}, {}
         self.orphans, self.stale = {}, set()
+        self.counts, self.findings, self.doubts, self._run_found = counts_of(()), [], {}, {}
+        self._version += 1
         self.current = self.active_run = None
         self.item_filter, self.item_filter_label = None, ""
         if had:
             self.dataset_changed.emit()
 
-    def _store_listener(self, names: list[str]) -> None:
-        self._store_changed.emit(list(names))  # any thread -> queued to the GUI thread
+    def _store_listener(self, records: list[LabelRecord]) -> None:
+        self._store_changed.emit(list(records))  # any thread -> queued to the GUI thread
 
     # -- reading ---------------------------------------------------------------------------------------
 
@@ -171,14 +207,27 @@ class AppState(QObject):
         """The active run's prediction of ``name``."""
         return self.preds.get(name) if name else None
 
+    def doubt(self, name: str | None) -> doubts.Doubt | None:
+        """The merged doubt about ``name``'s label (None: nothing doubts it)."""
+        return self.doubts.get(name) if name else None
+
     def annotations(self, name: str | None = None) -> Annotations:
-        """What the canvas draws for ``name`` (the current item by default)."""
+        """What the canvas draws for ``name`` (the current item by default); built once per change."""
         name = name or self.current
-        it = self.item(name)
-        if name is None or it is None:
+        if name is None or self.item(name) is None:
             return Annotations(kind=self.kind)
+        if self._ann is not None and self._ann[:2] == (self._version, name):
+            return self._ann[2]
+        ann = self._annotations(name)
+        self._ann = (self._version, name, ann)
+        return ann
+
+    def _annotations(self, name: str) -> Annotations:
+        it = self.item(name)
         rec = self.records.get(name)
         pred = self.preds.get(name)
+        d = self.doubts.get(name)
+        corrected = rec is not None and rec.source != "original" and rec.original != rec.effective
         return Annotations(
             self.effective(name),
             tuple(pred.pred) if pred else None,
@@ -186,8 +235,12 @@ class AppState(QObject):
             bool(rec and rec.verified),
             self.active_run,
             self.kind,
-            it.problem,
+            it.problem if it is not None else None,
             pred is not None and name in self.stale,
+            doubts.expected(d),
+            doubts.why(d),
+            pred.interval if pred is not None else None,
+            rec.original if corrected and rec is not None else None,
         )
 
     def passes_filter(self, name: str) -> bool:
@@ -204,6 +257,7 @@ class AppState(QObject):
         if name == self.current:
             return False
         self.current = name
+        self._version += 1
         self.current_changed.emit(name)
         return True
 
@@ -218,18 +272,50 @@ class AppState(QObject):
         self.preds = dict(preds)
         self.stale = self.store.stale_predictions(run_id) if self.store is not None and run_id else set()
         self._recompute_errors()
+        self._recompute_doubts()
         self.active_run_changed.emit(run_id)
 
     def refresh_records(self, names: list[str]) -> None:
-        """Re-read these items' records from the store and say they changed."""
-        if self.store is None:
-            return
-        names = [n for n in names if n in self._index_of]
-        for n in names:
-            self.records[n] = self.store.record(n)
-            self._update_error(n)
+        """Re-read these items' records from the store and say they changed (after a failed write: what is saved)."""
+        if self.store is not None:
+            self.take_records([self.store.record(n) for n in names if n in self._index_of])
+
+    def take_records(self, records: list[LabelRecord]) -> None:
+        """Records as the store wrote them (no re-read): keep them, the counts, errors and doubts; say so."""
+        names = []
+        for r in records:
+            old = self.records.get(r.item)
+            if old is not None:
+                _count(self.counts, old, -1)
+            _count(self.counts, r, 1)
+            self.records[r.item] = r
+            if r.item in self._index_of:
+                names.append(r.item)
+                self._update_error(r.item)
         if names:
+            if self.preds:
+                self._recompute_doubts(names)  # only these items' run evidence can have changed
+            self._version += 1
             self.records_changed.emit(names)
+
+    def set_findings(self, findings: list[Finding]) -> None:
+        """The audit's findings for the open dataset (from a worker): merged with the run's into ``doubts``."""
+        self.findings = list(findings)
+        self._recompute_doubts([])  # the run's findings stand
+
+    def _recompute_doubts(self, names: list[str] | None = None) -> None:
+        """Merge the audit's findings with the run's (those of ``names`` found again, or all of them)."""
+        found = doubts.run_findings(self.active_run, self.preds, self.effective, self.kind, names)
+        if names is None:
+            self._run_found = {}
+        for n in names or ():
+            self._run_found.pop(n, None)
+        for f in found:
+            self._run_found.setdefault(f.item, []).append(f)
+        run = [f for fs in self._run_found.values() for f in fs]
+        self.doubts = {d.item: d for d in doubts.merge(self.findings, run) if d.item in self._index_of}
+        self._version += 1
+        self.doubts_changed.emit()
 
     def set_item_filter(self, names: Iterable[str] | None, label: str = "") -> None:
         """Show only ``names`` in the item list (None: every item); ``label`` says where the set came from."""

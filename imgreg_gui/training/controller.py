@@ -4,7 +4,6 @@ review. The panels follow the state themselves; this only adds what crosses pane
 from __future__ import annotations
 
 import contextlib
-import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import cast
@@ -13,7 +12,6 @@ from PySide6.QtCore import QEvent, QObject, Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QApplication, QCheckBox, QDockWidget, QMainWindow, QVBoxLayout, QWidget
 
-from engine.labels.store import StoreError
 from imgreg_gui.actions import Actions, Menus
 from imgreg_gui.canvas import ImageCanvas
 from imgreg_gui.model.editing import Editor
@@ -70,6 +68,8 @@ class TrainingController(QObject):
         state.dataset_changed.connect(self.on_dataset_opened)
         state.active_run_changed.connect(self._show_run_history)
         state.records_changed.connect(self._update_counts)
+        state.doubts_changed.connect(self._show_doubts)
+        self._doubts_shown = False
         window.installEventFilter(self)
         app = QApplication.instance()
         if app is not None:
@@ -122,6 +122,7 @@ class TrainingController(QObject):
 
     def on_dataset_opened(self, *_args: object) -> None:
         """A dataset was opened (or closed): point the Train panel at it, show its newest predictions."""
+        self._doubts_shown = False
         ds, store = self.state.dataset, self.state.store
         path = str(ds.root) if ds is not None else None
         self.train.set_dataset(path, ds.groups if ds is not None else [], self.state.kind)
@@ -136,12 +137,14 @@ class TrainingController(QObject):
             self.state.set_active_run(active)
         self._update_counts()
 
+    def _show_doubts(self) -> None:
+        """The first doubts of a freshly opened dataset bring the review queue forward (once per dataset)."""
+        if self.state.doubts and not self._doubts_shown and not self.train.busy:
+            self._doubts_shown = True
+            self.docks["Review"].raise_()
+
     def _update_counts(self, *_args: object) -> None:
-        store = self.state.store
-        try:
-            self.train.set_label_counts(store.counts() if store is not None else None)
-        except (StoreError, sqlite3.Error):  # a closed store while the window switches datasets
-            self.train.set_label_counts(None)
+        self.train.set_label_counts(self.state.counts if self.state.store is not None else None)
 
     def _show_run_history(self, run_id: object) -> None:
         """The active run's training curves, while nothing trains."""

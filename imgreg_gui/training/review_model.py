@@ -1,5 +1,5 @@
-"""The review queue's rows and table model: disagreement, the queue orders (label-quality score, error, spread,
-error then spread), ReviewRow."""
+"""The review queue's rows and table model: the queue orders (doubt or label-quality score, error, spread, error
+then spread), their words for what the rows hold, ReviewRow with its reasons."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ from typing import Any
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
 from PySide6.QtGui import QBrush, QColor
 
-from engine.core import label_distance
-
-COLUMNS = ("#", "Item", "Group", "Score", "Error", "Spread", "Status")
+COLUMNS = ("#", "Item", "Group", "Score", "Reason", "Error", "Spread", "Status")
 SCORE_COL = COLUMNS.index("Score")
+REASON_COL = COLUMNS.index("Reason")
 ERROR_COL = COLUMNS.index("Error")
 SPREAD_COL = COLUMNS.index("Spread")
 ALL_GROUPS = "All groups"
+ALL_REASONS = "All reasons"
 ORDERS = (
     (
         "score",
@@ -56,18 +56,24 @@ def order_key(order: str):
     return lambda r: big_first(r.error)
 
 
+def score_words(rows: list[ReviewRow]) -> tuple[str, str]:
+    """The ``score`` order's text and tip, by what the rows hold: a run's label-quality scores, the checks' doubt
+    alone, or no score at all (then the queue is ordered by the error)."""
+    if any(r.model_score for r in rows):
+        return ORDERS[0][1], ORDERS[0][2]
+    if any(r.reasons for r in rows):
+        return (
+            "doubt",
+            "Largest doubt first: how strongly the checks (frames around it, look-alikes, duplicates) disagree",
+        )
+    return (
+        "score (none here: by error)",
+        "No score for these items (rank out-of-fold to get some): largest error first",
+    )
+
+
 def _num(v: float | None) -> str:
     return "" if v is None else f"{v:.1f}" if v >= 10 else f"{v:.2f}"
-
-
-def disagreement(pred: Any, label: Any, kind: str = "point") -> float | None:
-    """Mean distance in pixels between predicted and labelled points; absolute difference for scalars."""
-    if pred is None or label is None or not len(pred) or not len(label):
-        return None
-    if kind == "scalar" or len(pred) == 1 or len(label) == 1:
-        return abs(float(pred[0]) - float(label[0]))
-    n = 2 * (min(len(pred), len(label)) // 2)
-    return label_distance(tuple(pred[:n]), tuple(label[:n])) if n else None
 
 
 @dataclass
@@ -81,7 +87,10 @@ class ReviewRow:
     verified: bool = False
     source: str = "original"
     spread: float | None = None
-    score: float | None = None
+    score: float | None = None  # the strongest doubt: the run's label-quality score or a check's
+    reasons: tuple[str, ...] = ()  # why it is doubted (engine.audit.findings.REASONS), strongest first
+    why: str = ""  # the same in words, one per line
+    model_score: bool = False  # the score includes the run's label-quality score
 
     @property
     def reviewed(self) -> bool:
@@ -117,6 +126,11 @@ class ReviewModel(QAbstractTableModel):
         """Repaint row ``i``."""
         self.dataChanged.emit(self.index(i, 0), self.index(i, len(COLUMNS) - 1))
 
+    def rows_changed(self) -> None:
+        """Repaint every row (one signal, however long the queue)."""
+        if self.rows:
+            self.dataChanged.emit(self.index(0, 0), self.index(len(self.rows) - 1, len(COLUMNS) - 1))
+
     def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: N802, B008 (Qt override)
         """Number of visible rows."""
         return 0 if parent.isValid() else len(self.rows)
@@ -148,6 +162,8 @@ class ReviewModel(QAbstractTableModel):
                 return r.group
             if col == SCORE_COL:
                 return _num(r.score)
+            if col == REASON_COL:
+                return ", ".join(r.reasons)
             if col == ERROR_COL:
                 return _num(r.error)
             if col == SPREAD_COL:
@@ -158,8 +174,10 @@ class ReviewModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.ForegroundRole and r.reviewed:
             return QBrush(QColor("#16a34a"))
         if role == Qt.ItemDataRole.ToolTipRole:
+            if col == REASON_COL and r.why:
+                return r.why
             if col == SCORE_COL:
-                return "Label-quality score (doubt): about 1 for a typical label, 3 or more worth a look"
+                return "Doubt about the label: about 1 for a typical label, 3 or more worth a look"
             if col == SPREAD_COL:
                 return "Heatmap spread of the prediction (pixels): large means diffuse, the model is unsure"
             return r.name

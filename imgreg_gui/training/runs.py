@@ -90,11 +90,6 @@ class RunRecord:
         return ""
 
 
-def is_spatial(run_dir: Path) -> bool:
-    """Whether a run's model has the spatial heatmap head (its config.json says so)."""
-    return runfiles.read_json(Path(run_dir) / runfiles.CONFIG).get("head") == "spatial"
-
-
 def run_columns(r: RunRecord, has_preds: bool) -> list[str]:
     """The texts of a run's BASE_COLUMNS."""
     size = r.config.get("size") or r.summary.get("size")
@@ -375,7 +370,7 @@ class RunsPanel(QWidget):
     def predict_command(self, run_dir: Path, dataset: str) -> list[str]:
         """The ``imgreg predict`` child command; spatial runs also write their heatmaps (``--heatmaps``)."""
         cmd = predict_command(run_dir, dataset, self.device_fn())
-        if is_spatial(run_dir):
+        if runfiles.is_spatial(run_dir):
             cmd.append("--heatmaps")
         return cmd
 
