@@ -34,6 +34,7 @@ class Act:
     on_canvas: bool = False  # arrows and Tab belong to the image: elsewhere they keep their usual meaning
 
 
+VALUE_TIP = "The item's value (scalar datasets): type a number and press Enter to correct it (Esc cancels)"
 NUDGE_TIP = "Move the label; a run of nudges is one undo step"
 NUDGES = (
     ("left", "Left", -1, 0),
@@ -234,7 +235,7 @@ def build_toolbar(parent: QWidget, a: Actions) -> tuple[QToolBar, ValueBox]:
     box.setDecimals(2)
     box.setKeyboardTracking(False)
     box.setMinimumWidth(90)
-    box.setToolTip("The item's value (scalar datasets): type a number and press Enter to correct it")
+    box.setToolTip(VALUE_TIP)
     value = ValueBox(box, [])
     for e in TOOLBAR:
         if e == "-":

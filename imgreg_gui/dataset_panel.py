@@ -67,8 +67,8 @@ class DatasetPanel(QWidget):
         self.view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.view.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        # Keys belong to the canvas (arrows nudge the label, D/A step): the list is driven by the mouse.
-        self.view.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        # A clicked list takes the keyboard: its arrows move the selection (the canvas's arrows nudge), Esc returns.
+        self.view.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.view.setAutoScroll(False)  # select() scrolls, by half pages (_reveal)
         self.view.setSortingEnabled(True)
         self.view.sortByColumn(-1, Qt.SortOrder.AscendingOrder)

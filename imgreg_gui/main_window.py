@@ -27,6 +27,7 @@ from engine.labels.store import LabelStore
 from imgreg_gui import settings
 from imgreg_gui.actions import (
     NUDGES,
+    VALUE_TIP,
     VIEW_TOGGLES,
     build_actions,
     build_menus,
@@ -40,6 +41,7 @@ from imgreg_gui.dialogs import about_box, shortcuts_dialog
 from imgreg_gui.docks import Docks
 from imgreg_gui.explore import ExploreController
 from imgreg_gui.files import FileOps, export_labels, orphan_text
+from imgreg_gui.focus import ReturnToCanvas
 from imgreg_gui.jobs.image_loader import ImageLoader
 from imgreg_gui.model.editing import Editor
 from imgreg_gui.model.items import Navigator
@@ -109,6 +111,8 @@ class MainWindow(QMainWindow):
         self.files.reloaded.connect(self._after_reload)
         self.files.busy.connect(lambda _b: self._update_actions())
         self.panel.filter_edit.returnPressed.connect(self.canvas.setFocus)
+        self.keys_home = ReturnToCanvas(self.canvas, self)
+        self.keys_home.watch(self.value.box, self.panel.view, self.panel.filter_edit)
         self.loader.ready.connect(self._on_image_ready)
         self.loader.failed.connect(self._on_image_failed)
         self.canvas.label_edited.connect(self.editor.set_label)
@@ -119,6 +123,7 @@ class MainWindow(QMainWindow):
         self.canvas.place_mode_ended.connect(lambda: self.acts.place.setChecked(False))
         self.value.box.editingFinished.connect(lambda: self.editor.set_value(float(self.value.box.value())))
         self.editor.edited.connect(self._update_actions)
+        self.editor.refused.connect(self._on_refused)
         self.undo_stack.canUndoChanged.connect(self._update_actions)
         self.undo_stack.canRedoChanged.connect(self._update_actions)
 
@@ -383,7 +388,15 @@ class MainWindow(QMainWindow):
         elif not self.state.set_current(name):
             self._show_current()
 
+    def _on_refused(self, reason: str) -> None:
+        """A refused edit: the box says why and shows the stored value again."""
+        self.value.box.setToolTip(f"Not saved: {reason}\n{VALUE_TIP}")
+        if self.state.current is not None:
+            self.canvas.set_annotations(self.state.annotations())  # a refused drag snaps back
+        self._show_annotations()
+
     def _on_current_changed(self, _name: object) -> None:
+        self.value.box.setToolTip(VALUE_TIP)
         self.canvas.place_mode = False
         self.acts.place.setChecked(False)
         self._show_current()

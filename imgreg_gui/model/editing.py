@@ -14,13 +14,20 @@ from engine.core import Label
 from imgreg_gui.model import commands
 from imgreg_gui.model.state import AppState
 
+try:
+    from engine.labels.limits import check_label
+except ImportError:  # until engine.labels.limits is in main (issue 25.2); delete the fallback then
+    from imgreg_gui.model.limits_fallback import check_label
+
 log = logging.getLogger(__name__)
 
 
 class Editor(QObject):
-    """Edits the state's current item through the undo stack; ``edited()`` after every attempt (state may move)."""
+    """Edits the state's current item through the undo stack; ``edited()`` after every attempt (state may move),
+    ``refused(reason)`` when a new label breaks the dataset's label rule (nothing is saved then)."""
 
     edited = Signal()
+    refused = Signal(str)
 
     def __init__(self, state: AppState, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -41,6 +48,17 @@ class Editor(QObject):
             return None
         return st.current
 
+    def refusal(self, name: str, label: Label) -> str | None:
+        """Why ``label`` may not become ``name``'s label (``engine.labels.limits``), said to the user; or None."""
+        ds = self.state.dataset
+        item = self.state.item(name)
+        reason = check_label(ds, item or name, label) if ds is not None else None
+        if reason:
+            self.state.notify(f"Not saved: {reason}", 10000)
+            self.refused.emit(reason)
+            self.edited.emit()
+        return reason
+
     def push(self, cmd: commands.StoreCommand) -> None:
         """Apply ``cmd`` through the undo stack; a failed write is reported and the view resynced."""
         self.undo_stack.push(cmd)
@@ -56,7 +74,7 @@ class Editor(QObject):
 
     def set_label(self, name: str, label: Label, text: str | None = None) -> None:
         """Correct ``name``'s label (a drag, a placement, a typed value)."""
-        if self.state.store is None or name != self.state.current:
+        if self.state.store is None or name != self.state.current or self.refusal(name, label):
             return
         if text is None:
             self.push(commands.correct_command(self.state.store, name, tuple(label)))
@@ -83,7 +101,7 @@ class Editor(QObject):
         store = self.state.store
         label = self.state.effective(name)
         if self.state.kind == "scalar":
-            if label is not None and dy:
+            if label is not None and dy and not self.refusal(name, (label[0] - dy,)):
                 self.push(commands.NudgeCommand(store, name, (label[0] - dy,), self.nudge_session))
             return
         if label is None or len(label) < 2:
@@ -93,6 +111,8 @@ class Editor(QObject):
         i = 2 * min(point, len(label) // 2 - 1)
         new[i] += dx
         new[i + 1] += dy
+        if self.refusal(name, tuple(new)):
+            return
         self.push(commands.NudgeCommand(store, name, tuple(new), self.nudge_session))
 
     def accept_prediction(self) -> None:
@@ -103,7 +123,8 @@ class Editor(QObject):
             if name:
                 self.state.notify("No prediction for this item: choose a run with predictions first")
             return
-        self.push(commands.correct_command(self.state.store, name, tuple(pred.pred), source="prediction"))
+        if not self.refusal(name, tuple(pred.pred)):
+            self.push(commands.correct_command(self.state.store, name, tuple(pred.pred), source="prediction"))
 
     def revert_label(self) -> None:
         """Go back to the label from the dataset's own files."""
