@@ -445,11 +445,26 @@ class ImageCanvas(QGraphicsView):
             self.fit()
 
     def wheelEvent(self, ev) -> None:
-        """Wheel zooms around the cursor."""
+        """Wheel zooms around the cursor: the image point under it stays under it."""
         steps = ev.angleDelta().y() / 120
         if steps:
-            self.set_scale(self.scale_factor() * ZOOM_STEP**steps, anchor_under_mouse=True)
+            self.zoom_at(self.scale_factor() * ZOOM_STEP**steps, ev.position())
         ev.accept()
+
+    def zoom_at(self, s: float, pos: QPointF) -> None:
+        """Zoom to ``s`` keeping the scene point under viewport position ``pos`` there (as far as scrolling can).
+
+        Qt's AnchorUnderMouse uses the last mouse *move* the view saw, which our own move handler never passes
+        on: so the anchor is computed here from the event's position."""
+        fixed = self.viewportTransform().inverted()[0].map(pos)
+        anchor = self.transformationAnchor()
+        self.setTransformationAnchor(QGraphicsView.ViewportAnchor.NoAnchor)
+        self.set_scale(s, anchor_under_mouse=True)
+        self.setTransformationAnchor(anchor)
+        off = self.viewportTransform().map(fixed) - pos
+        h, v = self.horizontalScrollBar(), self.verticalScrollBar()
+        h.setValue(h.value() + round(off.x()))
+        v.setValue(v.value() + round(off.y()))
 
     # -- mouse and keys ------------------------------------------------------------------------------------
 

@@ -3,7 +3,8 @@ whichever widget has the focus (so shortcuts, focus policies and event filters a
 
 from __future__ import annotations
 
-from PySide6.QtCore import QPoint, Qt
+from PySide6.QtCore import QPoint, QPointF, Qt
+from PySide6.QtGui import QWheelEvent
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QAbstractItemView, QAbstractScrollArea, QApplication, QWidget
 
@@ -51,3 +52,22 @@ def type_text(qtbot, text: str) -> None:
     """Type ``text`` into the focused widget."""
     QTest.keyClicks(focused(), text)
     qtbot.wait(5)
+
+
+def wheel(qtbot, widget: QWidget, pos: QPoint, notches: int = 1) -> None:
+    """Turn the mouse wheel ``notches`` clicks (positive: away from the user) with the cursor still at ``pos``."""
+    target = widget.viewport() if isinstance(widget, QAbstractScrollArea) else widget
+    for _ in range(abs(notches)):
+        delta = QPoint(0, 120 if notches > 0 else -120)
+        ev = QWheelEvent(
+            QPointF(pos),
+            QPointF(target.mapToGlobal(pos)),
+            QPoint(),
+            delta,
+            Qt.MouseButton.NoButton,
+            Qt.KeyboardModifier.NoModifier,
+            Qt.ScrollPhase.NoScrollPhase,
+            False,
+        )
+        QApplication.sendEvent(target, ev)
+        qtbot.wait(5)

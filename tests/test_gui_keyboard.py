@@ -9,8 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from gui_input import activate, click, click_row, focused, press, type_text
-from PySide6.QtCore import Qt
+from gui_input import activate, click, click_row, focused, press, type_text, wheel
+from PySide6.QtCore import QPoint, Qt
+from PySide6.QtTest import QTest
 
 from engine.data.synth import make_biwi, make_utkface
 from imgreg_gui.app import is_loaded
@@ -116,3 +117,19 @@ def test_nudging_an_age_below_zero_is_refused(qtbot, win, tmp_path):
     click(qtbot, win.canvas)
     press(qtbot, K.Key_Down, times=3)  # 1 -> 0, then refused: ages are never negative
     assert win.store.effective(name) == (0.0,)
+
+
+@pytest.mark.parametrize("notches", [4, -2])
+def test_wheel_zoom_keeps_the_point_under_a_still_cursor(qtbot, win, tmp_path, notches):
+    open_ds(qtbot, win, make_biwi(tmp_path / "biwi", groups=1, frames=2, size=(640, 480)).root)
+    c = win.canvas
+    c.set_scale(2.0 if notches > 0 else 4.0)  # the image overflows the view (a smaller one stays centred)
+    pos = QPoint(c.viewport().width() // 3, c.viewport().height() // 3)
+    QTest.mouseMove(
+        c.viewport(), QPoint(5, 5)
+    )  # the last move Qt saw is elsewhere: the anchor must not use it
+    under = c.mapToScene(pos)
+    wheel(qtbot, c, pos, notches)
+    after = c.mapToScene(pos)
+    assert c.scale_factor() != pytest.approx(1.0)
+    assert abs(after.x() - under.x()) <= 2 and abs(after.y() - under.y()) <= 2, (under, after)
