@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
 
 from engine import events
 from engine.core import Dataset, Label
+from engine.data.split import too_few
 from imgreg_gui.jobs.process import ChildProcess, ChildResult, open_error_box, show_progress
 from imgreg_gui.training.folds import FoldProgress
 from imgreg_gui.training.leaks import LeakWatch
@@ -38,6 +39,9 @@ def fmt_duration(s: float) -> str:
     h, rem = divmod(s, 3600)
     m, sec = divmod(rem, 60)
     return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
+
+
+START_TIP = "Train a model on the effective labels (corrections included)"
 
 
 class LiveView(QWidget):
@@ -86,6 +90,7 @@ class TrainPanel(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.dataset_path: str | None = None
+        self.refusal: str | None = None  # why Start cannot succeed now (too few labels), shown on the button
         self.kind = "point"
         self.make_command: CommandMaker = train_command
         self.child = ChildProcess(self)
@@ -144,7 +149,7 @@ class TrainPanel(QWidget):
         row = QHBoxLayout()
         self.start_btn = QPushButton("Start")
         self.start_btn.setDefault(True)
-        self.start_btn.setToolTip("Train a model on the effective labels (corrections included)")
+        self.start_btn.setToolTip(START_TIP)
         self.stop_btn = QPushButton("Stop after this epoch")
         self.cancel_btn = QPushButton("Cancel")
         self.start_btn.clicked.connect(self.start)
@@ -202,6 +207,12 @@ class TrainPanel(QWidget):
 
     def set_label_counts(self, counts: dict[str, int] | None) -> None:
         """Say which labels a training would use (the store's effective labels, corrections included)."""
+        self.refusal = (
+            too_few(counts.get("labelled", 0))
+            if counts
+            else ("no dataset is open" if self.dataset_path else None)
+        )
+        self._set_busy(self.busy)
         if not counts:
             self.labels_info.setText("")
             return
@@ -232,6 +243,9 @@ class TrainPanel(QWidget):
 
     def _launch(self, mode: str) -> bool:
         if self.busy or not self.dataset_path:
+            return False
+        if self.refusal:
+            self.status.setText(f"Cannot train: {self.refusal}.")
             return False
         opts = self.options()
         opts.save()
@@ -298,8 +312,11 @@ class TrainPanel(QWidget):
             self.child.wait(3000)
 
     def _set_busy(self, busy: bool) -> None:
-        self.start_btn.setEnabled(not busy and bool(self.dataset_path))
-        self.form.find_lr.setEnabled(not busy and bool(self.dataset_path))
+        can = not busy and bool(self.dataset_path) and self.refusal is None
+        self.start_btn.setEnabled(can)
+        self.form.find_lr.setEnabled(can)
+        why = f"Cannot train: {self.refusal}" if self.refusal and not busy else None
+        self.start_btn.setToolTip(why or START_TIP)
         self.stop_btn.setEnabled(busy and self.mode == "train")
         self.cancel_btn.setEnabled(busy)
         self.form.setEnabled(not busy)

@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from engine.data.split import too_few
 from imgreg_gui import settings
 from imgreg_gui.actions import Actions
 from imgreg_gui.jobs.process import ChildProcess, ChildResult, open_error_box
@@ -109,7 +110,10 @@ class ReviewPanel(QWidget):
         self.rank_btn.setToolTip(
             "Train K models, each predicting the items it never saw (imgreg rank --folds K --repeats R)"
         )
+        self.rank_tip = self.rank_btn.toolTip()
         self.rank_btn.clicked.connect(self._rank_clicked)
+        self.folds.valueChanged.connect(lambda _v: self._update_rank_btn())
+        self.state.records_changed.connect(lambda _names: self._update_rank_btn())
         top.addWidget(QLabel("Predictions"))
         top.addWidget(self.source_box, 1)
         top.addWidget(self.folds)
@@ -274,7 +278,7 @@ class ReviewPanel(QWidget):
         self.group_box.setCurrentText(keep if keep in groups else ALL_GROUPS)
         blocker.unblock()
         self.source = self.source_box.currentData()
-        self.rank_btn.setEnabled(ds is not None and not self.child.running)
+        self._update_rank_btn()
         self.rebuild()
 
     def _follow_active_run(self, run_id: object) -> None:
@@ -465,6 +469,25 @@ class ReviewPanel(QWidget):
 
     # -- out-of-fold ranking -----------------------------------------------------------------------------
 
+    def rank_refusal(self, folds: int) -> str | None:
+        """Why a ranking with ``folds`` folds cannot succeed on the open dataset (too few labels), or None."""
+        store = self.store
+        if store is None:
+            return "no dataset is open"
+        try:
+            return too_few(store.counts()["labelled"], folds)
+        except Exception:  # a store closing while the window switches datasets
+            return None
+
+    def _update_rank_btn(self) -> None:
+        """Rank is offered only when it can succeed; its tooltip says why not."""
+        if self.child.running:
+            self.rank_btn.setEnabled(True)  # it reads "Cancel ranking"
+            return
+        reason = self.rank_refusal(self.folds.value()) if self.dataset is not None else "no dataset is open"
+        self.rank_btn.setEnabled(reason is None)
+        self.rank_btn.setToolTip(f"Cannot rank: {reason}" if reason else self.rank_tip)
+
     def _rank_clicked(self) -> None:
         if self.child.running:
             self.child.cancel()
@@ -478,6 +501,10 @@ class ReviewPanel(QWidget):
         if ds is None or self.child.running:
             return False
         k = folds or self.folds.value()
+        reason = self.rank_refusal(k)
+        if reason:
+            self.status.setText(f"Cannot rank: {reason}.")
+            return False
         r = self.repeats.value()
         self.rank_btn.setText("Cancel ranking")
         rounds = f", {r} rounds" if r > 1 else ""
@@ -495,7 +522,7 @@ class ReviewPanel(QWidget):
 
     def _on_rank_ended(self, res: ChildResult) -> None:
         self.rank_btn.setText("Rank out-of-fold")
-        self.rank_btn.setEnabled(self.dataset is not None)
+        self._update_rank_btn()
         if res.ok:
             run_id = res.final.get("run_id") or res.summary.get("run_id")
             self.refresh(prefer=run_id)

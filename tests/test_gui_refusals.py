@@ -1,0 +1,48 @@
+"""Work that cannot succeed is refused up front, with the reason on the control (not a CLI error later)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from engine.data.synth import make_biwi, make_folder
+from imgreg_gui.app import is_loaded
+from imgreg_gui.main_window import MainWindow
+
+
+@pytest.fixture
+def win(qtbot):
+    w = MainWindow()
+    w.persist = False
+    qtbot.addWidget(w)
+    w.show()
+    yield w
+    w.close()
+
+
+def open_ds(qtbot, w: MainWindow, root: Path) -> None:
+    with qtbot.waitSignal(w.dataset_opened, timeout=15000):
+        w.open_dataset(root)
+    qtbot.waitUntil(lambda: is_loaded(w), timeout=15000)
+
+
+def test_start_is_refused_without_labels(qtbot, win, tmp_path):
+    open_ds(qtbot, win, make_folder(tmp_path / "faces", n=4).root)
+    train = win.training.train
+    assert not train.start_btn.isEnabled() and not train.form.find_lr.isEnabled()
+    assert "Cannot train: needs at least 2 labelled items, found 0" in train.start_btn.toolTip()
+    assert train.start() is False and "Cannot train" in train.status.text()
+    assert not win.training.review.rank_btn.isEnabled()
+
+
+def test_rank_is_refused_with_fewer_items_than_folds(qtbot, win, tmp_path):
+    open_ds(qtbot, win, make_biwi(tmp_path / "biwi", groups=2, frames=3, size=(64, 48)).root)
+    train, review = win.training.train, win.training.review
+    assert train.start_btn.isEnabled()
+    review.folds.setValue(5)
+    assert review.rank_btn.isEnabled()
+    review.folds.setValue(7)
+    assert not review.rank_btn.isEnabled()
+    assert "6 labelled items cannot make 7 folds" in review.rank_btn.toolTip()
+    assert review.rank(7) is False and "Cannot rank" in review.status.text()
