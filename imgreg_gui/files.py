@@ -14,8 +14,16 @@ from PySide6.QtWidgets import QFileDialog, QMessageBox, QWidget
 from engine.atomic import atomic_write_text
 from engine.core import Label
 from engine.labels.export import labels_text
-from engine.labels.interop import EXPORT_FORMATS, Exported, ExportError, write_coco, write_yolo_pose
+from engine.labels.interop import (
+    EXPORT_FORMATS,
+    Exported,
+    ExportError,
+    formats_for,
+    write_coco,
+    write_yolo_pose,
+)
 from engine.labels.store import LabelRecord
+from imgreg_gui import settings
 from imgreg_gui.jobs.process import open_error_box
 from imgreg_gui.jobs.tasks import Task
 from imgreg_gui.model.items import format_label
@@ -30,6 +38,7 @@ FORMAT_FILTERS: dict[str, tuple[str, str]] = {
     "yolo-pose": ("YOLO-pose folder (the name is a new folder) (*)", ""),
 }
 assert set(FORMAT_FILTERS) == set(EXPORT_FORMATS)  # a new engine format needs a row here
+EXPORT_FOLDER_KEY = "export/folder"  # the export dialog starts where the last export went
 
 
 def export_labels(ds: Any, store: Any, fmt: str, path: str | Path) -> Exported:
@@ -123,14 +132,17 @@ class FileOps(QObject):
         ds = self.state.dataset
         if ds is None or self.state.store is None:
             return
-        filters = [f for f, _ in FORMAT_FILTERS.values()]
-        default = str(Path.home() / f"{ds.root.name}-labels.csv")
+        offered = {k: FORMAT_FILTERS[k] for k in formats_for(ds.kind)}  # scalars: no keypoint formats
+        filters = [f for f, _ in offered.values()]
+        folder = settings.settings().value(EXPORT_FOLDER_KEY) or str(Path.home())
+        default = str(Path(str(folder)) / f"{ds.root.name}-labels.csv")
         path, chosen = QFileDialog.getSaveFileName(
             self.parent_widget, "Export labels", default, ";;".join(filters), filters[0]
         )
         if not path:
             return
-        fmt = next((k for k, (f, _) in FORMAT_FILTERS.items() if f == chosen), "csv")
+        settings.set_value(EXPORT_FOLDER_KEY, str(Path(path).parent))
+        fmt = next((k for k, (f, _) in offered.items() if f == chosen), "csv")
         suffix = FORMAT_FILTERS[fmt][1]
         if suffix and not Path(path).suffix:
             path += suffix
