@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 from engine.core import Cancelled, CancelToken, Item
 from imgreg_gui.model.items import COL_ERROR, COL_GROUP, COL_NAME, FILTERS, ItemModel, format_label
 from imgreg_gui.model.state import AppState
+from imgreg_gui.words import plural
 
 log = logging.getLogger(__name__)
 FIRST_IMAGE_WAIT_S = 0.5
@@ -218,11 +219,11 @@ class DatasetPanel(QWidget):
             return
         shown, total = len(self.model.view), len(self.model.items)
         groups = len({it.group for it in self.model.items}) if total < 200_000 else 0
-        text = f"{shown:,} of {total:,} items" if shown != total else f"{total:,} items"
+        text = f"{shown:,} of {plural(total, 'item')}" if shown != total else plural(total, "item")
         if self.state.item_filter is not None and self.state.item_filter_label:
             text += f" ({self.state.item_filter_label})"
         if groups:
-            text += f" · {groups:,} groups"
+            text += f" · {plural(groups, 'group')}"
         self.count_label.setText(text)
 
 

@@ -18,6 +18,7 @@ from PySide6.QtWidgets import QButtonGroup, QHBoxLayout, QLabel, QPushButton, QV
 
 from engine.runs.projection import project
 from imgreg_gui.jobs.image_loader import ImageLoader
+from imgreg_gui.words import plural
 
 COLOURINGS = ("label", "error", "score", "group")
 COLOUR_TIPS = {
@@ -280,7 +281,7 @@ class EmbeddingMap(QWidget):
 
     def compute(self, vecs: np.ndarray) -> None:
         """Project ``vecs`` (rows in ``names`` order) in the background, then show the points."""
-        self.status.setText(f"projecting {len(vecs)} items ...")
+        self.status.setText(f"projecting {plural(len(vecs), 'item')} ...")
         job = ProjectionJob(np.asarray(vecs))
         # Bound methods, not lambdas: Qt drops the connections when the map is deleted before the job ends.
         job.signals.progress.connect(self._on_job_progress)
@@ -294,7 +295,7 @@ class EmbeddingMap(QWidget):
 
     def _on_job_progress(self, done: int, total: int) -> None:
         if self._current_job():
-            self.status.setText(f"projecting {len(self.names)} items ({done}/{total})")
+            self.status.setText(f"projecting {plural(len(self.names), 'item')} ({done}/{total})")
 
     def _on_job_done(self, xy: np.ndarray) -> None:
         if self._current_job():
@@ -311,7 +312,7 @@ class EmbeddingMap(QWidget):
             self._place()
         self._redraw()
         self.vb.autoRange(padding=0.05)
-        self.status.setText(f"{len(self.names)} items; hover for a thumbnail, click to open, drag to select")
+        self.status.setText(self.hint())
 
     def set_colouring(self, mode: str) -> None:
         """Colour the points by ``label``, ``error``, ``score`` or ``group``."""
@@ -350,14 +351,19 @@ class EmbeddingMap(QWidget):
         inside = {self.names[i] for i in np.nonzero(inside_polygon(self.xy, poly))[0]}
         self.selected = inside
         self._draw_selection()
-        self.status.setText(f"{len(inside)} items selected")
+        self.status.setText(f"{plural(len(inside), 'item')} selected")
         self.selection_changed.emit(set(inside))
 
     def clear_selection(self) -> None:
         """Drop the selection (the item list shows everything again)."""
         self.selected = set()
         self._draw_selection()
+        self.status.setText(self.hint())
         self.selection_changed.emit(set())
+
+    def hint(self) -> str:
+        """The status line while nothing is selected."""
+        return f"{plural(len(self.names), 'item')}; hover for a thumbnail, click to open, drag to select"
 
     def point_pos(self, name: str) -> QPoint:
         """Where item ``name`` is drawn, in the plot's viewport coordinates (for tests and tours)."""

@@ -28,6 +28,7 @@ from imgreg_gui.jobs.process import open_error_box
 from imgreg_gui.jobs.tasks import Task
 from imgreg_gui.model.items import format_label
 from imgreg_gui.model.state import AppState
+from imgreg_gui.words import plural
 
 log = logging.getLogger(__name__)
 # What the export dialog offers, by format: (dialog filter, file suffix; "" for a folder).
@@ -59,7 +60,7 @@ def exported_text(res: Exported, fmt: str) -> str:
     """One status-bar line for an export."""
     text = f"Exported {res.n_labels:,} labels ({fmt}) to {res.path}"
     if res.skipped:
-        text += f"; {len(res.skipped):,} items left out ({res.skipped[0].reason})"
+        text += f"; {plural(len(res.skipped), 'item')} left out ({res.skipped[0].reason})"
     return text + "".join(f"; {n}" for n in res.notes)
 
 
@@ -192,7 +193,7 @@ class FileOps(QObject):
         ]
         if res.orphans:
             parts.append(f"{len(res.orphans):,} orphaned corrections kept")
-        self.state.notify(f"Reloaded {len(res.ds.items):,} items: {', '.join(parts)}", 10000)
+        self.state.notify(f"Reloaded {plural(len(res.ds.items), 'item')}: {', '.join(parts)}", 10000)
         self.reloaded.emit(res)
 
     # -- recovery ----------------------------------------------------------------------------------------

@@ -524,6 +524,8 @@ class MainWindow(QMainWindow):
         a.undo.setEnabled(stack.canUndo())
         a.redo.setEnabled(stack.canRedo())
         undo_text, redo_text = stack.undoText(), stack.redoText()
+        a.undo.setText(f"&Undo {self._action_of(stack.index() - 1)}".rstrip())
+        a.redo.setText(f"&Redo {self._action_of(stack.index())}".rstrip())
         a.undo.setStatusTip(f"Undo: {undo_text}" if undo_text else "Nothing to undo")
         a.redo.setStatusTip(f"Redo: {redo_text}" if redo_text else "Nothing to redo")
         for key in ("revert", "verify", "place"):
@@ -533,6 +535,11 @@ class MainWindow(QMainWindow):
         a.reload.setEnabled(self.store is not None and not self.files.running)
         a.sort_error.setEnabled(bool(self.state.preds))
         self.value.box.setEnabled(editable)
+
+    def _action_of(self, i: int) -> str:
+        """The short name of undo command ``i`` ("Move label"), or "" when there is none."""
+        cmd = self.undo_stack.command(i) if 0 <= i < self.undo_stack.count() else None
+        return getattr(cmd, "action", "") if cmd is not None else ""
 
     # -- files and dialogs -----------------------------------------------------------------------------
 

@@ -46,3 +46,14 @@ def test_rank_is_refused_with_fewer_items_than_folds(qtbot, win, tmp_path):
     assert not review.rank_btn.isEnabled()
     assert "6 labelled items cannot make 7 folds" in review.rank_btn.toolTip()
     assert review.rank(7) is False and "Cannot rank" in review.status.text()
+
+
+def test_the_last_datasets_outcome_does_not_stay(qtbot, win, tmp_path):
+    open_ds(qtbot, win, make_biwi(tmp_path / "a", groups=1, frames=3, size=(64, 48)).root)
+    train, runs = win.training.train, win.training.runs
+    train.status.setText("Training failed.")
+    train.live.append("error: something of dataset a")
+    runs.status.setText("Predictions of run-a stored (1.0 s).")
+    open_ds(qtbot, win, make_biwi(tmp_path / "b", groups=1, frames=3, size=(64, 48)).root)
+    assert train.status.text() == "Idle" and runs.status.text() == ""
+    assert "dataset a" not in train.live.log.toPlainText()

@@ -37,9 +37,15 @@ class StoreCommand(QUndoCommand):
     """
 
     def __init__(
-        self, store: LabelStore, item: str, text: str, apply: Callable[[LabelStore], LabelRecord]
+        self,
+        store: LabelStore,
+        item: str,
+        text: str,
+        apply: Callable[[LabelStore], LabelRecord],
+        action: str = "",
     ) -> None:
         super().__init__(text)
+        self.action = action or text  # what the Edit menu calls it: "Undo Move label"
         self.store = store
         self.item = item
         self._apply = apply
@@ -75,29 +81,35 @@ class StoreCommand(QUndoCommand):
 
 
 def correct_command(
-    store: LabelStore, item: str, label: Label, source: str = "corrected", text: str = ""
+    store: LabelStore, item: str, label: Label, source: str = "corrected", text: str = "", action: str = ""
 ) -> StoreCommand:
     """Set a new label (a drag, a click, a typed value; ``source='prediction'`` to accept a prediction)."""
+    action = action or ("Accept prediction" if source == "prediction" else "Move label")
     text = text or (f"Accept prediction for {item}" if source == "prediction" else f"Move label of {item}")
-    return StoreCommand(store, item, text, lambda s: s.correct(item, label, source=source))
+    return StoreCommand(store, item, text, lambda s: s.correct(item, label, source=source), action)
 
 
 def revert_command(store: LabelStore, item: str) -> StoreCommand:
     """Drop the correction so the original label applies again."""
-    return StoreCommand(store, item, f"Revert {item} to original", lambda s: s.revert(item))
+    return StoreCommand(
+        store, item, f"Revert {item} to original", lambda s: s.revert(item), "Revert to original"
+    )
 
 
 def verify_command(store: LabelStore, item: str, verified: bool) -> StoreCommand:
     """Set or clear the verified flag."""
     text = f"Mark {item} verified" if verified else f"Clear verified mark of {item}"
-    return StoreCommand(store, item, text, lambda s: s.set_verified(item, verified))
+    action = "Mark verified" if verified else "Clear verified mark"
+    return StoreCommand(store, item, text, lambda s: s.set_verified(item, verified), action)
 
 
 class NudgeCommand(StoreCommand):
     """A keyboard nudge; consecutive nudges of the same item in the same session merge into one undo step."""
 
     def __init__(self, store: LabelStore, item: str, label: Label, session: int) -> None:
-        super().__init__(store, item, f"Nudge label of {item}", lambda s: s.correct(item, label))
+        super().__init__(
+            store, item, f"Nudge label of {item}", lambda s: s.correct(item, label), "Nudge label"
+        )
         self.session = session
 
     def id(self) -> int:

@@ -72,14 +72,11 @@ class Editor(QObject):
             self.state.notify(f"Could not save: {err}", 15000)
         self.edited.emit()
 
-    def set_label(self, name: str, label: Label, text: str | None = None) -> None:
+    def set_label(self, name: str, label: Label, text: str = "", action: str = "") -> None:
         """Correct ``name``'s label (a drag, a placement, a typed value)."""
         if self.state.store is None or name != self.state.current or self.refusal(name, label):
             return
-        if text is None:
-            self.push(commands.correct_command(self.state.store, name, tuple(label)))
-        else:
-            self.push(commands.correct_command(self.state.store, name, tuple(label), text=text))
+        self.push(commands.correct_command(self.state.store, name, tuple(label), text=text, action=action))
 
     def set_value(self, value: float) -> None:
         """Set the current scalar item's value (no edit when it is unchanged)."""
@@ -88,7 +85,7 @@ class Editor(QObject):
             return
         eff = self.state.effective(name)
         if eff is None or abs(eff[0] - value) > 1e-9:
-            self.set_label(name, (value,), text=f"Set value of {name}")
+            self.set_label(name, (value,), text=f"Set value of {name}", action="Set value")
 
     def nudge(self, dx: float, dy: float, point: int = 0) -> None:
         """Move the current label's ``point`` by (dx, dy) pixels; consecutive nudges are one undo step.

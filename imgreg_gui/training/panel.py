@@ -24,11 +24,12 @@ from PySide6.QtWidgets import (
 from engine import events
 from engine.core import Dataset, Label
 from engine.data.split import too_few
-from imgreg_gui.jobs.process import ChildProcess, ChildResult, open_error_box, show_progress
+from imgreg_gui.jobs.process import ChildProcess, ChildResult, open_error_box, show_progress, shown_command
 from imgreg_gui.training.folds import FoldProgress
 from imgreg_gui.training.leaks import LeakWatch
 from imgreg_gui.training.options import DeviceQuery, OptionsForm, TrainOptions, train_command
 from imgreg_gui.training.plots import LrPlot, TrainingCurves, pick_error_metric
+from imgreg_gui.words import plural
 
 CommandMaker = Callable[..., list[str]]
 
@@ -75,6 +76,10 @@ class LiveView(QWidget):
         self.tabs.addTab(lr_page, "LR finder")
         self.tabs.addTab(self.log, "Log")
         lay.addWidget(self.tabs)
+
+    def clear_log(self) -> None:
+        """Empty the log (another dataset was opened)."""
+        self.log.clear()
 
     def append(self, text: str) -> None:
         """Add a line to the log."""
@@ -185,7 +190,13 @@ class TrainPanel(QWidget):
 
     def set_dataset(self, path: str | Path | None, groups: list[str], kind: str) -> None:
         """Train on the dataset at ``path`` (None: no dataset, Start disabled)."""
-        self.dataset_path = None if path is None else str(path)
+        new = None if path is None else str(path)
+        if new != self.dataset_path and not self.busy:  # the last dataset's outcome is not this one's
+            self.status.setText("Idle")
+            self.epoch_bar.hide()
+            self.batch_bar.hide()
+            self.live.clear_log()
+        self.dataset_path = new
         self.kind = kind
         self.form.set_dataset(groups, kind)
         if not self.busy:
@@ -218,7 +229,7 @@ class TrainPanel(QWidget):
             return
         n_fix = counts.get("corrected", 0)
         self.labels_info.setText(
-            f"Trains on the {counts.get('labelled', 0):,} labelled items as corrected "
+            f"Trains on the {plural(counts.get('labelled', 0), 'labelled item')} as corrected "
             f"({n_fix:,} correction{'' if n_fix == 1 else 's'}, {counts.get('verified', 0):,} verified)."
         )
 
@@ -271,7 +282,7 @@ class TrainPanel(QWidget):
         self.epoch_bar.setRange(0, max(1, opts.epochs))
         self.epoch_bar.setValue(0)
         self.batch_bar.setRange(0, 0)
-        self.live.append(f"$ {' '.join(cmd[1:])}")
+        self.live.append(f"$ {shown_command(cmd)}")
         self.status.setText(
             "Starting (loading the model and data)..."
             if mode == "train"

@@ -266,6 +266,8 @@ class RunsPanel(QWidget):
         """Show the runs of the open dataset's store (none while nothing is open)."""
         store = self.state.store
         self.runs_dir = runfiles.runs_dir(store.dir) if store is not None else None
+        if not self.child.running:
+            self.status.setText("")  # the last dataset's prediction message is not this one's
         self.refresh()
 
     def _follow_active_run(self, run_id: object) -> None:

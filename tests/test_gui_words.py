@@ -1,0 +1,62 @@
+"""What the window says: plurals, the logged command, the map's selection line, undo entries' action names."""
+
+from __future__ import annotations
+
+import sys
+
+from PySide6.QtCore import QPointF
+from PySide6.QtGui import QPolygonF
+
+from engine.data.synth import make_biwi
+from imgreg_gui.app import is_loaded
+from imgreg_gui.jobs.process import engine_command, shown_command
+from imgreg_gui.main_window import MainWindow
+from imgreg_gui.words import plural
+
+
+def test_plural():
+    assert plural(1, "group") == "1 group" and plural(2, "group") == "2 groups"
+    assert plural(1234, "item") == "1,234 items" and plural(0, "item") == "0 items"
+
+
+def test_logged_command_names_the_program():
+    assert shown_command(engine_command("train", "/data/my set", "--epochs", "3")) == (
+        "imgreg train '/data/my set' --epochs 3"
+    )
+    assert shown_command([sys.executable, "x.py"]) == f"{sys.executable} x.py"
+
+
+def test_counts_undo_names_and_map_selection(qtbot, tmp_path):
+    w = MainWindow()
+    w.persist = False
+    qtbot.addWidget(w)
+    w.show()
+    with qtbot.waitSignal(w.dataset_opened, timeout=15000):
+        w.open_dataset(make_biwi(tmp_path / "biwi", groups=1, frames=3, size=(64, 48)).root)
+    qtbot.waitUntil(lambda: is_loaded(w), timeout=15000)
+    assert w.panel.count_label.text() == "3 items · 1 group"
+    assert w.acts.undo.text() == "&Undo"
+    w.nudge(1, 0)
+    assert w.acts.undo.text() == "&Undo Nudge label"
+    w.undo()
+    assert w.acts.redo.text() == "&Redo Nudge label" and w.acts.undo.text() == "&Undo"
+    w.editor.revert_label()  # nothing to revert: no entry
+    w.mark_verified()
+    assert w.acts.undo.text() == "&Undo Mark verified"
+    w.close()
+
+
+def test_map_clear_selection_says_so(qtbot):
+    import numpy as np
+
+    from imgreg_gui.embedding_map import EmbeddingMap
+
+    m = EmbeddingMap()
+    qtbot.addWidget(m)
+    names = [f"img{i}.jpg" for i in range(6)]
+    m.set_items(names, {}, {n: (1.0,) for n in names}, {}, {n: "." for n in names})
+    m.set_points(np.array([[i, i] for i in range(6)], np.float32))
+    m.select_polygon(QPolygonF([QPointF(-1, -1), QPointF(9, -1), QPointF(9, 9), QPointF(-1, 9)]))
+    assert m.status.text() == "6 items selected"
+    m.clear_selection()
+    assert "selected" not in m.status.text() and m.status.text().startswith("6 items;")
