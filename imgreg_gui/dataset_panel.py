@@ -7,7 +7,7 @@ import threading
 import traceback
 from pathlib import Path
 
-from PySide6.QtCore import QItemSelectionModel, QModelIndex, Qt, QThread, QTimer, Signal
+from PySide6.QtCore import QEvent, QItemSelectionModel, QModelIndex, QObject, Qt, QThread, QTimer, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -77,8 +77,11 @@ class DatasetPanel(QWidget):
         header.setSortIndicatorShown(True)
         header.setStretchLastSection(False)
         header.setSectionResizeMode(COL_NAME, QHeaderView.ResizeMode.Stretch)
-        header.setSectionResizeMode(COL_GROUP, QHeaderView.ResizeMode.ResizeToContents)
-        header.setSectionResizeMode(COL_ERROR, QHeaderView.ResizeMode.ResizeToContents)
+        # Group and Error take what their contents need, but never the name's room: refitted on every resize.
+        header.setSectionResizeMode(COL_GROUP, QHeaderView.ResizeMode.Interactive)
+        header.setSectionResizeMode(COL_ERROR, QHeaderView.ResizeMode.Interactive)
+        self.view.setTextElideMode(Qt.TextElideMode.ElideMiddle)  # frame numbers sit at the end of names
+        self.view.viewport().installEventFilter(self)
         self.view.setColumnHidden(COL_ERROR, True)
         self.count_label = QLabel(self)
         self.count_label.setObjectName("CountLabel")
@@ -112,6 +115,7 @@ class DatasetPanel(QWidget):
         self.view.selectionModel().currentRowChanged.connect(self._on_current_row)
         self.model.modelReset.connect(self._after_reset)
         self.model.rowsInserted.connect(self._update_count)
+        self.model.rowsInserted.connect(lambda *_a: self.fit_columns())
         state.dataset_changed.connect(self._fill_orphans)
         state.current_changed.connect(self.select)
         state.active_run_changed.connect(lambda _run: self.show_errors(bool(state.preds)))
@@ -151,10 +155,26 @@ class DatasetPanel(QWidget):
     def show_errors(self, on: bool) -> None:
         """Show the error column (when a run's predictions are active)."""
         self.view.setColumnHidden(COL_ERROR, not on)
+        self.fit_columns()
+
+    def fit_columns(self) -> None:
+        """Give Group and Error their contents' width, each at most a fifth of the list, the name the rest."""
+        room = self.view.viewport().width()
+        for col in (COL_GROUP, COL_ERROR):
+            if not self.view.isColumnHidden(col):
+                want = max(self.view.sizeHintForColumn(col), self.view.header().sectionSizeHint(col))
+                self.view.setColumnWidth(col, max(36, min(want, room // 5)))
+
+    def eventFilter(self, obj: QObject, ev: QEvent) -> bool:  # noqa: N802 (Qt override)
+        """Refit the columns when the list changes size."""
+        if obj is self.view.viewport() and ev.type() == QEvent.Type.Resize:
+            self.fit_columns()
+        return False
 
     def sort_by_error(self, descending: bool = True) -> None:
         """Sort the list by prediction error, largest first by default."""
         self.view.setColumnHidden(COL_ERROR, False)
+        self.fit_columns()
         order = Qt.SortOrder.DescendingOrder if descending else Qt.SortOrder.AscendingOrder
         self.view.sortByColumn(COL_ERROR, order)
 
@@ -211,6 +231,7 @@ class DatasetPanel(QWidget):
 
     def _after_reset(self) -> None:
         self._update_count()
+        self.fit_columns()
         if self.state.current is not None:
             self.select(self.state.current)
 

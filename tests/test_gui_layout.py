@@ -1,0 +1,32 @@
+"""Layout that must hold as the window changes: the item list keeps room for names."""
+
+from __future__ import annotations
+
+from engine.data.synth import make_biwi
+from engine.labels.store import PredictionRow
+from imgreg_gui.app import is_loaded
+from imgreg_gui.main_window import MainWindow
+from imgreg_gui.model.items import COL_ERROR, COL_NAME
+
+
+def test_the_name_column_keeps_its_room_when_the_panel_narrows(qtbot, tmp_path):
+    w = MainWindow()
+    w.persist = False
+    qtbot.addWidget(w)
+    w.resize(1200, 700)
+    w.show()
+    with qtbot.waitSignal(w.dataset_opened, timeout=15000):
+        w.open_dataset(make_biwi(tmp_path / "biwi", groups=2, frames=3, size=(64, 48)).root)
+    qtbot.waitUntil(lambda: is_loaded(w), timeout=15000)
+    rows = [PredictionRow(it.name, (1.0, 2.0), 12345.678, None, None) for it in w.dataset.items]
+    w.store.put_predictions("r1", rows)
+    w.state.set_active_run("r1")
+    view = w.panel.view
+    assert not view.isColumnHidden(COL_ERROR)
+    dock = w.docks.by_title["Dataset"]
+    for width in (520, 240):
+        w.resizeDocks([dock], [width], w.panel.view.header().orientation())
+        qtbot.wait(50)
+        room = view.viewport().width()
+        assert view.columnWidth(COL_NAME) >= 0.55 * room, (width, room, view.columnWidth(COL_NAME))
+    w.close()
