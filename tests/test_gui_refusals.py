@@ -57,3 +57,14 @@ def test_the_last_datasets_outcome_does_not_stay(qtbot, win, tmp_path):
     open_ds(qtbot, win, make_biwi(tmp_path / "b", groups=1, frames=3, size=(64, 48)).root)
     assert train.status.text() == "Idle" and runs.status.text() == ""
     assert "dataset a" not in train.live.log.toPlainText()
+
+
+def test_a_degenerate_run_is_flagged_after_its_predictions(qtbot, win, tmp_path):
+    from engine.labels.store import PredictionRow
+
+    open_ds(qtbot, win, make_biwi(tmp_path / "biwi", groups=2, frames=4, size=(640, 480)).root)
+    rows = [PredictionRow(it.name, (320.0, 240.0), None, 163.0, None) for it in win.dataset.items]
+    win.store.put_predictions("flat", rows)
+    win.training._on_predictions_stored("flat")
+    assert "looks degenerate" in win.training.train.status.text()
+    assert "about the same for every image" in win.status.currentMessage()

@@ -192,6 +192,7 @@ class TrainPanel(QWidget):
         """Train on the dataset at ``path`` (None: no dataset, Start disabled)."""
         new = None if path is None else str(path)
         if new != self.dataset_path and not self.busy:  # the last dataset's outcome is not this one's
+            self.status.setStyleSheet("")
             self.status.setText("Idle")
             self.epoch_bar.hide()
             self.batch_bar.hide()
@@ -283,6 +284,7 @@ class TrainPanel(QWidget):
         self.epoch_bar.setValue(0)
         self.batch_bar.setRange(0, 0)
         self.live.append(f"$ {shown_command(cmd)}")
+        self.status.setStyleSheet("")
         self.status.setText(
             "Starting (loading the model and data)..."
             if mode == "train"
@@ -291,6 +293,11 @@ class TrainPanel(QWidget):
         self.child.start(cmd)
         self._set_busy(True)
         return True
+
+    def warn(self, text: str) -> None:
+        """Show a warning about the last run in the status line (red until the next start)."""
+        self.status.setStyleSheet("color: #b91c1c; font-weight: 600;")
+        self.status.setText(text)
 
     def stop_after_epoch(self) -> None:
         """Ask the training to stop after the current epoch (the run is saved)."""
