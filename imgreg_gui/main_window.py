@@ -69,6 +69,7 @@ class MainWindow(QMainWindow):
         self.editor = Editor(self.state, self)
         self.loader = ImageLoader(parent=self)
         self._wanted: str | None = None
+        self._wanted_quietly = False
         self._worker: OpenWorker | None = None
         self._old_workers: list[OpenWorker] = []
         self.persist = True  # save layout and recent datasets (off for scripted screenshots)
@@ -267,7 +268,8 @@ class MainWindow(QMainWindow):
         """Start indexing ``root`` on a worker thread; items appear as they are parsed, ``item`` is shown first."""
         self.close_dataset()
         self.state.begin_open(root)
-        self._wanted = item
+        self._wanted = item if item is not None or not self.persist else settings.last_item(root)
+        self._wanted_quietly = item is None  # a remembered item that is gone is no news
         self.setWindowTitle(f"{self.root.name} — imgreg")
         self.canvas.set_message("Opening dataset…", str(self.root))
         self.status.set_summary("Indexing…")
@@ -292,6 +294,8 @@ class MainWindow(QMainWindow):
 
     def close_dataset(self) -> None:
         """Close the open dataset and its store (edits are already saved)."""
+        if self.persist and self.state.root is not None and self.state.dataset is not None:
+            settings.set_last_item(self.state.root, self.state.current)
         self._stop_worker()
         self.loader.clear()
         self.state.close()
@@ -333,7 +337,7 @@ class MainWindow(QMainWindow):
             settings.add_recent(self.root or ds.root)
         if self._wanted and st.item(self._wanted) is not None:
             current = self._wanted
-        elif self._wanted:
+        elif self._wanted and not self._wanted_quietly:
             self.status.message(f"No item named {self._wanted} in this dataset", 8000)
         if current is None and self.panel.model.view:
             current = self.panel.model.item_at(0).name
@@ -592,6 +596,8 @@ class MainWindow(QMainWindow):
         """Save settings, stop workers, close the store."""
         if self.persist:
             self.save_settings()
+            if self.state.root is not None and self.state.dataset is not None:
+                settings.set_last_item(self.state.root, self.state.current)
         self._stop_worker()
         self.files.wait()
         self.explore.shutdown()

@@ -30,3 +30,25 @@ def test_the_name_column_keeps_its_room_when_the_panel_narrows(qtbot, tmp_path):
         room = view.viewport().width()
         assert view.columnWidth(COL_NAME) >= 0.55 * room, (width, room, view.columnWidth(COL_NAME))
     w.close()
+
+
+def test_reopening_shows_the_last_item_viewed(qtbot, tmp_path):
+    root = make_biwi(tmp_path / "biwi", groups=2, frames=3, size=(64, 48)).root
+
+    def opened() -> MainWindow:
+        w = MainWindow()
+        qtbot.addWidget(w)
+        w.show()
+        with qtbot.waitSignal(w.dataset_opened, timeout=15000):
+            w.open_dataset(root)
+        qtbot.waitUntil(lambda: is_loaded(w), timeout=15000)
+        return w
+
+    w = opened()
+    w.next_item()
+    w.next_group()
+    seen = w.current_item_name()
+    w.close()
+    w2 = opened()
+    assert w2.current_item_name() == seen
+    w2.close()
