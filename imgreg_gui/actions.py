@@ -59,6 +59,8 @@ ACTIONS: tuple[Act, ...] = (
         "Drop the correction: the label from the dataset's files applies again", "revert"),
     Act("verify", "&Mark verified", "V", "Mark this item's label as checked by a person (press again to clear)",
         "verify"),
+    Act("history", "Label &history…", "Ctrl+Shift+H",
+        "Every change of this item's label: when, what, before and after"),
     Act("place", "&Place label", "C", "The next click on the image puts the label there (Ctrl+click does it any time)",
         "place", checkable=True),
     *(Act(f"nudge_{k}", f"Nudge {k} 1 px", key, NUDGE_TIP, on_canvas=True) for k, key, _, _ in NUDGES),
@@ -99,7 +101,7 @@ VIEW_TOGGLES = ("show_label", "show_pred", "show_line")
 NUDGE_KEYS = [f"nudge_{k}" for k, *_ in NUDGES] + [f"nudge_{k}10" for k, *_ in NUDGES]
 MENUS: dict[str, list] = {
     "&File": ["open", "@Open &recent", "reload", "-", "export", "-", "quit"],
-    "&Edit": ["undo", "redo", "-", "accept", "revert", "verify", "place", ("&Nudge label", NUDGE_KEYS), "next_point"],
+    "&Edit": ["undo", "redo", "-", "accept", "revert", "verify", "history", "place", ("&Nudge label", NUDGE_KEYS), "next_point"],
     "&Go": ["next", "prev", "-", "next_group", "prev_group", "first", "last", "-", "find", "similar"],
     "&View": ["zoom_in", "zoom_out", "fit", "actual", "-", *VIEW_TOGGLES, "-", "sort_name", "sort_error",
               "sort_score", "-", "embedding_map", "@&Panels"],

@@ -37,7 +37,7 @@ from imgreg_gui.actions import (
 )
 from imgreg_gui.canvas import ImageCanvas
 from imgreg_gui.dataset_panel import DatasetPanel, OpenWorker
-from imgreg_gui.dialogs import about_box, shortcuts_dialog
+from imgreg_gui.dialogs import about_box, history_dialog, shortcuts_dialog
 from imgreg_gui.docks import Docks
 from imgreg_gui.explore import ExploreController
 from imgreg_gui.files import FileOps, export_labels, orphan_text
@@ -148,7 +148,7 @@ class MainWindow(QMainWindow):
             "open": self.choose_dataset, "export": self.files.choose_export, "reload": self.files.reload,
             "quit": self.close,
             "undo": ed.undo, "redo": ed.redo, "accept": ed.accept_prediction, "revert": ed.revert_label,
-            "verify": ed.mark_verified, "place": self.toggle_place_mode, "next_point": self.next_point,
+            "verify": ed.mark_verified, "history": self.show_history, "place": self.toggle_place_mode, "next_point": self.next_point,
             "next": self.next_item, "prev": self.prev_item, "next_group": self.next_group,
             "prev_group": self.prev_group, "first": self.first_item, "last": self.last_item,
             "find": self.focus_filter, "zoom_in": c.zoom_in, "zoom_out": c.zoom_out, "fit": c.fit,
@@ -532,7 +532,7 @@ class MainWindow(QMainWindow):
         a.redo.setText(f"&Redo {self._action_of(stack.index())}".rstrip())
         a.undo.setStatusTip(f"Undo: {undo_text}" if undo_text else "Nothing to undo")
         a.redo.setStatusTip(f"Redo: {redo_text}" if redo_text else "Nothing to redo")
-        for key in ("revert", "verify", "place"):
+        for key in ("revert", "verify", "place", "history"):
             a.all[key].setEnabled(editable)
         a.accept.setEnabled(editable and self.state.prediction(self.state.current) is not None)
         a.export.setEnabled(self.store is not None and not self.files.running)
@@ -563,6 +563,14 @@ class MainWindow(QMainWindow):
             return 0
         self.status.message(f"Exported {n:,} labels to {path}", 8000)
         return n
+
+    def show_history(self) -> None:
+        """Open the current item's label history (Edit ▸ Label history)."""
+        name, store = self.state.current, self.store
+        if name is None or store is None:
+            return
+        self._history = history_dialog(self, name, store.history(name), self.state.kind)
+        self._history.open()
 
     def show_shortcuts(self) -> None:
         """Open the keyboard shortcuts dialog (the Training menu's keys included)."""

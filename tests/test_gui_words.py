@@ -6,6 +6,7 @@ import sys
 
 from PySide6.QtCore import QPointF
 from PySide6.QtGui import QPolygonF
+from PySide6.QtWidgets import QTableWidget
 
 from engine.data.synth import make_biwi
 from imgreg_gui.app import is_loaded
@@ -60,3 +61,22 @@ def test_map_clear_selection_says_so(qtbot):
     assert m.status.text() == "6 items selected"
     m.clear_selection()
     assert "selected" not in m.status.text() and m.status.text().startswith("6 items;")
+
+
+def test_label_history_lists_each_change(qtbot, tmp_path):
+    w = MainWindow()
+    w.persist = False
+    qtbot.addWidget(w)
+    w.show()
+    with qtbot.waitSignal(w.dataset_opened, timeout=15000):
+        w.open_dataset(make_biwi(tmp_path / "biwi", groups=1, frames=3, size=(64, 48)).root)
+    qtbot.waitUntil(lambda: is_loaded(w), timeout=15000)
+    w.nudge(1, 0)
+    w.mark_verified()
+    w.acts.history.trigger()
+    table = w._history.findChild(QTableWidget, "HistoryTable")
+    assert table.rowCount() == 2
+    assert {table.item(r, 1).text() for r in range(2)} == {"Corrected", "Marked verified"}
+    assert "(corrected)" in table.item(0, 3).text() or "(corrected)" in table.item(1, 3).text()
+    w._history.close()
+    w.close()
