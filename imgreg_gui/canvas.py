@@ -418,13 +418,14 @@ class ImageCanvas(QGraphicsView):
         if self.image_size is not None:
             margin = 8
             w, h = self.image_size
-            vw, vh = (
-                max(self.viewport().width() - 2 * margin, 1),
-                max(self.viewport().height() - 2 * margin, 1),
-            )
+            # Room below the image for the legend, so that it does not cover the image's lower part.
+            vp_w, vp_h = self.viewport().width(), self.viewport().height()
+            legend = chip_size(self._legend_rows() or [("none", "Label")], vp_w - 20)[1] + interaction.MARGIN
+            room = legend if vp_h - legend > 0.6 * vp_h else 0.0
+            vw, vh = max(vp_w - 2 * margin, 1), max(vp_h - 2 * margin - room, 1)
             s = min(vw / w, vh / h)
             self.setTransform(QTransform.fromScale(s, s))
-            self.centerOn(w / 2, h / 2)
+            self.centerOn(w / 2, h / 2 + room / (2 * s))
         self.fit_mode = True
         self._after_zoom()
 

@@ -80,7 +80,6 @@ class DatasetPanel(QWidget):
         # Group and Error take what their contents need, but never the name's room: refitted on every resize.
         header.setSectionResizeMode(COL_GROUP, QHeaderView.ResizeMode.Interactive)
         header.setSectionResizeMode(COL_ERROR, QHeaderView.ResizeMode.Interactive)
-        self.view.setTextElideMode(Qt.TextElideMode.ElideMiddle)  # frame numbers sit at the end of names
         self.view.viewport().installEventFilter(self)
         self.view.setColumnHidden(COL_ERROR, True)
         self.count_label = QLabel(self)
