@@ -155,6 +155,7 @@ class ImageCanvas(QGraphicsView):
                 f"{reason or 'The file could not be decoded.'}\n\n{name}",
             )
             self.scene_.setSceneRect(QRectF(0, 0, 1, 1))
+            self.setSceneRect(QRectF())  # the view follows the scene again (fit() sets its own)
         else:
             size = (img.width(), img.height())
             self.pix_item.setPixmap(QPixmap.fromImage(img))
@@ -425,7 +426,9 @@ class ImageCanvas(QGraphicsView):
             vw, vh = max(vp_w - 2 * margin, 1), max(vp_h - 2 * margin - room, 1)
             s = min(vw / w, vh / h)
             self.setTransform(QTransform.fromScale(s, s))
-            self.centerOn(w / 2, h / 2 + room / (2 * s))
+            below = room / s  # the scene reaches below the image by the legend's room, so centring lifts it
+            self.setSceneRect(QRectF(0, 0, w, h + below))
+            self.centerOn(w / 2, (h + below) / 2)
         self.fit_mode = True
         self._after_zoom()
 
@@ -534,7 +537,7 @@ class ImageCanvas(QGraphicsView):
                 else Qt.CursorShape.ArrowCursor
             )
             self.viewport().setCursor(cursor)
-        if self.image_size is not None and self.sceneRect().contains(scene):
+        if self.image_size is not None and QRectF(0, 0, *self.image_size).contains(scene):
             self.cursor_moved.emit(scene.x(), scene.y())
         else:
             self.cursor_moved.emit(math.nan, math.nan)

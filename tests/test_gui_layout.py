@@ -52,3 +52,26 @@ def test_reopening_shows_the_last_item_viewed(qtbot, tmp_path):
     w2 = opened()
     assert w2.current_item_name() == seen
     w2.close()
+
+
+def test_the_legend_sits_below_a_fitted_image(qtbot, tmp_path):
+    from PySide6.QtCore import QRectF
+
+    from engine.data.synth import make_utkface
+
+    w = MainWindow()
+    w.persist = False
+    qtbot.addWidget(w)
+    w.resize(1100, 800)
+    w.show()
+    with qtbot.waitSignal(w.dataset_opened, timeout=15000):
+        w.open_dataset(make_utkface(tmp_path / "utk", n=4, size=200).root)
+    qtbot.waitUntil(lambda: is_loaded(w), timeout=15000)
+    c = w.canvas
+    c.resize(520, 540)  # about square: a fitted square image would reach the bottom edge
+    c.fit()
+    c.viewport().repaint()
+    qtbot.waitUntil(lambda: c.legend_rect is not None, timeout=5000)
+    image = c.mapFromScene(QRectF(0, 0, *c.image_size)).boundingRect()
+    assert not c.legend_rect.intersects(QRectF(image)), (c.legend_rect, image)
+    w.close()
