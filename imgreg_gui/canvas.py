@@ -419,16 +419,19 @@ class ImageCanvas(QGraphicsView):
         if self.image_size is not None:
             margin = 8
             w, h = self.image_size
-            # Room below the image for the legend, so that it does not cover the image's lower part.
+            # Room above it for the header and below it for the legend, so that neither covers the image.
             vp_w, vp_h = self.viewport().width(), self.viewport().height()
             legend = chip_size(self._legend_rows() or [("none", "Label")], vp_w - 20)[1] + interaction.MARGIN
-            room = legend if vp_h - legend > 0.6 * vp_h else 0.0
-            vw, vh = max(vp_w - 2 * margin, 1), max(vp_h - 2 * margin - room, 1)
+            header = chip_size([("none", "Header")])[1] + interaction.MARGIN
+            bottom = legend if vp_h - legend - header > 0.6 * vp_h else 0.0
+            top = header if bottom else 0.0
+            vw, vh = max(vp_w - 2 * margin, 1), max(vp_h - 2 * margin - top - bottom, 1)
             s = min(vw / w, vh / h)
             self.setTransform(QTransform.fromScale(s, s))
-            below = room / s  # the scene reaches below the image by the legend's room, so centring lifts it
-            self.setSceneRect(QRectF(0, 0, w, h + below))
-            self.centerOn(w / 2, (h + below) / 2)
+            # The scene reaches beyond the image by that room, so centring puts the image between the chips.
+            scene = QRectF(0, -top / s, w, h + (top + bottom) / s)
+            self.setSceneRect(scene)
+            self.centerOn(scene.center())
         self.fit_mode = True
         self._after_zoom()
 
