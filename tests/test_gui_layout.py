@@ -75,3 +75,29 @@ def test_the_legend_sits_below_a_fitted_image(qtbot, tmp_path):
     image = c.mapFromScene(QRectF(0, 0, *c.image_size)).boundingRect()
     assert not c.legend_rect.intersects(QRectF(image)), (c.legend_rect, image)
     w.close()
+
+
+def test_results_do_not_widen_panels_or_clip_buttons(qtbot):
+    from imgreg_gui.training.panel import LiveView
+    from imgreg_gui.training.runs import RunsPanel
+
+    live = LiveView()
+    qtbot.addWidget(live)
+    live.resize(360, 240)
+    live.show()
+    live.tabs.setCurrentIndex(1)
+    live.lr_note.setText(
+        "Suggested learning rate 0.00123 (steepest descent of the smoothed loss, valley at 0.004)"
+    )
+    qtbot.wait(20)
+    assert live.minimumSizeHint().width() <= 360
+    assert live.use_lr.width() >= live.use_lr.sizeHint().width()
+    assert live.use_lr.geometry().right() <= live.use_lr.parentWidget().width()
+
+    from imgreg_gui.model.state import AppState
+
+    runs = RunsPanel(AppState())
+    qtbot.addWidget(runs)
+    before = runs.minimumSizeHint().width()
+    runs.status.setText("Predictions of 20261202-194400-abcdef stored (12.3 s); " * 3)
+    assert runs.minimumSizeHint().width() <= max(before, 420)

@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QScrollArea,
+    QSizePolicy,
     QTabWidget,
     QVBoxLayout,
     QWidget,
@@ -57,7 +58,9 @@ class LiveView(QWidget):
         self.lr_plot = LrPlot()
         self.use_lr = QPushButton("Use suggested LR")
         self.use_lr.setEnabled(False)
+        self.use_lr.setSizePolicy(QSizePolicy.Policy.Minimum, QSizePolicy.Policy.Fixed)  # never clipped
         self.lr_note = QLabel("Run Find LR in the Train panel.")
+        self.lr_note.setWordWrap(True)  # a long note wraps instead of widening the dock
         lr_page = QWidget()
         lr_lay = QVBoxLayout(lr_page)
         lr_lay.setContentsMargins(0, 0, 0, 0)

@@ -244,6 +244,9 @@ class RunsPanel(QWidget):
         self.progress.setFormat("predicting %v / %m")
         self.progress.hide()
         self.status = QLabel("")
+        self.status.setWordWrap(
+            True
+        )  # a long message wraps instead of widening the dock (and the canvas refits)
         lay.addWidget(self.progress)
         lay.addWidget(self.status)
         self._update_buttons()
