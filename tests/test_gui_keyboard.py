@@ -133,3 +133,18 @@ def test_wheel_zoom_keeps_the_point_under_a_still_cursor(qtbot, win, tmp_path, n
     after = c.mapToScene(pos)
     assert c.scale_factor() != pytest.approx(1.0)
     assert abs(after.x() - under.x()) <= 2 and abs(after.y() - under.y()) <= 2, (under, after)
+
+
+def test_a_moved_label_is_no_longer_verified(qtbot, win, tmp_path):
+    open_ds(qtbot, win, make_biwi(tmp_path / "biwi", groups=1, frames=2, size=(640, 480)).root)
+    name, c = win.current_item_name(), win.canvas
+    click(qtbot, c)
+    press(qtbot, K.Key_V)
+    assert win.store.record(name).verified
+    at = c.mapFromScene(100.0, 100.0)
+    click(qtbot, c, at, Qt.KeyboardModifier.ControlModifier)  # Ctrl+click moves the label there
+    rec = win.store.record(name)
+    assert rec.source == "corrected" and not rec.verified and win.panel.model.status(name) != "verified"
+    press(qtbot, K.Key_V)
+    win.revert_label()
+    assert not win.store.record(name).verified
