@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QLineEdit,
+    QListView,
     QStackedWidget,
     QTreeView,
     QTreeWidget,
@@ -52,6 +53,9 @@ class DatasetPanel(QWidget):
             "Show only items whose path contains this text (Ctrl+F); Esc returns to the image"
         )
         self.filter_combo = QComboBox(self)
+        # A plain list as the popup, so the stylesheet's highlighted-entry colours apply (Fusion's menu-like
+        # popup ignored them and showed the highlighted entry as a bare outline).
+        self.filter_combo.setView(QListView(self.filter_combo))
         for key, text in FILTERS.items():
             self.filter_combo.addItem(text, key)
         self.filter_combo.addItem("Orphans (file gone)", ORPHANS)

@@ -101,3 +101,28 @@ def test_results_do_not_widen_panels_or_clip_buttons(qtbot):
     before = runs.minimumSizeHint().width()
     runs.status.setText("Predictions of 20261202-194400-abcdef stored (12.3 s); " * 3)
     assert runs.minimumSizeHint().width() <= max(before, 420)
+
+
+def test_the_status_filters_highlighted_entry_is_filled(qtbot):
+    from PySide6.QtGui import QColor
+
+    from imgreg_gui.app import make_app
+
+    app = make_app()  # the app's stylesheet, dropped again at the end
+    w = MainWindow()
+    w.persist = False
+    qtbot.addWidget(w)
+    w.show()
+    combo = w.panel.filter_combo
+    combo.showPopup()
+    view = combo.view()
+    qtbot.waitUntil(view.isVisible, timeout=5000)
+    view.setCurrentIndex(view.model().index(2, 0))
+    qtbot.wait(50)
+    rect = view.visualRect(view.currentIndex())
+    img = view.viewport().grab().toImage()
+    px = QColor(img.pixel(rect.left() + 2, rect.center().y()))
+    combo.hidePopup()
+    w.close()
+    app.setStyleSheet("")
+    assert px.name() == "#dbe6fb", px.name()
