@@ -68,3 +68,31 @@ def test_a_degenerate_run_is_flagged_after_its_predictions(qtbot, win, tmp_path)
     win.training._on_predictions_stored("flat")
     assert "looks degenerate" in win.training.train.status.text()
     assert "about the same for every image" in win.status.currentMessage()
+
+
+def test_rank_asks_first_with_the_cost_and_a_time_estimate(qtbot, win, tmp_path):
+    import json
+
+    from imgreg_gui.training.rank_confirm import confirm_text, duration_text
+
+    root = make_biwi(tmp_path / "biwi", groups=2, frames=5, size=(64, 48)).root
+    open_ds(qtbot, win, root)
+    review = win.training.review
+    started = []
+    review.rank = lambda folds=None: started.append(folds) or True
+    run = win.store.dir / "runs" / "20260101-000000"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text("{}")
+    (run / "model.safetensors").write_bytes(b"")
+    (run / "summary.json").write_text(json.dumps({"time_s": 60.0, "n_train": 5}))
+    review.folds.setValue(5)
+    review.repeats.setValue(1)
+    box = review.ask_rank()
+    assert box is not None and started == []
+    assert (
+        "trains 5 models" in box.text() and "Estimated time: about 8 min" in box.text()
+    )  # 60 s x 8/5 items x 5
+    box.accept()
+    assert started == [None]
+    assert duration_text(30) == "about 30 s" and duration_text(7200) == "about 2.0 h"
+    assert "No earlier run" in confirm_text(10, 5, 2, 1, None)

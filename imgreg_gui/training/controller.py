@@ -64,6 +64,7 @@ class TrainingController(QObject):
         self.train.run_finished.connect(self._on_run_finished)
         self.runs.predictions_stored.connect(self._on_predictions_stored)
         self.review.make_rank_command = self._rank_command
+        self.review.parallel = lambda: self.train.options().parallel
         self.runs.device_fn = lambda: self.train.options().device
         self.review.child.ended.connect(lambda _res: self.runs.refresh())
         state.dataset_changed.connect(self.on_dataset_opened)
@@ -98,7 +99,7 @@ class TrainingController(QObject):
             ("Find learning rate", t.find_lr, ""),
             None,
             ("Predict all with the active run", self.runs.predict, "Ctrl+Shift+P"),
-            ("Rank out-of-fold", rv.rank, ""),
+            ("Rank out-of-fold", rv.ask_rank, ""),
             None,
             ("Next suspect", rv.next_suspect, ""),
             ("Previous suspect", rv.previous, ""),

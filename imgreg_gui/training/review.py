@@ -33,6 +33,7 @@ from imgreg_gui.model.editing import Editor
 from imgreg_gui.model.state import AppState
 from imgreg_gui.training.options import TrainOptions, rank_command
 from imgreg_gui.training.plots import ErrorHistogram
+from imgreg_gui.training.rank_confirm import confirm_text, per_model_seconds
 from imgreg_gui.training.review_model import (  # noqa: F401  (ReviewRow, disagreement, ... are part of this API)
     ALL_GROUPS,
     COLUMNS,
@@ -68,6 +69,9 @@ class ReviewPanel(QWidget):
         self.child = ChildProcess(self)
         self.child.ended.connect(self._on_rank_ended)
         self.child.event.connect(self._on_rank_event)
+        self.parallel = lambda: (
+            1
+        )  # fold models trained at once (the controller reads the Train panel's option)
         self.make_rank_command = lambda dataset, folds, repeats=1: rank_command(
             dataset, TrainOptions.load(), folds, self.kind, repeats
         )
@@ -493,7 +497,26 @@ class ReviewPanel(QWidget):
             self.child.cancel()
             self.status.setText("Cancelling the ranking...")
         else:
-            self.rank()
+            self.ask_rank()
+
+    def ask_rank(self) -> QMessageBox | None:
+        """Say what ranking costs (K x R trainings, the time estimate) and rank when the user agrees."""
+        k, store = self.folds.value(), self.store
+        reason = self.rank_refusal(k)
+        if reason or store is None or self.child.running:
+            if reason:
+                self.status.setText(f"Cannot rank: {reason}.")
+            return None
+        labelled = store.counts()["labelled"]
+        per_model = per_model_seconds(store.dir, labelled, k)
+        text = confirm_text(labelled, k, self.repeats.value(), self.parallel(), per_model)
+        box = QMessageBox(QMessageBox.Icon.Question, "Rank out-of-fold", text, parent=self)
+        box.setStandardButtons(QMessageBox.StandardButton.Ok | QMessageBox.StandardButton.Cancel)
+        box.button(QMessageBox.StandardButton.Ok).setText("Rank")
+        box.accepted.connect(lambda: self.rank())
+        box.open()
+        self._rank_box = box
+        return box
 
     def rank(self, folds: int | None = None) -> bool:
         """Run ``imgreg rank --folds K`` in a child; its out-of-fold predictions become the source."""
