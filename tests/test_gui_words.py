@@ -80,3 +80,23 @@ def test_label_history_lists_each_change(qtbot, tmp_path):
     assert "(corrected)" in table.item(0, 3).text() or "(corrected)" in table.item(1, 3).text()
     w._history.close()
     w.close()
+
+
+def test_map_has_a_colour_legend_and_marks_the_current_item(qtbot):
+    import numpy as np
+
+    from imgreg_gui.embedding_map import EmbeddingMap
+
+    m = EmbeddingMap()
+    qtbot.addWidget(m)
+    names = [f"g{i % 2}/img{i}.jpg" for i in range(6)]
+    m.set_items(names, {}, {n: (float(i),) for i, n in enumerate(names)}, {}, {n: n[:2] for n in names})
+    m.set_points(np.array([[i, i] for i in range(6)], np.float32))
+    assert "label:" in m.legend.text() and "&#8594;" in m.legend.text()
+    m.set_colouring("group")
+    assert "g0" in m.legend.text() and "g1" in m.legend.text()
+    assert len(m.cur_scatter.data) == 0
+    m.set_current(names[3])
+    assert len(m.cur_scatter.data) == 1 and tuple(m.cur_scatter.data["x"]) == (3.0,)
+    m.set_current(None)
+    assert len(m.cur_scatter.data) == 0
