@@ -7,15 +7,16 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
+
+from engine.events import Event
 
 Label = tuple[float, ...]
 """A label: flat float pixels ``(x, y)`` (``(x1, y1, x2, y2, ...)`` for several points) or ``(value,)``."""
 
 Kind = Literal["point", "scalar"]
-Event = dict[str, Any]
-"""An engine event: a JSON-able dict with a ``type`` key."""
 OnEvent = Callable[[Event], None]
+"""What engine work reports to: each event of ``engine/events.py``."""
 
 ARCH_NAMES = (
     "resnet18",
@@ -75,10 +76,11 @@ class Dataset:
     n_points: int = 1
     point_names: list[str] = field(default_factory=list)
     """Names of the points when the source names them (COCO ``categories[].keypoints``), else empty."""
+    _by_name: dict[str, Item] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def item(self, name: str) -> Item:
         """The item called ``name`` (KeyError when absent)."""
-        if not hasattr(self, "_by_name") or len(self._by_name) != len(self.items):
+        if len(self._by_name) != len(self.items):
             self._by_name = {it.name: it for it in self.items}
         return self._by_name[name]
 

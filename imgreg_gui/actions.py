@@ -211,7 +211,7 @@ def build_menus(bar: QMenuBar, a: Actions) -> Menus:
             if e == "-":
                 m.addSeparator()
             elif isinstance(e, tuple):
-                fill(m.addMenu(e[0]), e[1])
+                fill(m.addMenu(str(e[0])), e[1])
             elif e.startswith("@"):
                 sub = m.addMenu(e[1:])
                 if e == "@Open &recent":

@@ -53,14 +53,15 @@ def parse_size(text: str) -> tuple[int, int]:
 
 def make_app(argv: list[str] | None = None) -> QApplication:
     """The QApplication with the app's names, icon and style (reused when one exists)."""
-    app = QApplication.instance() or QApplication(argv or [sys.argv[0]])
+    inst = QApplication.instance()
+    app = inst if isinstance(inst, QApplication) else QApplication(argv or [sys.argv[0]])
     app.setOrganizationName(settings.ORG)
     app.setApplicationName(settings.APP)
     app.setApplicationDisplayName("imgreg")
     app.setWindowIcon(icon("app"))
     app.setStyle("Fusion")
     app.setStyleSheet(stylesheet())
-    return app  # type: ignore[return-value]
+    return app
 
 
 def is_loaded(win) -> bool:
@@ -81,6 +82,8 @@ def is_loaded(win) -> bool:
 def take_screenshot(win, path: str | Path, timeout: float) -> int:
     """Wait (up to ``timeout`` s) until loaded, let layouts settle, save ``win.grab()`` as PNG; 0 when ready."""
     app = QApplication.instance()
+    if app is None:
+        raise RuntimeError("take_screenshot needs a running QApplication")
     deadline = time.monotonic() + timeout
     while not is_loaded(win) and time.monotonic() < deadline:
         app.processEvents()
@@ -136,7 +139,12 @@ def main(argv: list[str] | None = None) -> int:
     win.show()
     if args.explore:
         win.explore.wait_in_screenshots = True
-        win.dataset_opened.connect(lambda: (win.explore.show_map(), win.explore.find_similar()))
+
+        def explore() -> None:
+            win.explore.show_map()
+            win.explore.find_similar()
+
+        win.dataset_opened.connect(explore)
     if dataset:
         win.open_dataset(dataset, item=args.item)
     if args.screenshot:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from PySide6.QtCore import QEvent, QPointF, QRectF, Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, QPointF, QRect, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QImage, QMouseEvent, QPainter, QPen, QPixmap, QTransform
 from PySide6.QtWidgets import (
     QFrame,
@@ -234,7 +234,7 @@ class ImageCanvas(QGraphicsView):
             and self.image_size is not None and self.kind == "point" and not self.pending
         )  # fmt: skip
         self.heat_item.setVisible(show)
-        if not show:
+        if not show or gray is None or self.image_size is None:
             return
         key = (self._heat_serial, self.image_size)
         if key != self._heat_built:
@@ -285,8 +285,8 @@ class ImageCanvas(QGraphicsView):
             item.setPos(pt)
             item.active = len(lab) > 1 and i == self.active_point
             item.update()
-        for item, pt in zip(self.rings, pred):
-            item.setPos(pt)
+        for ring, pt in zip(self.rings, pred):
+            ring.setPos(pt)
         pairs = list(zip(lab, pred)) if self.show_line and len(lab) == len(pred) else []
 
         def make_line() -> QGraphicsLineItem:
@@ -307,7 +307,7 @@ class ImageCanvas(QGraphicsView):
             self.tag.setPos((a + b) / 2)
             self.tag.set_text(f"{dist:.1f} px")
 
-    def drawForeground(self, p: QPainter, rect: QRectF) -> None:
+    def drawForeground(self, p: QPainter, rect: QRectF | QRect) -> None:
         """The legend, the item header and placeholders, in viewport coordinates."""
         super().drawForeground(p, rect)
         p.save()

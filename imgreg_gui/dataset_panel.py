@@ -204,7 +204,10 @@ class DatasetPanel(QWidget):
 
     def orphan_names(self) -> list[str]:
         """The orphans listed (the Orphans filter)."""
-        return [self.orphan_view.topLevelItem(i).text(0) for i in range(self.orphan_view.topLevelItemCount())]
+        view = self.orphan_view
+        return [
+            it.text(0) for i in range(view.topLevelItemCount()) if (it := view.topLevelItem(i)) is not None
+        ]
 
     def _fill_orphans(self) -> None:
         text = self.filter_edit.text().strip().lower()

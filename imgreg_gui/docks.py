@@ -83,7 +83,8 @@ class Docks:
         """
         win = self.win
         covered = [d.geometry() for d in self.by_title.values() if d.isVisible() and not d.isFloating()]
-        covered.append(win.centralWidget().geometry())
+        if (central := win.centralWidget()) is not None:
+            covered.append(central.geometry())
         for bar in win.findChildren(QTabBar, options=Qt.FindChildOption.FindDirectChildrenOnly):
             if bar.isVisible() and any(bar.geometry().intersects(r) for r in covered):
                 bar.hide()

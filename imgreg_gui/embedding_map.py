@@ -18,6 +18,7 @@ from PySide6.QtWidgets import QButtonGroup, QHBoxLayout, QLabel, QPushButton, QV
 
 from engine.runs.projection import project
 from imgreg_gui.jobs.image_loader import ImageLoader
+from imgreg_gui.jobs.router import Router
 from imgreg_gui.words import plural
 
 COLOURINGS = ("label", "error", "score", "group")
@@ -120,7 +121,7 @@ def set_brushes(scatter: pg.ScatterPlotItem, brushes: np.ndarray) -> None:
 
 def inside_polygon(xy: np.ndarray, poly: QPolygonF) -> np.ndarray:
     """Which rows of ``xy`` (n, 2) lie inside ``poly`` (even-odd rule), vectorised over the points."""
-    pts = np.array([(p.x(), p.y()) for p in poly], dtype=np.float64)
+    pts = np.array([(p.x(), p.y()) for p in poly.toList()], dtype=np.float64)
     x, y = xy[:, 0].astype(np.float64), xy[:, 1].astype(np.float64)
     lo, hi = pts.min(0), pts.max(0)
     cand = np.nonzero((x >= lo[0]) & (x <= hi[0]) & (y >= lo[1]) & (y <= hi[1]))[0]
@@ -160,7 +161,8 @@ class ProjectionJob(QRunnable):
     def run(self) -> None:
         """Compute the projection (UMAP when installed, else PCA), reporting progress."""
         try:
-            xy = project(self.vecs, on_event=lambda e: self.signals.progress.emit(e["done"], e["total"]))
+            on_event = Router(embed_progress=lambda e: self.signals.progress.emit(e["done"], e["total"]))
+            xy = project(self.vecs, on_event=on_event)
         except Exception as e:  # any failure becomes a message in the dock, never a crash
             with contextlib.suppress(RuntimeError):  # the map was closed meanwhile
                 self.signals.failed.emit(f"projection failed: {e}")
@@ -193,8 +195,9 @@ class SelectViewBox(pg.ViewBox):
         else:
             self._pts = [self._pts[0], p] if self.mode == "box" else [*self._pts, p]
         poly = self.polygon()
-        xs = [q.x() for q in poly] + ([poly[0].x()] if len(poly) else [])
-        ys = [q.y() for q in poly] + ([poly[0].y()] if len(poly) else [])
+        pts = poly.toList()
+        xs = [q.x() for q in pts] + ([pts[0].x()] if pts else [])
+        ys = [q.y() for q in pts] + ([pts[0].y()] if pts else [])
         self.outline.setData(xs, ys)
         if ev.isFinish():
             self.outline.setData([], [])
@@ -399,7 +402,7 @@ class EmbeddingMap(QWidget):
     # --- interaction ----------------------------------------------------------------------------------
     def select_polygon(self, poly: QPolygonF) -> None:
         """Select the items inside ``poly`` (data coordinates) and emit ``selection_changed``."""
-        if len(poly) < 3 or not len(self.xy):
+        if poly.size() < 3 or not len(self.xy):
             return
         inside = {self.names[i] for i in np.nonzero(inside_polygon(self.xy, poly))[0]}
         self.selected = inside

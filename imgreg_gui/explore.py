@@ -183,7 +183,7 @@ class ExploreController(QObject):
             return
         self._map_of = loaded
         sub = loaded.emb.subset(names)
-        paths = {n: str(st.item(n).path) for n in names}
+        paths = {n: str(it.path) for n in names if (it := st.item(n)) is not None}
         labels, errors, groups, scores = self._map_values(names)
         self.map.set_items(names, paths, labels, errors, groups, scores)
         self.map.set_current(self.state.current)
@@ -192,7 +192,7 @@ class ExploreController(QObject):
     def _map_values(self, names: list[str]) -> tuple[dict, dict, dict, dict]:
         st = self.state
         labels = {n: st.effective(n) for n in names}
-        groups = {n: st.item(n).group for n in names}
+        groups = {n: it.group for n in names if (it := st.item(n)) is not None}
         scores = {n: p.score for n, p in st.preds.items() if p.score is not None}
         return labels, dict(st.errors), groups, scores
 

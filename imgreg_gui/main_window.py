@@ -270,10 +270,10 @@ class MainWindow(QMainWindow):
         self.state.begin_open(root)
         self._wanted = item if item is not None or not self.persist else settings.last_item(root)
         self._wanted_quietly = item is None  # a remembered item that is gone is no news
-        self.setWindowTitle(f"{self.root.name} — imgreg")
+        self.setWindowTitle(f"{Path(root).name} — imgreg")
         self.canvas.set_message("Opening dataset…", str(self.root))
         self.status.set_summary("Indexing…")
-        worker = OpenWorker(self.root, self)
+        worker = OpenWorker(root, self)
         worker.batch.connect(lambda items, w=worker: self._on_batch(w, items))
         worker.opened.connect(lambda ds, store, recs, w=worker: self._on_opened(w, ds, store, recs))
         worker.failed.connect(lambda msg, w=worker: self._on_open_failed(w, msg))
@@ -339,8 +339,8 @@ class MainWindow(QMainWindow):
             current = self._wanted
         elif self._wanted and not self._wanted_quietly:
             self.status.message(f"No item named {self._wanted} in this dataset", 8000)
-        if current is None and self.panel.model.view:
-            current = self.panel.model.item_at(0).name
+        if current is None and (first := self.panel.model.item_at(0)) is not None:
+            current = first.name
         self._wanted = None
         if current is not None:
             self.go_to_item(current)
@@ -356,8 +356,8 @@ class MainWindow(QMainWindow):
         """The state was re-indexed: drop cached images (files may have changed), show the current item again."""
         self.loader.clear()
         cur = self.state.current
-        if cur is None and self.panel.model.view:
-            cur = self.panel.model.item_at(0).name
+        if cur is None and (first := self.panel.model.item_at(0)) is not None:
+            cur = first.name
         if cur is not None:
             self.state.current = None  # shown again, its image decoded afresh
             self.go_to_item(cur)
@@ -430,7 +430,7 @@ class MainWindow(QMainWindow):
     def _prefetch(self, name: str) -> None:
         ahead, behind = self.nav.neighbours(name, PREFETCH_AHEAD, PREFETCH_BEHIND)
         st = self.state
-        paths = [st.item(n).path for n in ahead + behind]
+        paths: list[str | Path] = [it.path for n in ahead + behind if (it := st.item(n)) is not None]
         cur = st.item(name)
         self.loader.retain([cur.path, *paths] if cur else paths)
         self.loader.prefetch(paths)

@@ -31,7 +31,9 @@ def _as_list(value: object) -> list[str]:
         return []
     if isinstance(value, str):
         return [value]
-    return [str(v) for v in value]  # type: ignore[union-attr]
+    if isinstance(value, list | tuple):
+        return [str(v) for v in value]
+    return [str(value)]
 
 
 def recent_datasets() -> list[str]:

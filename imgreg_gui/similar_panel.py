@@ -208,7 +208,7 @@ class SimilarPanel(QWidget):
         on = done is not None
         self.progress.setVisible(on)
         self.cancel_btn.setVisible(on)
-        if on:
+        if done is not None:
             self.progress.setRange(0, max(total, 1))
             self.progress.setValue(done)
 

@@ -14,10 +14,12 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 
+from engine.events import Event
 from engine.runs.embeddings import Embeddings, ExactIndex, embeddings_path, load_embeddings
 from engine.runs.files import is_run, runs_dir
 from engine.runs.neighbours import pick_source
 from imgreg_gui.jobs.process import ChildProcess, ChildResult, engine_command
+from imgreg_gui.jobs.router import Router
 from imgreg_gui.model.state import AppState
 
 
@@ -80,6 +82,10 @@ class EmbeddingSource(QObject):
         self.loaded: Loaded | None = None
         self.child = ChildProcess(self)
         self.child.event.connect(self._on_event)
+        self._route = Router(
+            embed_progress=lambda e: self.progress.emit(e["done"], e["total"]),
+            note=lambda e: self.message.emit(e["message"]),
+        )
         self.child.ended.connect(self._on_ended)
         self.pool = QThreadPool(self)
         self.pool.setMaxThreadCount(1)
@@ -187,11 +193,8 @@ class EmbeddingSource(QObject):
             self.child.cancel()
             self.message.emit("Cancelling...")
 
-    def _on_event(self, ev: dict) -> None:
-        if ev.get("type") == "embed_progress":
-            self.progress.emit(int(ev.get("done") or 0), int(ev.get("total") or 0))
-        elif ev.get("type") == "note":
-            self.message.emit(str(ev.get("message", "")))
+    def _on_event(self, ev: Event) -> None:
+        self._route(ev)
 
     def _on_ended(self, res: ChildResult) -> None:
         self.busy_changed.emit(False)

@@ -114,8 +114,8 @@ class StatusBar(QStatusBar):
         problems)."""
         c = counts or {"corrected": 0, "verified": 0}
         if self._problems_of[0] is not ds:  # the index is fixed once open: count once, not per edit
-            probs = {it.name for it in ds.items if it.problem} | {p.item for p in ds.problems}
-            self._problems_of = (ds, len(probs))
+            bad = {it.name for it in ds.items if it.problem} | {p.item for p in ds.problems}
+            self._problems_of = (ds, len(bad))
         probs = self._problems_of[1]
         text = f"{ds.format} · {plural(len(ds.items), 'item')} · {c['corrected']:,} corrected · {c['verified']:,} verified"
         if probs:

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# Every event the engine builds in a test (here and in child processes) is checked against engine/events.py.
+os.environ["IMGREG_CHECK_EVENTS"] = "1"
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

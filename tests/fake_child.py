@@ -8,7 +8,6 @@ event), ``--fail abort`` (killed by a signal), ``--ignore-cancel`` (has to be ki
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import sys
@@ -22,10 +21,10 @@ from engine import events  # noqa: E402  (the one definition of the events the r
 state = {"stop": None}
 
 
-def emit(ev: dict) -> None:
-    """Print one event line (only the engine's event types)."""
-    assert ev["type"] in events.EVENT_TYPES, ev["type"]
-    sys.stdout.write(json.dumps(ev) + "\n")
+def emit(ev: events.Event) -> None:
+    """Print one event line, built with the engine's constructors and checked against their definition."""
+    events.check_event(ev)
+    sys.stdout.write(events.to_json(ev) + "\n")
     sys.stdout.flush()
 
 
@@ -60,39 +59,38 @@ def main() -> int:
     if a.command in ("predict", "rank"):
         for i in range(a.total):
             if state["stop"] == "now":
-                emit({"type": "cancelled", "message": "cancelled"})
+                emit(events.cancelled("cancelled"))
                 return 1
             time.sleep(a.sleep)
             emit(events.progress("predict_progress", i + 1, a.total))
-        emit({"type": "finished", "run_id": a.run_id, "run_dir": "", "metrics": {}})
-        emit({"type": "summary", "run_id": a.run_id, "run_dir": "", "metrics": {}})
+        emit(events.finished(a.run_id, "", {}))
+        emit(events.summary({"run_id": a.run_id, "run_dir": "", "metrics": {}}))
         return 0
     if a.lr_find:
         lrs = [10 ** (-6 + 5 * i / 49) for i in range(50)]
         losses = [1.0 + 0.5 * math.cos(i / 8) + (i / 40) ** 6 for i in range(50)]
-        emit({"type": "lr_find", "suggestion": 3e-3, "lrs": lrs, "losses": losses})
-        emit({"type": "summary", "suggestion": 3e-3})
+        emit(events.lr_find(3e-3, lrs, losses))
+        emit(events.summary({"suggestion": 3e-3}))
         return 0
     if a.parallel > 1:
         return side_by_side(a)
     for fold in range(max(1, a.folds)):
         if a.folds > 1:
-            emit({"type": "fold", "fold": fold + 1, "folds": a.folds})
+            emit(events.fold(fold + 1, a.folds))
         emit(
-            {
-                "type": "prepared",
-                "device": "cpu",
-                "on_cpu": True,
-                "arch": "resnet18",
-                "head": "pooled",
-                "kind": "point",
-                "n_train": 10,
-                "n_valid": 4,
-                "size": 64,
-                "bs": 4,
-                "epochs": a.epochs,
-                "n_batches": a.batches,
-            }
+            events.prepared(
+                device="cpu",
+                on_cpu=True,
+                arch="resnet18",
+                head="pooled",
+                kind="point",
+                n_train=10,
+                n_valid=4,
+                size=[64, 64],
+                bs=4,
+                epochs=a.epochs,
+                n_batches=a.batches,
+            )
         )
         if a.ignore_cancel:
             time.sleep(60)
@@ -108,34 +106,27 @@ def main() -> int:
                 if state["stop"] == "now":
                     # Like the engine: a run is saved only when an epoch had finished.
                     saved = {"run_id": a.run_id} if ep > 0 else {}
-                    emit({"type": "cancelled", "message": "training cancelled", **saved})
-                    emit({"type": "summary", "cancelled": True, **saved})
+                    emit(events.cancelled("training cancelled", saved.get("run_id")))
+                    emit(events.summary({"cancelled": True, **saved}))
                     return 0
                 time.sleep(a.sleep)
                 emit(
-                    {
-                        "type": "batch",
-                        "epoch": ep + 1,
-                        "batch": b + 1,
-                        "n_batches": a.batches,
-                        "loss": 1.0 / (1 + ep + b / 4),
-                    }
+                    events.batch(epoch=ep + 1, batch=b + 1, n_batches=a.batches, loss=1.0 / (1 + ep + b / 4))
                 )
             emit(
-                {
-                    "type": "epoch",
-                    "epoch": ep + 1,
-                    "epochs": a.epochs,
-                    "train_loss": 1.0 / (1 + ep),
-                    "valid_loss": 1.2 / (1 + ep),
-                    "metrics": {"mean_px": 20.0 / (1 + ep)},
-                }
+                events.epoch(
+                    epoch=ep + 1,
+                    epochs=a.epochs,
+                    train_loss=1.0 / (1 + ep),
+                    valid_loss=1.2 / (1 + ep),
+                    metrics={"mean_px": 20.0 / (1 + ep)},
+                )
             )
             if state["stop"] == "epoch":
                 break
     metrics = {"mean_px": 10.0}
-    emit({"type": "finished", "run_id": a.run_id, "run_dir": "", "metrics": metrics, "best_epoch": 0})
-    emit({"type": "summary", "run_id": a.run_id, "run_dir": "", "metrics": metrics})
+    emit(events.finished(a.run_id, "", metrics, 0))
+    emit(events.summary({"run_id": a.run_id, "run_dir": "", "metrics": metrics}))
     return 0
 
 
@@ -144,27 +135,23 @@ def side_by_side(a: argparse.Namespace) -> int:
     for first in range(0, a.folds, a.parallel):
         group = range(first, min(a.folds, first + a.parallel))
         for k in group:
-            emit({"type": "fold", "fold": k + 1, "folds": a.folds})
+            emit(events.fold(k + 1, a.folds))
         for ep in range(a.epochs):
             for b in range(a.batches):
                 for k in group:
                     if state["stop"] == "now":
-                        emit({"type": "cancelled", "message": "cancelled"})
+                        emit(events.cancelled("cancelled"))
                         return 1
                     time.sleep(a.sleep)
-                    ev = {
-                        "type": "batch",
-                        "epoch": ep + 1,
-                        "batch": b + 1,
-                        "n_batches": a.batches,
-                        "loss": 0.5,
-                    }
-                    emit({**ev, "fold": k + 1, "folds": a.folds})
+                    ev = events.batch(epoch=ep + 1, batch=b + 1, n_batches=a.batches, loss=0.5)
+                    emit(events.tagged(ev, k + 1, a.folds))
             for k in group:
-                emit({"type": "epoch", "epoch": ep + 1, "epochs": a.epochs, "train_loss": 0.5, "valid_loss": 0.6,
-                      "metrics": {"mean_px": 5.0}, "fold": k + 1, "folds": a.folds})  # fmt: skip
-    emit({"type": "finished", "run_id": a.run_id, "run_dir": "", "metrics": {}, "best_epoch": 0})
-    emit({"type": "summary", "run_id": a.run_id, "run_dir": "", "metrics": {}})
+                ep_ev = events.epoch(
+                    epoch=ep + 1, epochs=a.epochs, train_loss=0.5, valid_loss=0.6, metrics={"mean_px": 5.0}
+                )
+                emit(events.tagged(ep_ev, k + 1, a.folds))
+    emit(events.finished(a.run_id, "", {}, 0))
+    emit(events.summary({"run_id": a.run_id, "run_dir": "", "metrics": {}}))
     return 0
 
 

@@ -14,6 +14,7 @@ import pytest
 
 from engine.cli import main
 from engine.data.synth import make_biwi, make_utkface
+from engine.events import check_event
 
 FAST = ["--arch", "tiny", "--no-pretrained", "--size", "48x64", "--bs", "8", "--device", "cpu"]
 
@@ -22,8 +23,8 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def json_lines(text: str) -> list[dict]:
-    """Every stdout line parsed as JSON (fails on any other output)."""
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+    """Every stdout line parsed as an event of engine/events.py (fails on any other output)."""
+    return [dict(check_event(json.loads(line))) for line in text.splitlines() if line.strip()]
 
 
 @pytest.mark.slow
@@ -153,7 +154,7 @@ def test_control_stdin_cancels_a_child_process(tmp_path: Path) -> None:
     )
     events = []
     for line in proc.stdout:
-        events.append(json.loads(line))
+        events.append(dict(check_event(json.loads(line))))
         if events[-1]["type"] == "epoch":
             proc.stdin.write("stop-epoch\n")
             proc.stdin.flush()

@@ -132,8 +132,8 @@ def test_explicit_size_and_auto(qtbot) -> None:
     panel = TrainPanel()
     qtbot.addWidget(panel)
     panel.form.set_auto_size((208, 208))
-    assert panel.form.size.currentText() == "auto (208x208)" and panel.options().size == "auto"
-    panel.form.size.setCurrentText("96x128")
+    assert panel.form.size_box.currentText() == "auto (208x208)" and panel.options().size == "auto"
+    panel.form.size_box.setCurrentText("96x128")
     assert panel.options().size == "96x128"
     panel.form.set_auto_size((240, 320))  # an explicit size stays
     assert panel.options().size == "96x128"
@@ -185,8 +185,8 @@ def test_window_warns_of_leaking_duplicates(qtbot, training_window, tmp_path: Pa
     root = make_scalar_groups(tmp_path / "ds")
     win = training_window(root)
     panel = win.training.train
-    qtbot.waitUntil(lambda: panel.form.size.itemText(0).startswith("auto ("), timeout=10000)
-    assert panel.form.size.itemText(0) == "auto (32x48)"  # 40x48 images: engine.data.shape.auto_size
+    qtbot.waitUntil(lambda: panel.form.size_box.itemText(0).startswith("auto ("), timeout=10000)
+    assert panel.form.size_box.itemText(0) == "auto (32x48)"  # 40x48 images: engine.data.shape.auto_size
     qtbot.waitUntil(lambda: panel.leak_note.text() == NO_EMBEDDINGS, timeout=10000)
     a, b = plant_embeddings(root)
     win.explore.source.ready.emit(None)  # Find similar stored embeddings: the panel checks again

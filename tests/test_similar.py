@@ -159,7 +159,9 @@ def test_embed_with_a_run_of_another_dataset(utk: Path, tmp_path: Path, capsys) 
     assert "own input size" in capsys.readouterr().err
     assert main(["embed", str(utk), "--size", "64x48", "--json", "--device", "cpu"]) == 0
     # the ImageNet backbone's file, or the seeded fallback's on a machine without offline weights
-    (path,) = [p for p in (utk / ".imgreg" / "embeddings").glob("*.npz") if not p.name.startswith(info.run_id)]
+    (path,) = [
+        p for p in (utk / ".imgreg" / "embeddings").glob("*.npz") if not p.name.startswith(info.run_id)
+    ]
     assert load_embeddings(path).meta["size"] == [64, 48]
 
 

@@ -258,6 +258,9 @@ def test_lr_find_and_progressive_resizing(tmp_path: Path) -> None:
     lf = [e for e in events if e["type"] == "lr_find"]
     assert len(lf) == 1 and lf[0]["suggestion"] > 0 and len(lf[0]["lrs"]) == len(lf[0]["losses"]) > 0
     assert [e["epoch"] for e in events if e["type"] == "epoch"] == [1, 2]
+    # the panel's status line shows the stage: batch events carry its size
+    stages = [e["size"] for e in events if e["type"] == "batch"]
+    assert stages[0] == "24x32" and stages[-1] == "48x64"
     assert json.loads((info.run_dir / "config.json").read_text())["size"] == [48, 64]
     store.close()
 

@@ -6,6 +6,7 @@ import argparse
 import time
 from typing import Any
 
+from engine import events
 from engine.cli.common import CliError, open_with_store, parse_sizes
 from engine.cli.reporter import Reporter, stdin_control
 from engine.core import Cancelled
@@ -63,7 +64,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
                 return 1
             except (CacheSpaceError, OSError) as e:
                 if args.json:
-                    rep({"type": "failed", "message": str(e)})
+                    rep(events.failed(str(e)))
                 raise CliError(str(e)) from None
             built.append({"size": f"{size[0]}x{size[1]}", "items": len(c.entries), "dir": str(c.dir)})
     data = {"caches": built, "n_items": len(items), "time_s": time.perf_counter() - t0}

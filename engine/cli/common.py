@@ -95,6 +95,17 @@ def write_csv(path: str | None, header: list[str], rows: list[list[Any]]) -> Non
         atomic_write_text(Path(path), buf.getvalue())
 
 
+def parse_coverage(text: str) -> float:
+    """A coverage strictly between 0 and 1 (``--coverage 0.9``)."""
+    from engine.audit.conformal import CoverageError, check_coverage
+
+    try:
+        return check_coverage(float(text))
+    except (ValueError, CoverageError) as e:
+        msg = str(e) if isinstance(e, CoverageError) else f"coverage must be a number like 0.9, got {text!r}"
+        raise argparse.ArgumentTypeError(msg) from None
+
+
 def num(v: float | None) -> str:
     """A float cell of a CSV (empty for None)."""
     return "" if v is None else repr(float(v))

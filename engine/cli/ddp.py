@@ -23,6 +23,7 @@ from typing import Any
 from engine.cli.common import CliError, fmt_metrics, open_with_store, parse_list
 from engine.cli.reporter import Reporter, stdin_control
 from engine.core import Cancelled
+from engine.events import Event, EventError, check_event, failed
 
 WORKER_ENV = "IMGREG_DDP_WORKER"  # set for the ranks torchrun starts (engine.learn.distributed reads it too)
 ARGV_ENV = "IMGREG_DDP_ARGV"  # the ranks' ``imgreg`` arguments (JSON list; read by engine/cli/__main__.py)
@@ -159,7 +160,7 @@ def launch(args: argparse.Namespace) -> int:
         main = threading.current_thread() is threading.main_thread()
         old = signal.signal(signal.SIGTERM, _exit_on_term) if main else None
         try:
-            for line in proc.stdout:
+            for line in proc.stdout or ():  # stdout=PIPE
                 _relay(line, rep, events, err)
             rc = proc.wait()
         finally:
@@ -169,7 +170,7 @@ def launch(args: argparse.Namespace) -> int:
     if rc != 0:
         msg = _failure(tmp) or events.get("failed") or f"torchrun exited with code {rc}"
         if args.json:
-            rep({"type": "failed", "message": msg})
+            rep(failed(msg))
         raise CliError(f"{msg} (details: {log})")
     shutil.rmtree(tmp, ignore_errors=True)
     data = events.get("summary")
@@ -192,14 +193,17 @@ def _relay(line: str, rep: Reporter, events: dict[str, Any], log: Any) -> None:
     except json.JSONDecodeError:
         log.write(line)
         return
-    if not isinstance(e, dict):
+    try:
+        ev = check_event(e)
+    except EventError:
+        log.write(line)
         return
-    if e.get("type") == "summary":
-        events["summary"] = {k: v for k, v in e.items() if k != "type"}
-    elif e.get("type") == "failed":
-        events.setdefault("failed", e.get("message"))
+    if ev["type"] == "summary":
+        events["summary"] = {k: v for k, v in ev.items() if k != "type"}
+    elif ev["type"] == "failed":
+        events.setdefault("failed", ev["message"])
     else:
-        rep(e)
+        rep(ev)
 
 
 def _failure(tmp: Path) -> str | None:
@@ -276,7 +280,7 @@ def worker(args: argparse.Namespace, make_config: Callable[..., Any]) -> int:
         distributed.finish()
 
 
-def _quiet(e: dict[str, Any]) -> None:
+def _quiet(e: Event) -> None:
     """Ranks other than 0 report nothing."""
 
 

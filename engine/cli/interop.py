@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from engine import events
 from engine.cli.common import CliError, add_image_root, open_with_store
 from engine.cli.reporter import Reporter
 from engine.core import Dataset
@@ -58,7 +59,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             raise CliError(str(e)) from None
     except CliError as e:
         if args.json:
-            rep({"type": "failed", "message": str(e)})
+            rep(events.failed(str(e)))
         raise
     data = {"run_id": run_dir.name, "onnx": str(out), "metadata": str(meta_path(out))}
     rep.summary(data, f"wrote {out} and {meta_path(out).name}")

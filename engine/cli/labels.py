@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import math
 import statistics
 import sys
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from engine.atomic import atomic_write_text
 from engine.cli.common import CliError, add_image_root, open_with_store
@@ -72,7 +71,7 @@ def dataset_info(ds: Dataset, store: LabelStore) -> dict[str, Any]:
     }
 
 
-def print_info(info: dict[str, Any], out: io.TextIOBase) -> None:
+def print_info(info: dict[str, Any], out: TextIO) -> None:
     """Print ``dataset_info`` for people."""
     c = info["counts"]
     out.write(f"dataset   {info['dataset']}\nformat    {info['format']} ({info['kind']})\n")

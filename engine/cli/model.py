@@ -11,12 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import engine.cli.ddp as ddp
+from engine import events
 from engine.cli.common import (
     CliError,
     add_image_root,
     fmt_metrics,
     num,
     open_with_store,
+    parse_coverage,
     parse_list,
     parse_lr,
     parse_size_auto,
@@ -107,6 +109,19 @@ def register(subparsers: Any) -> None:
     s.add_argument("dataset")
     s.add_argument("--out", help="CSV file (default: standard output)")
     s.add_argument("--tta", action="store_true", help="average with the horizontally flipped image")
+    s.add_argument(
+        "--coverage",
+        type=parse_coverage,
+        help="also write each item's calibrated region of this coverage, e.g. 0.9: a radius per point in pixels "
+        "(radius, radius_1..) or lo,hi for scalars; calibrated on the run's validation items (implies --tta)",
+    )
+    s.add_argument(
+        "--mondrian",
+        type=int,
+        default=0,
+        metavar="BINS",
+        help="scalars: calibrate each of BINS prediction ranges on its own (0: one calibration)",
+    )
     s.add_argument("--bs", type=int, default=32)
     s.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda:N or mps")
     s.add_argument("--json", action="store_true", help="JSON events on stdout and a summary line")
@@ -148,6 +163,12 @@ def register(subparsers: Any) -> None:
         choices=["score", "error"],
         help="order by label doubt (default) or raw error",
     )
+    s.add_argument(
+        "--coverage",
+        type=parse_coverage,
+        default=0.9,
+        help="out of fold: each item's CV+ region of this coverage; a label outside it is a reason (default 0.9)",
+    )
     s.add_argument("--top", type=int, help="only the K most doubtful items")
     s.add_argument("--out", help="CSV file (default: standard output)")
     _add_train_options(s)
@@ -167,7 +188,7 @@ def train_config(args: argparse.Namespace, rep: Reporter | None = None, ds: Any 
 
         pretrained = local_weights(args.arch) is not None
         if not pretrained and rep is not None:
-            rep({"type": "note", "message": f"no cached ImageNet weights for {args.arch}: random weights"})
+            rep(events.note(f"no cached ImageNet weights for {args.arch}: random weights"))
 
     size = args.size if args.size != "auto" else (auto_size(ds) if ds is not None else DEFAULT_SIZE)
     cfg = TrainConfig(
@@ -200,7 +221,7 @@ def engine_errors(rep: Reporter | None = None):
         NotImplementedError,
     ) as e:
         if rep is not None and rep.as_json and not isinstance(e, TrainingError):
-            rep({"type": "failed", "message": str(e)})
+            rep(events.failed(str(e)))
         raise CliError(str(e)) from None
 
 
@@ -260,16 +281,26 @@ def prediction_table(ds: Any, labels: dict[str, Any], rows: list[Any]) -> tuple[
     """Header and rows of the predict CSV: item, predictions, labels, error (and spread when known)."""
     pcols, lcols = _pred_columns(ds.kind, ds.n_points)
     spread = any(r.spread is not None for r in rows)
-    header = ["item", *pcols, *lcols, "error"] + (["spread"] if spread else [])
+    icols = interval_columns(ds.kind, ds.n_points) if any(r.interval is not None for r in rows) else []
+    header = ["item", *pcols, *lcols, "error"] + (["spread"] if spread else []) + icols
     out = []
     for r in rows:
         lab = labels.get(r.item)
         lab_cells = [num(v) for v in lab] if lab is not None and len(lab) == len(lcols) else [""] * len(lcols)
+        region = [num(v) for v in r.interval] if r.interval is not None else [""] * len(icols)
         out.append(
             [r.item, *[num(v) for v in r.pred], *lab_cells, num(r.error)]
             + ([num(r.spread)] if spread else [])
+            + (region if icols else [])
         )
     return header, out
+
+
+def interval_columns(kind: str, n_points: int) -> list[str]:
+    """The calibrated region's columns: ``radius`` (``radius_1, ...`` for several points) or ``lo, hi``."""
+    if kind == "scalar":
+        return ["lo", "hi"]
+    return ["radius"] if n_points == 1 else [f"radius_{i}" for i in range(1, n_points + 1)]
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -295,8 +326,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
             rows = predict(
-                run_dir, ds, store, tta=args.tta, on_event=rep, bs=args.bs, device=args.device, heatmaps=maps
-            )
+                run_dir, ds, store, tta=args.tta, on_event=rep, bs=args.bs, device=args.device, heatmaps=maps,
+                coverage=args.coverage, mondrian=args.mondrian,
+            )  # fmt: skip
         labels = effective_labels(ds, store)
         header, table = prediction_table(ds, labels, rows)
         if args.out or not args.json:
@@ -312,6 +344,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             "metrics": metrics,
             "out": args.out,
             "heatmaps": str(heatmap_dir(run_dir)) if maps else None,
+            "coverage": args.coverage,
         }
         if args.json or args.out:
             rep.summary(data, f"{len(rows)} predictions from {run_dir.name} stored; {fmt_metrics(metrics)}")
@@ -326,6 +359,8 @@ def _predict_onnx(args: argparse.Namespace) -> int:
 
     if args.heatmaps:
         raise CliError("--heatmaps needs the run folder; an ONNX model gives coordinates and spread only")
+    if args.coverage is not None:
+        raise CliError("--coverage needs the run folder (its validation items calibrate the intervals)")
     rep = Reporter(args.json)
     ds, store = open_with_store(args.dataset, args.image_root)
     try:
@@ -333,7 +368,7 @@ def _predict_onnx(args: argparse.Namespace) -> int:
             run_id, rows = predict_onnx(args.run, ds, store, tta=args.tta, on_event=rep, bs=args.bs)
         except OnnxError as e:
             if rep.as_json:
-                rep({"type": "failed", "message": str(e)})
+                rep(events.failed(str(e)))
             raise CliError(str(e)) from None
         header, table = prediction_table(ds, dict(store.effective_labels()), rows)
         if args.out or not args.json:
@@ -361,8 +396,31 @@ def second_opinion(rep: Reporter, store_dir: Any, names: list[str], run_id: str 
 
     nbrs, src = stored_neighbours(store_dir, names, run_id)
     if nbrs is not None:
-        rep({"type": "note", "message": f"neighbours' labels in the {src} embeddings are a second opinion"})
+        rep(events.note(f"neighbours' labels in the {src} embeddings are a second opinion"))
     return nbrs
+
+
+def oof_intervals(
+    rep: Reporter, ds: Any, store: Any, run_id: str, rows: list[Any], coverage: float
+) -> list[Any]:
+    """Out-of-fold rows with their CV+ regions (stored with the rank's predictions), or as they were with a note."""
+    from engine.audit.conformal import CoverageError, out_of_fold_intervals
+
+    try:
+        rows = out_of_fold_intervals(rows, dict(store.effective_labels()), ds.kind == "point", coverage)
+    except CoverageError as e:
+        rep(events.note(f"no intervals: {e}"))
+        return rows
+    store.put_predictions(run_id, rows)
+    return rows
+
+
+def interval_doubts(ds: Any, store: Any, rows: list[Any]) -> list[Any]:
+    """INTERVAL findings: labels outside their rows' calibrated regions (none when the rows have no regions)."""
+    from engine.audit.conformal import interval_findings
+
+    unit = "px" if ds.kind == "point" else "years" if ds.format == "utkface" else ""
+    return interval_findings(rows, dict(store.effective_labels()), ds.kind == "point", unit)
 
 
 def cmd_rank(args: argparse.Namespace) -> int:
@@ -408,6 +466,8 @@ def cmd_rank(args: argparse.Namespace) -> int:
                 except Cancelled:
                     raise CliError("cancelled before any fold finished") from None
                 run_id, rows = res.run_id, rank_rows(res.rows, args.by)
+                rows = oof_intervals(rep, ds, store, run_id, rows, args.coverage)
+            outside = interval_doubts(ds, store, rows)
         rows = [r for r in rows if r.error is not None]
         if args.top:
             rows = rows[: args.top]
@@ -418,7 +478,8 @@ def cmd_rank(args: argparse.Namespace) -> int:
             {"rank": i + 1, "item": r.item, "error": r.error, "score": r.score}
             for i, r in enumerate(rows[:20])
         ]
-        data = {"run_id": run_id, "n": len(rows), "by": args.by, "top": top, "out": args.out}
+        data = {"run_id": run_id, "n": len(rows), "by": args.by, "top": top, "out": args.out,
+                "outside_interval": len(outside)}  # fmt: skip
         if args.json or args.out:
             rep.summary(data, f"{len(rows)} items ranked by {args.by} from {run_id}")
         return 0

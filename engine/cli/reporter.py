@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import threading
 from collections.abc import Iterator
@@ -11,8 +10,9 @@ from typing import Any, TextIO
 
 from tqdm import tqdm
 
+from engine import events
 from engine.core import CancelToken
-from engine.events import PROGRESS_TYPES
+from engine.events import Event
 
 
 class Reporter:
@@ -24,11 +24,11 @@ class Reporter:
         self._bar: tqdm | None = None
         self._bar_key: tuple[Any, ...] | None = None
 
-    def __call__(self, e: dict[str, Any]) -> None:
+    def __call__(self, e: Event) -> None:
         """Handle one engine event."""
         with self._lock:
             if self.as_json:
-                self.out.write(json.dumps(e, default=str) + "\n")
+                self.out.write(events.to_json(e) + "\n")
                 self.out.flush()
             else:
                 self._text(e)
@@ -40,14 +40,14 @@ class Reporter:
 
     def _progress(self, key: tuple[Any, ...], desc: str, done: int, total: int, **post: Any) -> None:
         """Advance the bar for ``key`` (a new bar when the key changes); tqdm stays quiet when stderr is no tty."""
-        if self._bar_key != key:
+        bar = self._bar
+        if bar is None or self._bar_key != key:
             self._close_bar()
             # disable=None: no carriage-return lines in logs when stderr is not a terminal
-            self._bar = tqdm(
+            bar = self._bar = tqdm(
                 total=total, desc=desc, file=self.err, leave=False, disable=None, dynamic_ncols=True
             )
             self._bar_key = key
-        bar = self._bar
         bar.n = done
         if post:
             bar.set_postfix(post, refresh=False)
@@ -58,23 +58,23 @@ class Reporter:
         self.err.write(text + "\n")
         self.err.flush()
 
-    def _text(self, e: dict[str, Any]) -> None:
-        t = e.get("type")
-        if t == "note":
+    def _text(self, e: Event) -> None:
+        t = e["type"]
+        if e["type"] == "note":
             self._line(f"note: {e['message']}")
-        elif t == "prepared":
+        elif e["type"] == "prepared":
             fold = f"fold {e['fold']}/{e['folds']}: " if "fold" in e else ""
             self._line(
                 f"{fold}{e['arch']} {e['kind']} model, {e['n_train']} train / {e['n_valid']} valid items, "
                 f"size {e['size'][0]}x{e['size'][1]}, bs {e['bs']}, {e['epochs']} epochs on {e['device']}"
                 + (" (CPU: slow)" if e.get("on_cpu") else "")
             )
-        elif t == "batch":
+        elif e["type"] == "batch":
             n = max(1, e["n_batches"])
             self._progress(
                 ("batch", e["epoch"]), f"epoch {e['epoch']}", e["batch"], n, loss=f"{e['loss']:.4f}"
             )
-        elif t == "epoch":
+        elif e["type"] == "epoch":
             mets = "  ".join(f"{k} {v:.4g}" for k, v in e["metrics"].items())
             fold = (
                 f"fold {e['fold']}/{e['folds']}: " if "fold" in e else ""
@@ -82,24 +82,24 @@ class Reporter:
             self._line(
                 f"{fold}epoch {e['epoch']}/{e['epochs']}  train {e['train_loss']:.4f}  valid {e['valid_loss']:.4f}  {mets}"
             )
-        elif t == "lr_find":
+        elif e["type"] == "lr_find":
             self._line(f"lr_find suggests {e['suggestion']:.2e}")
-        elif t == "fold":
+        elif e["type"] == "fold":
             self._line(f"--- fold {e['fold']}/{e['folds']} ---")
-        elif t in PROGRESS_TYPES:
+        elif e["type"] in ("predict_progress", "lr_find_progress", "embed_progress", "cache_progress"):
             what = {
                 "predict_progress": "predicted",
                 "embed_progress": "embedded",
                 "cache_progress": "cached",
             }.get(t, "lr_find")
             self._progress((t,), what, e["done"], e["total"])
-        elif t in ("failed", "cancelled"):
+        elif e["type"] == "failed" or e["type"] == "cancelled":
             self._line(f"{t}: {e['message']}")
 
     def summary(self, data: dict[str, Any], text: str) -> None:
         """The final summary: a JSON ``summary`` line, or human text on stdout."""
         if self.as_json:
-            self({"type": "summary", **data})
+            self(events.summary(data))
         else:
             with self._lock:
                 self._close_bar()

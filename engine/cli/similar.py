@@ -136,8 +136,8 @@ def cmd_similar(args: argparse.Namespace) -> int:
             print(json.dumps({"item": args.item, "neighbours": nbrs}), flush=True)
         else:
             write_csv(None, ["rank", "item", "distance", "label"],
-                      [[i + 1, r["item"], num(r["distance"]), " ".join(num(v) for v in r["label"] or [])]
-                       for i, r in enumerate(nbrs)])  # fmt: skip
+                      [[i + 1, n, num(d), " ".join(num(v) for v in _label(labels.get(n)) or [])]
+                       for i, (n, d) in enumerate(found)])  # fmt: skip
         return 0
     finally:
         store.close()

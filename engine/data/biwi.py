@@ -166,7 +166,7 @@ def is_frame_file(e: os.DirEntry) -> bool:
     return bool(FRAME_RE.match(e.name) or POSE_RE.match(e.name)) and entry_kind(e) != "dir"
 
 
-def has_frames(folder: str | os.PathLike) -> bool:
+def has_frames(folder: str | os.PathLike[str]) -> bool:
     """Whether a folder directly holds Biwi frame or pose files (stops at the first one)."""
     try:
         with os.scandir(folder) as it:
@@ -179,8 +179,8 @@ def index_folder(folder: Path, group: str, prefix: str, b: Builder) -> None:
     """Index one person folder: items named ``prefix/frame_..._rgb.png`` in group ``group``."""
     try:
         entries = scandir_sorted(folder)
-    except OSError as e:
-        b.problem(prefix or ".", f"cannot read folder ({e.strerror or e})")
+    except OSError as err:
+        b.problem(prefix or ".", f"cannot read folder ({err.strerror or err})")
         return
     images: list[tuple[str, str, str]] = []  # (frame stem, name, path)
     poses: dict[str, str] = {}

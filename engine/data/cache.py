@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 from filelock import FileLock, Timeout
 
+from engine import events
 from engine.atomic import atomic_write_text
 from engine.core import Cancelled, CancelToken, OnEvent, no_event
 from engine.data.images import ImageError, file_stamp, load_image
@@ -187,7 +188,7 @@ def ensure_cache(
             break
         except Timeout:
             if not waited:
-                on_event({"type": "note", "message": "waiting for another process building the image cache"})
+                on_event(events.note("waiting for another process building the image cache"))
                 waited = True
             if cancel is not None and cancel.now:
                 raise Cancelled("stopped while waiting for the image cache") from None
@@ -240,10 +241,10 @@ def _build(
         raise CacheSpaceError(
             f"too little disk space for the image cache ({need / 2**30:.1f} GiB needed in {d})"
         )
-    with open(path, "ab" if path.exists() else "wb") as f:
-        f.truncate(base * per + need)
+    with open(path, "ab" if path.exists() else "wb") as fh:
+        fh.truncate(base * per + need)
     total = len(todo)
-    on_event({"type": "cache_progress", "done": 0, "total": total})
+    on_event(events.progress("cache_progress", 0, total))
     if not total:
         return open_cache(d, size) or _empty(d, size)
     arr = np.memmap(path, dtype=np.uint8, mode="r+", shape=(base + total, h, w, 3))
@@ -268,7 +269,7 @@ def _build(
                         entries[name] = [key[0], key[1], key[2], base + n_ok, res[1][0], res[1][1]]
                         n_ok += 1
                 done += len(part)
-                on_event({"type": "cache_progress", "done": done, "total": total})
+                on_event(events.progress("cache_progress", done, total))
                 if cancel is not None and cancel.now:
                     raise Cancelled("stopped while building the image cache")
                 if time.monotonic() - last > CHECKPOINT_S:
@@ -283,6 +284,8 @@ def _compact(d: Path, size: tuple[int, int], m: dict, entries: dict) -> tuple[di
     """Copy the live slots into a fresh data file and write its manifest."""
     h, w = size
     old = open_cache(d, size)
+    if old is None:
+        raise OSError(f"the image cache in {d} went away while it was compacted")
     names = list(entries)
     data = f"images-{secrets.token_hex(6)}.u8"
     arr = np.memmap(d / data, dtype=np.uint8, mode="w+", shape=(max(1, len(names)), h, w, 3))
@@ -302,7 +305,7 @@ def _compact(d: Path, size: tuple[int, int], m: dict, entries: dict) -> tuple[di
 
 def list_caches(store_dir: str | os.PathLike) -> list[dict[str, Any]]:
     """The caches under a store: size, items, bytes on disk, folder (for ``imgreg info``)."""
-    out = []
+    out: list[dict[str, Any]] = []
     root = cache_root(store_dir)
     if not root.is_dir():
         return out

@@ -177,8 +177,8 @@ def walk_images(
         folder, rel = stack.pop()
         try:
             entries = scandir_sorted(folder)
-        except OSError as e:
-            report(rel or ".", f"cannot read folder ({e.strerror or e})")
+        except OSError as err:
+            report(rel or ".", f"cannot read folder ({err.strerror or err})")
             continue
         subdirs: list[tuple[Path, str]] = []
         for e in entries:

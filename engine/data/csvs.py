@@ -92,8 +92,8 @@ def parse_csv(text: str) -> tuple[str, int, list[tuple[int, str | None, Label | 
         try:
             image, label = parse_row(cells, n_values)
         except ParseError as e:
-            image = cells[0].strip().replace("\\", "/") if cells and cells[0].strip() else None
-            rows.append((reader.line_num, image, None, f"CSV line {reader.line_num}: {e}"))
+            named = cells[0].strip().replace("\\", "/") if cells and cells[0].strip() else None
+            rows.append((reader.line_num, named, None, f"CSV line {reader.line_num}: {e}"))
             continue
         rows.append((reader.line_num, image, label, None))
     return kind, n, rows

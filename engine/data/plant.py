@@ -18,7 +18,8 @@ def variant(img: np.ndarray, kind: str) -> np.ndarray:
     h, w = img.shape[:2]
     if kind == "reencode":
         ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 75])
-        return cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if ok else img
+        dec = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if ok else None
+        return img if dec is None else np.asarray(dec)
     if kind == "resize":
         return cv2.resize(img, (max(8, w * 3 // 4), max(8, h * 3 // 4)), interpolation=cv2.INTER_AREA)
     if kind == "brighten":

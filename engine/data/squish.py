@@ -19,7 +19,7 @@ from engine.data.images import ImageError, load_image
 def squish(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Resize an RGB image to ``size`` (h, w) ignoring aspect, exactly as training does (PIL bilinear)."""
     h, w = size
-    return np.asarray(Image.fromarray(img).resize((w, h), Image.BILINEAR))
+    return np.asarray(Image.fromarray(img).resize((w, h), Image.Resampling.BILINEAR))
 
 
 def to_pixels(pred: Any, sizes: np.ndarray) -> np.ndarray:
@@ -80,6 +80,6 @@ def squished_batches(
 
         pending = submit(chunks[0])
         for k in range(len(chunks)):
-            nxt = submit(chunks[k + 1]) if k + 1 < len(chunks) else None
+            nxt = submit(chunks[k + 1]) if k + 1 < len(chunks) else []
             yield [f.result() for f in pending]
             pending = nxt

@@ -96,7 +96,8 @@ def coco_dict(ds: Dataset, store: LabelStore, out_dir: Path) -> tuple[dict[str, 
     _require_points(ds, "COCO keypoints")
     res = Exported(Path(out_dir))
     n = ds.n_points
-    images, anns = [], []
+    images: list[dict[str, Any]] = []
+    anns: list[dict[str, Any]] = []
     for i, (it, (w, h), label) in enumerate(_sized(ds, store, res), start=1):
         images.append(
             {"id": i, "file_name": _rel(it.path, out_dir), "width": w, "height": h, "group": it.group}

@@ -10,6 +10,7 @@ import re
 import sqlite3
 import threading
 from pathlib import Path
+from typing import Protocol
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,11 @@ def store_dir(root: Path | str, force_user_data: bool | None = None) -> Path:
     return folder
 
 
-def store_dir_of(root: Path | str, store: object | None = None) -> Path:
+class _HasDir(Protocol):
+    dir: Path
+
+
+def store_dir_of(root: Path | str, store: _HasDir | None = None) -> Path:
     """The open store's folder, or where the store of ``root`` lives when none is open (runs and caches go there)."""
     return Path(store.dir) if store is not None else store_dir(root)
 

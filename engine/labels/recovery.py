@@ -244,12 +244,12 @@ def rebuild(db: Path, journal: Journal, schema: str, reason: str) -> str:
     os.replace(tmp, db)
     _sync_dir(db.parent)
     moved = f"moved it to {aside.name}" if aside else "nothing was left to move aside"
-    src = f"backup {base.name}" if base else "an empty store"
+    from_what = f"backup {base.name}" if base else "an empty store"
     bad = f" ({jr.bad_lines} unreadable journal lines skipped)" if jr.bad_lines else ""
     reason = " ".join(reason.split())[:200]  # SQLite's check reports span lines: the message stays one line
     what = "was rebuilt on request" if reason == ON_REQUEST else f"was damaged ({reason})"
     msg = (
-        f"label store {db.name} {what}; {moved} and rebuilt it from {src} plus "
+        f"label store {db.name} {what}; {moved} and rebuilt it from {from_what} plus "
         f"{done.edits} journaled edits: {n_kept} corrected or verified items recovered{bad}"
     )
     log.info(msg)

@@ -68,6 +68,8 @@ CREATE TABLE IF NOT EXISTS predictions (
     error REAL,
     spread REAL,
     score REAL,
+    interval TEXT,
+    coverage REAL,
     PRIMARY KEY (run_id, item)
 );
 """
@@ -120,6 +122,9 @@ class PredictionRow:
     error: float | None = None
     spread: float | None = None
     score: float | None = None
+    # calibrated region of ``coverage``: points one radius per point (original pixels), scalars (lo, hi)
+    interval: tuple[float, ...] | None = None
+    coverage: float | None = None
 
 
 def encode_label(label: Iterable[float] | None) -> str | None:
@@ -152,10 +157,13 @@ def _opt_float(v: float | None) -> float | None:
 
 
 def _add_score_column(conn: sqlite3.Connection) -> None:
-    """Migration: stores made before label-quality scores get a NULL ``score`` column on their predictions."""
+    """Migration: older stores get NULL ``score``, ``interval`` and ``coverage`` columns on their predictions."""
     cols = [r[1] for r in conn.execute("PRAGMA table_info(predictions)")]
     if "score" not in cols:
         conn.execute("ALTER TABLE predictions ADD COLUMN score REAL")
+    if "interval" not in cols:
+        conn.execute("ALTER TABLE predictions ADD COLUMN interval TEXT")
+        conn.execute("ALTER TABLE predictions ADD COLUMN coverage REAL")
 
 
 def _is_busy(e: sqlite3.OperationalError) -> bool:
@@ -463,7 +471,7 @@ class LabelStore:
         """Apply ``change(old record) -> (current, source, verified)`` and its history row in one transaction."""
         name = _name(item)
 
-        def work(conn: sqlite3.Connection) -> LabelRecord:
+        def work(conn: sqlite3.Connection) -> tuple[LabelRecord, Entry]:
             rows = conn.execute(
                 "SELECT item, original, current, source, verified FROM labels WHERE item = ?", (name,)
             ).fetchall()
@@ -498,6 +506,7 @@ class LabelStore:
                     kind,
                 ),
             ).lastrowid
+            assert hid is not None  # an INSERT sets lastrowid
             entry = Entry(
                 hid, now, name, kind, old.effective, old.source, current, source, verified, old.original
             )
@@ -547,15 +556,15 @@ class LabelStore:
         """Save a run's predictions (replacing that run's earlier rows for the same items; labels untouched)."""
         data = [
             (run_id, r.item, encode_label(_check_label(r.pred)), _opt_float(r.error), _opt_float(r.spread),
-             _opt_float(r.score))
+             _opt_float(r.score), encode_label(r.interval), _opt_float(r.coverage))
             for r in rows
         ]  # fmt: skip
 
         def work(conn: sqlite3.Connection) -> None:
             conn.execute("INSERT OR IGNORE INTO prediction_runs VALUES (?, ?)", (run_id, time.time()))
             conn.executemany(
-                "INSERT OR REPLACE INTO predictions (run_id, item, pred, error, spread, score)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO predictions (run_id, item, pred, error, spread, score, interval, coverage)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 data,
             )
             filekeys.record_file_keys(conn, self.root, run_id, [d[1] for d in data])
@@ -565,10 +574,14 @@ class LabelStore:
     def predictions(self, run_id: str) -> dict[str, PredictionRow]:
         """A run's predictions by item name (empty for an unknown run)."""
         rows = self._read(
-            "SELECT item, pred, error, spread, score FROM predictions WHERE run_id = ? ORDER BY rowid",
+            "SELECT item, pred, error, spread, score, interval, coverage FROM predictions WHERE run_id = ?"
+            " ORDER BY rowid",
             (run_id,),
         )
-        return {r[0]: PredictionRow(r[0], decode_label(r[1]), r[2], r[3], r[4]) for r in rows}  # type: ignore[arg-type]
+        return {
+            r[0]: PredictionRow(r[0], decode_label(r[1]), r[2], r[3], r[4], decode_label(r[5]), r[6])  # type: ignore[arg-type]
+            for r in rows
+        }
 
     def prediction_runs(self) -> list[str]:
         """Run ids that have predictions, oldest first."""

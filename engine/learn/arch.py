@@ -65,7 +65,7 @@ def build_model(cfg: ModelConfig, n_out: int | None = None) -> tuple[nn.Module, 
         raise ValueError(f"unknown head {cfg.head!r}; use 'pooled' or 'spatial'")
     spec = arch_spec(cfg.arch)
     body, nf = backbone(cfg.arch, cfg.pretrained, cfg.weights)
-    y_range = tuple(cfg.y_range) if cfg.y_range is not None else None
+    y_range = (float(cfg.y_range[0]), float(cfg.y_range[1])) if cfg.y_range is not None else None
     if cfg.kind == "scalar" and cfg.scalar_head == "custom":
         head = custom_scalar_head(nf, y_range, cfg.ps)
     else:

@@ -141,7 +141,7 @@ def augment(
         coords = apply_perspective(coords, find_coeffs(orig, targ))
     x = F.grid_sample(x, coords, mode="bilinear", padding_mode="reflection", align_corners=True)
     if pts is not None:
-        if orig is not None:
+        if orig is not None and targ is not None:
             pts = apply_perspective(pts, find_coeffs(targ, orig))
         pts = (pts - mat[:, :, 2].unsqueeze(1)) @ torch.linalg.inv_ex(mat[:, :, :2].transpose(1, 2))[0]
     if a.max_lighting:

@@ -30,19 +30,19 @@ class WeightsError(Exception):
     """A weights file is missing, unreadable, or does not fit the architecture."""
 
 
-def _resnet_split(m: nn.Module) -> list:
+def _resnet_split(m: Any) -> list:  # a Sequential (body, head) of Sequentials
     """Body stem+layer1-2, layer3-4, head (fastai's resnet split)."""
     return L(m[0][:6], m[0][6:], m[1:]).map(params)
 
 
-def _features_split(m: nn.Module) -> list:
+def _features_split(m: Any) -> list:  # a Sequential (body, head) of Sequentials
     """First half of a ``features`` backbone, second half, head (for mobilenets)."""
     feats = m[0][0]
     half = len(feats) // 2
     return L(feats[:half], feats[half:], m[1:]).map(params)
 
 
-def _tiny_split(m: nn.Module) -> list:
+def _tiny_split(m: Any) -> list:  # a Sequential (body, head) of Sequentials
     """Tiny CNN: first two blocks, last two, head."""
     feats = m[0][0]
     return L(feats[:2], feats[2:], m[1:]).map(params)

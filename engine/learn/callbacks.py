@@ -5,12 +5,14 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 from fastai.callback.core import Callback, CancelFitException
 from fastai.learner import Metric
 
+from engine import events
 from engine.core import CancelToken, OnEvent, no_event
 
 
@@ -29,7 +31,7 @@ class FitState:
     failed: str | None = None
 
 
-def _finite(v: object) -> bool:
+def _finite(v: Any) -> bool:
     """Whether ``v`` is a finite number."""
     try:
         return math.isfinite(float(v))
@@ -50,8 +52,11 @@ class EngineCallback(Callback):
         cancel: CancelToken | None = None,
         max_rate: float = 10.0,
         extra: dict | None = None,
+        stage_size: str = "",
     ) -> None:
+        """``extra``: added to each history row; ``stage_size``: the progressive-resizing stage on batch events."""
         self.state, self.metric_names, self.on_event, self.cancel = state, metric_names, on_event, cancel
+        self.stage_size = stage_size
         self.min_gap = 1.0 / max_rate
         self.extra = extra or {}
         self._last = 0.0
@@ -88,15 +93,15 @@ class EngineCallback(Callback):
         last = self.iter == self.n_iter - 1
         if last or now - self._last >= self.min_gap:
             self._last = now
-            self.on_event(
-                {
-                    "type": "batch",
-                    "epoch": self.state.epoch + 1,
-                    "batch": self.iter + 1,
-                    "n_batches": self.n_iter,
-                    "loss": float(self.learn.loss.detach()),
-                }
+            ev = events.batch(
+                epoch=self.state.epoch + 1,
+                batch=self.iter + 1,
+                n_batches=self.n_iter,
+                loss=float(self.learn.loss.detach()),
             )
+            if self.stage_size:
+                ev["size"] = self.stage_size
+            self.on_event(ev)
 
     def after_epoch(self) -> None:
         """Record the epoch, keep the weights when the valid loss improved, emit ``epoch``, obey 'epoch' cancel."""
@@ -122,14 +127,13 @@ class EngineCallback(Callback):
                 k: v.detach().to("cpu", copy=True) for k, v in self.learn.model.state_dict().items()
             }
         self.on_event(
-            {
-                "type": "epoch",
-                "epoch": ep,
-                "epochs": self.state.epochs,
-                "train_loss": train_loss,
-                "valid_loss": valid_loss,
-                "metrics": metrics,
-            }
+            events.epoch(
+                epoch=ep,
+                epochs=self.state.epochs,
+                train_loss=train_loss,
+                valid_loss=valid_loss,
+                metrics=metrics,
+            )
         )
         if self.state.failed:
             raise CancelFitException()
@@ -163,7 +167,7 @@ class LRFindProgress(Callback):
         now = time.monotonic()
         if now - self.last >= self.gap:
             self.last = now
-            self.on_event({"type": "lr_find_progress", "done": self.learn.train_iter, "total": self.total})
+            self.on_event(events.progress("lr_find_progress", self.learn.train_iter, self.total))
 
 
 class PixelError(Metric):

@@ -15,6 +15,7 @@ from fastai.vision.data import ImageBlock, PointBlock
 from engine.core import Dataset, Label
 from engine.data.images import ImageError, check_file, image_size, load_image
 from engine.data.split import split_indices
+from engine.labels.store import LabelStore
 
 
 @dataclass(frozen=True)
@@ -36,14 +37,14 @@ class Samples:
     skipped: dict[str, str]
 
 
-def effective_labels(ds: Dataset, store: object | None) -> dict[str, Label]:
+def effective_labels(ds: Dataset, store: LabelStore | None) -> dict[str, Label]:
     """Effective labels by item name: the store's (corrections applied) or the dataset's originals."""
     if store is not None:
         return dict(store.effective_labels())
     return {it.name: it.label for it in ds.items if it.label is not None}
 
 
-def usable_samples(ds: Dataset, store: object | None = None, names: list[str] | None = None) -> Samples:
+def usable_samples(ds: Dataset, store: LabelStore | None = None, names: list[str] | None = None) -> Samples:
     """Items with no problem, a readable image and a label of the right length (others are skipped).
 
     An item whose source label was unusable (e.g. a malformed pose file) counts once a person has corrected it,

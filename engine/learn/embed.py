@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -18,6 +18,7 @@ from fastai.callback.hook import hook_output
 from fastai.layers import AdaptiveConcatPool2d
 from torch import nn
 
+from engine import events
 from engine.core import Cancelled, CancelToken, Dataset, Item, OnEvent, no_event
 from engine.data.cache import ImageCache, cache_dir, open_cache
 from engine.data.shape import auto_size
@@ -65,7 +66,7 @@ def imagenet_weights(arch: str = IMAGENET_ARCH) -> Path | None:
 def model_body(model: nn.Module) -> nn.Module:
     """The backbone of a run's model (``model.body`` of the spatial head, ``model[0]`` of the pooled one)."""
     body = getattr(model, "body", None)
-    return body if isinstance(body, nn.Module) else model[0]
+    return body if isinstance(body, nn.Module) else cast(nn.Sequential, model)[0]
 
 
 def run_embedder(run_dir: Path | str) -> Embedder:
@@ -74,7 +75,7 @@ def run_embedder(run_dir: Path | str) -> Embedder:
     body = model_body(run.model)
     meta = {"source": run.run_id, "run_dir": str(Path(run_dir).resolve()), "arch": run.cfg.arch,
             "size": list(run.cfg.size), "what": f"run {run.run_id} ({run.cfg.arch} backbone, pooled features)", "pool": "concat"}  # fmt: skip
-    return Embedder(run.model, body, tuple(run.cfg.size), run.cfg.normalize, run.run_id, meta)
+    return Embedder(run.model, body, (run.cfg.size[0], run.cfg.size[1]), run.cfg.normalize, run.run_id, meta)
 
 
 def imagenet_embedder(size: tuple[int, int]) -> Embedder:
@@ -90,7 +91,7 @@ def imagenet_embedder(size: tuple[int, int]) -> Embedder:
         what = f"no ImageNet weights found: a randomly initialised {FALLBACK_ARCH} (seed 0), weak features"
     meta = {"source": source, "run_dir": None, "arch": IMAGENET_ARCH if path else FALLBACK_ARCH,
             "size": list(size), "what": what, "pool": "avg"}  # fmt: skip
-    return Embedder(body.eval(), body, tuple(size), IMAGENET_STATS, source, meta, pool="avg")
+    return Embedder(body.eval(), body, (size[0], size[1]), IMAGENET_STATS, source, meta, pool="avg")
 
 
 def embed_vectors(
@@ -121,13 +122,13 @@ def embed_vectors(
                 break
             ok = [b for b in batch if b.img is not None]
             if ok:
-                model(to_batch([b.img for b in ok], emb.stats, device))
+                model(to_batch([b.img for b in ok if b.img is not None], emb.stats, device))
                 feats = pool(hook.stored.float()).flatten(1).cpu().numpy()
                 vecs.append(feats)
                 names += [b.item.name for b in ok]
                 keys += [item_key(b.item.path) for b in ok]
             done += len(batch)
-            on_event({"type": "embed_progress", "done": done, "total": total})
+            on_event(events.progress("embed_progress", done, total))
     dim = vecs[0].shape[1] if vecs else 0
     return names, (np.concatenate(vecs) if vecs else np.zeros((0, dim), np.float32)), keys
 
@@ -159,19 +160,17 @@ def embed(
     try:
         old = load_embeddings(path)
     except EmbeddingError as e:
-        on_event({"type": "note", "message": f"{e}: computing them again"})
+        on_event(events.note(f"{e}: computing them again"))
         old = None
     if old is not None and {k: old.meta.get(k) for k in SAME} != {k: emb_r.meta[k] for k in SAME}:
         old = None
     want = default_items(ds, items)
     todo = stale_items(old, want)
-    on_event(
-        {"type": "note", "message": f"embedding {len(todo)} of {len(want)} items with {emb_r.meta['what']}"}
-    )
+    on_event(events.note(f"embedding {len(todo)} of {len(want)} items with {emb_r.meta['what']}"))
     # the training cache of this input size, when built: its squished images are what decoding would give
     cache = open_cache(cache_dir(store_dir, emb_r.size), emb_r.size) if todo else None
     if cache is not None:
-        on_event({"type": "note", "message": f"reading images from the decoded-image cache {cache.dir}"})
+        on_event(events.note(f"reading images from the decoded-image cache {cache.dir}"))
     dev = resolve_device(device)
     names, vecs, keys = embed_vectors(
         emb_r,
@@ -190,8 +189,6 @@ def embed(
         res = res.subset([it.name for it in ds.items if it.name in res])
     save_embeddings(path, res)
     if cancel is not None and cancel.requested and len(names) < len(todo):
-        on_event(
-            {"type": "cancelled", "message": f"stopped after embedding {len(names)} of {len(todo)} items"}
-        )
+        on_event(events.cancelled(f"stopped after embedding {len(names)} of {len(todo)} items"))
         raise Cancelled("embedding stopped")
     return res, path

@@ -20,6 +20,7 @@ from fastai.data.core import DataLoaders
 from fastai.torch_core import TensorImage
 from fastai.vision.core import TensorPoint
 
+from engine import events
 from engine.core import Cancelled, CancelToken, OnEvent, no_event
 from engine.data.cache import CacheSpaceError, ImageCache, cache_dir, ensure_cache, file_key, open_cache
 from engine.learn.augment import Aug
@@ -51,24 +52,19 @@ def build_for(
             cache_dir(store_dir, size), size, [(s.name, s.path) for s in samples], on_event, cancel
         )
     except Cancelled:
-        on_event({"type": "cancelled", "message": "stopped while building the image cache"})
+        on_event(events.cancelled("stopped while building the image cache"))
         raise
     except CacheSpaceError as e:
-        on_event({"type": "note", "message": f"{e}: decoding images on the fly instead"})
+        on_event(events.note(f"{e}: decoding images on the fly instead"))
         return None
     except OSError as e:
-        on_event(
-            {"type": "note", "message": f"cannot write the image cache ({e}): decoding images on the fly"}
-        )
+        on_event(events.note(f"cannot write the image cache ({e}): decoding images on the fly"))
         return None
     slots = np.array([cache.slot(s.name, file_key(s.path)) for s in samples], dtype=np.int64)
     bad = int((slots < 0).sum())
     if bad:
         on_event(
-            {
-                "type": "note",
-                "message": f"{bad} image(s) could not be decoded into the cache: decoding images on the fly",
-            }
+            events.note(f"{bad} image(s) could not be decoded into the cache: decoding images on the fly")
         )
         return None
     return cache, slots
@@ -195,7 +191,9 @@ class FeedLoader:
 
     def __iter__(self):
         batches = self._order()
-        nxt = self.imgs.fetch(*batches[0]) if batches else None
+        if not batches:
+            return
+        nxt = self.imgs.fetch(*batches[0])
         for k, (_, idx_dev) in enumerate(batches):
             cur = nxt
             if k + 1 < len(batches):
@@ -282,7 +280,7 @@ def cached_dls(
     if got is None:
         return None
     cache, slots = got
-    on_event({"type": "note", "message": f"training from the decoded-image cache {cache.dir}"})
+    on_event(events.note(f"training from the decoded-image cache {cache.dir}"))
     return feed_dls(
         samples, valid_idx, cfg.kind, size, cfg.bs, device, cache.array, slots, cfg.n_points, cfg.augment,
         cfg.seed, stats=cfg.normalize,

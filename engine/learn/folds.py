@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from engine import events
 from engine.core import CancelToken, Item, Label, OnEvent
 from engine.data.cache import ImageCache
 from engine.labels.store import PredictionRow
@@ -73,7 +74,7 @@ def fit_fold(
     bs: int,
     on_event: OnEvent,
     cancel: CancelToken | None,
-    tag: dict[str, Any],
+    tag: events.PreparedExtra,
     tta: bool = True,
     neighbours: int = 0,
 ) -> FoldResult:
@@ -94,8 +95,8 @@ def fit_fold(
     if neighbours > 0 and not res.state.cancelled:
         train = [items[samples[i].name] for i in train_idx]
 
-        def tagged(e: dict[str, Any]) -> None:  # the fold's progress bar shows the embedding
-            on_event({**e, **tag})
+        def tagged(e: events.Event) -> None:  # the fold's progress bar shows the embedding
+            on_event(events.tagged(e, tag["fold"], tag["folds"]))
 
         nbrs = model_neighbours(
             res.model, res.cfg, held, train, neighbours, tagged, cancel, device, bs, cache
@@ -117,7 +118,7 @@ def model_neighbours(
 ) -> dict[str, list[str]]:
     """Each ``held`` item's ``k`` nearest ``train`` items by cosine similarity of the model's pooled features:
     images the model sees alike, whose labels are a second opinion that never saw the held-out label."""
-    emb = Embedder(model, model_body(model), tuple(cfg.size), cfg.normalize, "fold", {})
+    emb = Embedder(model, model_body(model), (cfg.size[0], cfg.size[1]), cfg.normalize, "fold", {})
     names, vecs, _ = embed_vectors(emb, held + train, on_event, cancel, device, bs, cache=cache)
     vecs = vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
     held_names = {it.name for it in held}

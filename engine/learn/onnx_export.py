@@ -15,7 +15,7 @@ import json
 import logging
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -44,7 +44,7 @@ class Exportable(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Outputs in [-1, 1] (points) or label units (scalars); with the spread when the model has one."""
         if self.spread:
-            return self.model.forward_with_spread(x)
+            return cast(Any, self.model).forward_with_spread(x)  # checked in __init__
         return self.model(x).as_subclass(torch.Tensor)
 
 
@@ -115,6 +115,8 @@ def _export(net: nn.Module, x: torch.Tensor, out: Path, names: list[str]) -> Non
             net, (x,), None, input_names=["image"], output_names=names, opset_version=OPSET, dynamo=True,
             dynamic_shapes=({0: torch.export.Dim("batch", min=1)},), verbose=False,
         )  # fmt: skip
+        if prog is None:  # dynamo=True returns the program
+            raise RuntimeError("torch.onnx.export returned no program")
         prog.save(str(out))
         return
     except Exception:  # any exporter failure: try the older exporter before giving up

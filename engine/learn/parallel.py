@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from engine import events
 from engine.core import Cancelled, CancelToken, Item, Label, OnEvent, no_event
 from engine.labels.store import PredictionRow
 from engine.learn.distributed import warm_cache
@@ -45,8 +46,8 @@ class _Forward:
     def __init__(self, out: Any, fold: int, folds: int) -> None:
         self.out, self.fold, self.folds = out, fold, folds
 
-    def __call__(self, e: dict) -> None:
-        self.out.put(("event", self.fold, {**e, "fold": self.fold + 1, "folds": self.folds}))
+    def __call__(self, e: events.Event) -> None:
+        self.out.put(("event", self.fold, events.tagged(e, self.fold + 1, self.folds)))
 
 
 def _watch(stop_epoch: Any, stop_now: Any, token: CancelToken) -> None:
@@ -163,7 +164,7 @@ def parallel_folds(
                 if data.get("type") not in ("failed", "cancelled", "finished"):
                     on_event(data)
             elif kind == "start":
-                on_event({"type": "fold", "fold": k + 1, "folds": n})
+                on_event(events.fold(k + 1, n))
             elif kind == "error":
                 _fail(on_event, f"fold {k + 1}: {data}")
             else:
@@ -185,7 +186,7 @@ def parallel_folds(
 
 def _fail(on_event: OnEvent, message: str) -> None:
     """Report a fold failure once and raise it (the caller's ``finally`` stops the processes)."""
-    on_event({"type": "failed", "message": message})
+    on_event(events.failed(message))
     raise TrainingError(message)
 
 

@@ -11,15 +11,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from engine import events
+from engine.audit.conformal import calibrate, check_coverage, with_intervals
 from engine.core import CancelToken, Dataset, Item, Label, OnEvent, no_event
 from engine.data.cache import ImageCache, cache_dir, open_cache
 from engine.data.squish import squish, squished_batches
-from engine.labels.store import PredictionRow
+from engine.labels.store import LabelStore, PredictionRow
 from engine.learn.arch import ModelConfig
 from engine.learn.device import resolve_device
 from engine.learn.dls import effective_labels
 from engine.learn.models import load_run
 from engine.learn.spatial import heatmap_spread, heatmaps, soft_argmax
+from engine.runs.files import read_summary
 from engine.runs.heatmaps import heatmap_path, write_heatmap
 from engine.runs.predictions import batch_rows
 
@@ -35,10 +38,19 @@ def to_batch(
 
 
 def forward(
-    model: nn.Module, x: torch.Tensor, tta: bool, kind: str, with_heatmaps: bool = False
+    model: nn.Module,
+    x: torch.Tensor,
+    tta: bool,
+    kind: str,
+    with_heatmaps: bool = False,
+    flip_spread: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """Model outputs (bs, n_out), per-point spread (bs, n_points) in input pixels when the model gives one, and
-    with ``with_heatmaps`` a spatial model's softmaxed maps (bs, n_points, h, w) from the same forward pass."""
+    with ``with_heatmaps`` a spatial model's softmaxed maps (bs, n_points, h, w) from the same forward pass.
+
+    ``flip_spread`` (with ``tta``): a model without a spread of its own reports half the disagreement between
+    the image and its mirror (points in input pixels, scalars in label units), the difficulty intervals scale by.
+    """
     spread_fn = getattr(model, "forward_with_spread", None)
     maps_fn = getattr(model, "heatmaps", None) if with_heatmaps else None
 
@@ -58,6 +70,12 @@ def forward(
         if kind == "point":
             out_f = out_f.view(len(x), -1, 2) * torch.tensor([-1.0, 1.0], device=out_f.device)
             out_f = out_f.view(len(x), -1)
+        if flip_spread and spread is None:
+            half = (out - out_f).abs() / 2
+            if kind == "point":
+                scale = torch.tensor([x.shape[-1] / 2, x.shape[-2] / 2], device=half.device)
+                half = (half.view(len(x), -1, 2) * scale).norm(dim=-1)
+            spread = half
         out = (out + out_f) / 2
         if spread is not None and spread_f is not None:
             spread = (spread + spread_f) / 2
@@ -79,6 +97,7 @@ def predict_model(
     workers: int = 2,
     heatmaps_to: Path | None = None,
     cache: ImageCache | None = None,
+    flip_spread: bool = False,
 ) -> list[PredictionRow]:
     """Predict ``items`` with an in-memory model; rows in original pixels (unreadable images are left out).
 
@@ -97,7 +116,7 @@ def predict_model(
     rows: list[PredictionRow] = []
     want_maps = heatmaps_to is not None and callable(getattr(model, "heatmaps", None))
     done = 0
-    on_event({"type": "predict_progress", "done": 0, "total": len(items)})
+    on_event(events.progress("predict_progress", 0, len(items)))
     amp = device.type == "cuda"
     with torch.inference_mode(), torch.autocast(device.type, enabled=amp):
         for batch in squished_batches(items, size, bs, workers, cache):
@@ -105,16 +124,16 @@ def predict_model(
                 cancel.raise_if_now()
             ok = [b for b in batch if b.img is not None]
             if ok:
-                x = to_batch([b.img for b in ok], cfg.normalize, device)
-                out, spread, hm = forward(model, x, tta, cfg.kind, want_maps)
-                out = out.cpu().numpy()
+                x = to_batch([b.img for b in ok if b.img is not None], cfg.normalize, device)
+                out, spread, hm = forward(model, x, tta, cfg.kind, want_maps, flip_spread)
+                pred = out.cpu().numpy()
                 if hm is not None and heatmaps_to is not None:
                     for b, maps in zip(ok, hm.cpu().numpy(), strict=True):
                         write_heatmap(heatmap_path(heatmaps_to, b.item.name), maps)
                 sp = spread.cpu().numpy() if spread is not None else None
-                rows += batch_rows(ok, out, sp, size, cfg.kind == "point", labels)
+                rows += batch_rows(ok, pred, sp, size, cfg.kind == "point", labels)
             done += len(batch)
-            on_event({"type": "predict_progress", "done": done, "total": len(items)})
+            on_event(events.progress("predict_progress", done, len(items)))
     return rows
 
 
@@ -128,7 +147,7 @@ def default_items(ds: Dataset, items: list[Item] | list[str] | None) -> list[Ite
 def predict(
     run_dir: Path | str,
     ds: Dataset,
-    store: object | None = None,
+    store: LabelStore | None = None,
     items: list[Item] | list[str] | None = None,
     tta: bool = False,
     on_event: OnEvent = no_event,
@@ -136,11 +155,15 @@ def predict(
     bs: int = 32,
     device: str = "cpu",
     heatmaps: bool = False,
+    coverage: float | None = None,
+    mondrian: int = 0,
 ) -> list[PredictionRow]:
     """Predict with a saved run; errors against effective labels; stored under the run id when a store is given.
 
     ``heatmaps``: a spatial run also writes each item's heatmap under ``<run_dir>/heatmaps`` (see
     ``engine.runs.heatmaps``); a no-op for pooled runs (``has_heatmap_head`` tells which).
+    ``coverage``: each row also gets its calibrated region (``engine.audit.conformal``), calibrated on the
+    run's validation items among those predicted; a run without a spread of its own is scaled by flip TTA.
     """
     run = load_run(run_dir)
     if run.cfg.kind != ds.kind:
@@ -149,11 +172,21 @@ def predict(
         raise ValueError(
             f"run {run.run_id} predicts {run.cfg.n_points} point(s), the dataset has {ds.n_points}"
         )
+    if coverage is not None:
+        check_coverage(coverage)
+    labels = effective_labels(ds, store)
     rows = predict_model(
-        run.model, run.cfg, default_items(ds, items), effective_labels(ds, store), tta, on_event, cancel, bs,
+        run.model, run.cfg, default_items(ds, items), labels, tta or coverage is not None, on_event, cancel, bs,
         resolve_device(device), heatmaps_to=Path(run_dir) if heatmaps else None,
         cache=open_cache(cache_dir(store.dir, run.cfg.size), run.cfg.size) if store is not None else None,
+        flip_spread=coverage is not None,
     )  # fmt: skip
+    if coverage is not None:
+        valid = set(read_summary(Path(run_dir)).get("valid_items") or [])
+        cal = calibrate(
+            [r for r in rows if r.item in valid], labels, run.cfg.kind == "point", coverage, mondrian
+        )
+        rows = with_intervals(rows, cal)
     if store is not None:
         store.put_predictions(run.run_id, rows)
     return rows

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from engine import events
 from engine.core import Cancelled, CancelToken, Dataset, OnEvent, no_event
 from engine.labels.quality import mean_rows, rank_rows, score_rows
 from engine.labels.store import PredictionRow
@@ -99,7 +100,7 @@ def out_of_fold(
         if cancelled:
             break
         n = r * folds + k + 1  # events count folds over all repeats
-        on_event({"type": "fold", "fold": n, "folds": total})
+        on_event(events.fold(n, total))
         try:
             got = fit_fold(
                 samples,
@@ -127,7 +128,7 @@ def out_of_fold(
     if model_nbrs:
         neighbours = model_nbrs
         msg = f"second opinion: the labels of each item's {nbr_k} nearest training items by the fold models"
-        on_event({"type": "note", "message": msg})
+        on_event(events.note(msg))
     rows = rank_rows(score_rows(mean_rows(rounds), labels, neighbours))
     errs = np.array([r.error for r in rows if r.error is not None], dtype=np.float64)
     metrics = {"mean_error": float(errs.mean()), "median_error": float(np.median(errs))} if len(errs) else {}
@@ -152,11 +153,9 @@ def out_of_fold(
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     write_json(run_dir / "summary.json", summary)
-    end = {"run_id": run_id, "run_dir": str(run_dir), "metrics": metrics}
     if cancelled:
-        on_event(
-            {"type": "cancelled", "message": f"stopped after {len(fold_metrics)} of {total} folds", **end}
-        )
+        msg = f"stopped after {len(fold_metrics)} of {total} folds"
+        on_event(events.cancelled(msg, run_id, str(run_dir), metrics))
     else:
-        on_event({"type": "finished", "best_epoch": None, **end})
+        on_event(events.finished(run_id, str(run_dir), metrics))
     return OofResult(run_id, run_dir, rows, metrics, cancelled, rounds, model_nbrs)

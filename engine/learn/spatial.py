@@ -13,7 +13,7 @@ The model outputs ``(bs, n_points*2)`` flattened as ``x1, y1, x2, y2, ...`` like
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -72,8 +72,9 @@ def _flatten(module: nn.Module) -> list[nn.Module]:
 
 def _trunk(model: nn.Module) -> list[nn.Module]:
     """The convolutional part of a torchvision classifier as a flat list of modules, pooling and classifier dropped."""
-    if isinstance(getattr(model, "features", None), nn.Module):
-        return _flatten(model.features)
+    feats = getattr(model, "features", None)
+    if isinstance(feats, nn.Module):
+        return _flatten(feats)
     drop = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Linear, nn.Flatten, nn.Dropout)
     mods = [m for name, m in model.named_children() if name not in ("fc", "classifier", "head", "avgpool")]
     return [m for child in mods for m in _flatten(child) if not isinstance(m, drop)]
@@ -122,7 +123,8 @@ class HeatmapHead(nn.Module):
         # Near-zero logits start every heatmap almost uniform (predictions near the image centre) while still
         # letting gradients reach the backbone from the first step (exact zeros would block them).
         nn.init.normal_(self.out.weight, std=1e-3)
-        nn.init.zeros_(self.out.bias)
+        if self.out.bias is not None:
+            nn.init.zeros_(self.out.bias)
 
     def forward(self, x: Tensor) -> Tensor:
         """Logits ``(bs, n_points, H, W)``."""
@@ -151,7 +153,7 @@ class SpatialPointModel(nn.Module):
         """Coordinates ``(bs, n_points*2)`` in [-1, 1] (fastai TensorPoint order), with ``.heatmaps`` attached."""
         hm = self.heatmaps(x)
         coords = soft_argmax(hm).reshape(x.shape[0], -1).to(x.dtype)
-        coords.heatmaps = hm
+        coords.heatmaps = hm  # type: ignore[attr-defined]  # the loss and predict read the maps off the output
         return coords
 
     def forward_with_spread(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -173,7 +175,7 @@ def heatmaps(model: nn.Module, x: Tensor) -> Tensor:
     ``[j*w/W, (j+1)*w/W) x [i*h/H, (i+1)*h/H)``.
     """
     with torch.no_grad():
-        return model.heatmaps(x)
+        return cast(SpatialPointModel, model).heatmaps(x)
 
 
 def gaussian_maps(targ: Tensor, h: int, w: int, sigma: float) -> Tensor:

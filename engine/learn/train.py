@@ -23,9 +23,11 @@ from fastai.torch_core import set_seed
 from fastcore.basics import noop
 from torch import nn
 
+from engine import events
 from engine.core import Cancelled, CancelToken, Dataset, OnEvent, no_event
 from engine.data.split import too_few
 from engine.labels.location import store_dir_of
+from engine.labels.store import LabelStore
 from engine.learn import distributed
 from engine.learn.arch import ModelConfig, build_model
 from engine.learn.callbacks import CancelCheck, EngineCallback, FitState, LRFindProgress, PixelError
@@ -75,7 +77,7 @@ class TrainConfig(ModelConfig):
 
     def stage_sizes(self) -> list[tuple[int, int]]:
         """Image sizes (h, w) of the progressive-resizing stages (just ``size`` without ``sizes``)."""
-        return [tuple(s) for s in self.sizes] if self.sizes else [tuple(self.size)]
+        return [(int(h), int(w)) for h, w in (self.sizes or [self.size])]
 
     def resolved_schedule(self) -> str:
         """``fine_tune`` for pretrained starts, ``one_cycle`` for random ones, unless set explicitly."""
@@ -204,17 +206,17 @@ def _run_lr_find(learn: Learner, on_event: OnEvent, cancel: CancelToken | None =
         if not (cancel is not None and cancel.now):
             raise
     if res is None or (cancel is not None and cancel.now):
-        on_event({"type": "cancelled", "message": "stopped during the learning-rate finder"})
+        on_event(events.cancelled("stopped during the learning-rate finder"))
         raise Cancelled("stopped during the learning-rate finder")
     lrs = [float(v) for v in learn.recorder.lrs]
     losses = [float(v) for v in learn.recorder.losses]
     sugg = float(res.valley) if math.isfinite(float(res.valley)) else 1e-3
-    on_event({"type": "lr_find", "suggestion": sugg, "lrs": lrs, "losses": losses})
+    on_event(events.lr_find(sugg, lrs, losses))
     return sugg
 
 
 def prepare(
-    ds: Dataset, store: object | None, cfg: TrainConfig
+    ds: Dataset, store: LabelStore | None, cfg: TrainConfig
 ) -> tuple[TrainConfig, list[Sample], dict[str, str]]:
     """Usable samples and a config completed from the data (kind, n_points, y_range)."""
     found = usable_samples(ds, store)
@@ -244,7 +246,7 @@ def fit(
     cfg: TrainConfig,
     on_event: OnEvent = no_event,
     cancel: CancelToken | None = None,
-    extra_prepared: dict[str, Any] | None = None,
+    extra_prepared: events.PreparedExtra | None = None,
 ) -> FitResult:
     """Fit a model on ``samples`` (only ``train_idx`` and ``valid_idx`` are used) and keep the best epoch.
 
@@ -272,25 +274,22 @@ def fit(
     learn.add_cbs(ddp_cbs)
     on_cpu = device.type == "cpu"
     on_event(
-        {
-            "type": "prepared",
-            "device": str(device),
-            "on_cpu": on_cpu,
-            "arch": cfg.arch,
-            "head": cfg.head,
-            "kind": cfg.kind,
-            "n_train": len(train_idx),
-            "n_valid": len(valid_idx),
-            "size": list(sizes[-1]),
-            "bs": learn.dls.train.bs,
-            "epochs": state.epochs,
-            "n_batches": len(learn.dls.train),
-            "schedule": schedule,
-            "message": "training on the CPU (no GPU found): this is slow"
-            if on_cpu
-            else f"training on {device}",
+        events.prepared(
+            device=str(device),
+            on_cpu=on_cpu,
+            arch=cfg.arch,
+            head=cfg.head,
+            kind=cfg.kind,
+            n_train=len(train_idx),
+            n_valid=len(valid_idx),
+            size=list(sizes[-1]),
+            bs=learn.dls.train.bs,
+            epochs=state.epochs,
+            n_batches=len(learn.dls.train),
+            schedule=schedule,
+            message="training on the CPU (no GPU found): this is slow" if on_cpu else f"training on {device}",
             **(extra_prepared or {}),
-        }
+        )
     )
     lr = cfg.lr
     try:
@@ -299,8 +298,9 @@ def fit(
         for stage, size in enumerate(sizes):
             if stage:
                 learn.dls = _dls(sub, v_idx, cfg, size, device, on_event, cancel)
+            hw = f"{size[0]}x{size[1]}"
             cb = EngineCallback(
-                state, names, on_event, cancel, cfg.max_event_rate, {"size": f"{size[0]}x{size[1]}"}
+                state, names, on_event, cancel, cfg.max_event_rate, {"size": hw}, hw if len(sizes) > 1 else ""
             )
             with learn.added_cbs(cb):
                 if schedule == "fine_tune":
@@ -314,19 +314,20 @@ def fit(
     except CancelFitException:
         state.cancelled = True
     if state.failed:
-        on_event({"type": "failed", "message": state.failed})
+        on_event(events.failed(state.failed))
         raise TrainingError(state.failed)
     if state.best_state is None:
         if state.cancelled:
-            on_event({"type": "cancelled", "message": "training stopped before the first epoch finished"})
+            on_event(events.cancelled("training stopped before the first epoch finished"))
             raise Cancelled("training stopped before the first epoch finished")
         msg = "no epoch produced a finite validation loss"
-        on_event({"type": "failed", "message": msg})
+        on_event(events.failed(msg))
         raise TrainingError(msg)
     model = learn.model
     model.load_state_dict(state.best_state)
     model.to("cpu").eval()
-    cfg = replace(cfg, size=tuple(sizes[-1]))
+    cfg = replace(cfg, size=sizes[-1])
+    assert lr is not None  # an epoch finished, so the LR finder (if any) returned
     return FitResult(
         model, cfg, state, device, len(train_idx), len(valid_idx), float(lr), time.perf_counter() - t0
     )
@@ -339,7 +340,7 @@ def _skip_summary(skipped: dict[str, str]) -> dict[str, Any]:
 
 def train(
     ds: Dataset,
-    store: object | None,
+    store: LabelStore | None,
     cfg: TrainConfig,
     on_event: OnEvent = no_event,
     cancel: CancelToken | None = None,
@@ -403,17 +404,17 @@ def train(
     train_conf["train"].update(mixup=cfg.mixup, lr_ratio=cfg.lr_ratio)
     save_run(run_dir, res.cfg, res.model.state_dict(), st.history, summary, train_conf)
     info = RunInfo(run_id, run_dir, st.best_metrics, st.best_epoch, st.cancelled, summary, res.model)
-    end = {"run_id": run_id, "run_dir": str(run_dir), "metrics": st.best_metrics, "best_epoch": st.best_epoch}
+    end = (run_id, str(run_dir), st.best_metrics, st.best_epoch)
     if st.cancelled:
-        on_event({"type": "cancelled", "message": f"stopped after epoch {st.epoch}; best epoch saved", **end})
+        on_event(events.cancelled(f"stopped after epoch {st.epoch}; best epoch saved", *end))
     else:
-        on_event({"type": "finished", **end})
+        on_event(events.finished(*end))
     return info
 
 
 def lr_find(
     ds: Dataset,
-    store: object | None,
+    store: LabelStore | None,
     cfg: TrainConfig,
     on_event: OnEvent = no_event,
     cancel: CancelToken | None = None,

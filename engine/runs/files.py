@@ -13,6 +13,7 @@ from typing import Any
 
 from engine.atomic import atomic_write_text
 from engine.labels.location import store_dir_of
+from engine.labels.store import LabelStore
 
 CONFIG = "config.json"
 HISTORY = "history.csv"
@@ -30,7 +31,7 @@ def runs_dir(store_dir: Path) -> Path:
     return Path(store_dir) / "runs"
 
 
-def run_parent(root: Path | str, store: object | None = None) -> Path:
+def run_parent(root: Path | str, store: LabelStore | None = None) -> Path:
     """Where new runs of a dataset go: its store's ``runs`` folder (the per-user one when the data is read-only)."""
     return runs_dir(store_dir_of(root, store))
 

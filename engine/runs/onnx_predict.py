@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from engine import events
 from engine.core import CancelToken, Dataset, Item, Label, OnEvent, no_event
 from engine.data.squish import squished_batches
 from engine.labels.store import PredictionRow
@@ -145,16 +146,16 @@ def predict_onnx(
     tta = tta and (not point or int(m.meta.get("n_points", 1)) == 1)
     rows: list[PredictionRow] = []
     done = 0
-    on_event({"type": "predict_progress", "done": 0, "total": len(items)})
+    on_event(events.progress("predict_progress", 0, len(items)))
     for batch in squished_batches(items, m.size, bs):
         if cancel is not None:
             cancel.raise_if_now()
         ok = [b for b in batch if b.img is not None]
         if ok:
-            out, spread = run_batch(m, to_input([b.img for b in ok], m.meta), tta)
+            out, spread = run_batch(m, to_input([b.img for b in ok if b.img is not None], m.meta), tta)
             rows += batch_rows(ok, out, spread, m.size, point, labels)
         done += len(batch)
-        on_event({"type": "predict_progress", "done": done, "total": len(items)})
+        on_event(events.progress("predict_progress", done, len(items)))
     if store is not None:
         store.put_predictions(m.run_id, rows)
     return m.run_id, rows

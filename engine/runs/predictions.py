@@ -26,7 +26,12 @@ def batch_rows(
     original pixels when the model gives one, and the error against ``labels``."""
     sizes = np.array([b.size for b in ok], dtype=np.float64)
     preds = to_pixels(out, sizes) if point else np.asarray(out, dtype=np.float64)
-    spreads = spread_pixels(spread, sizes, size) if spread is not None else [None] * len(ok)
+    if spread is None:
+        spreads: list[float | None] = [None] * len(ok)
+    elif point:
+        spreads = spread_pixels(spread, sizes, size)
+    else:  # a scalar's spread is in label units already
+        spreads = [float(v) for v in np.asarray(spread, dtype=np.float64).reshape(len(ok), -1).mean(-1)]
     rows = []
     for b, p, sp in zip(ok, preds, spreads, strict=True):
         pred = tuple(float(v) for v in p)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from engine import events
 from engine.core import OnEvent, no_event
 from engine.runs.embeddings import normalised
 
@@ -23,7 +24,7 @@ def project(
     """(n, 2) float32 coordinates of unit-normalised ``vecs``; progress as ``embed_progress`` events (0..2 of 2)."""
     x = normalised(vecs)
     n = len(x)
-    on_event({"type": "embed_progress", "done": 0, "total": 2})
+    on_event(events.progress("embed_progress", 0, 2))
     if n < 3:
         out = np.zeros((n, 2), np.float32)
         out[:, 0] = np.arange(n)
@@ -33,7 +34,7 @@ def project(
         out = umap.UMAP(n_components=2, random_state=seed, metric="euclidean").fit_transform(x)
     else:
         out = pca_2d(x)
-    on_event({"type": "embed_progress", "done": 2, "total": 2})
+    on_event(events.progress("embed_progress", 2, 2))
     return np.asarray(out, dtype=np.float32)
 
 

@@ -6,6 +6,7 @@ import os
 import shlex
 import sys
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,10 +14,10 @@ from typing import Any
 from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, Qt, QTimer, Signal
 from PySide6.QtWidgets import QMessageBox, QProgressBar, QWidget
 
-from engine.events import END_TYPES, parse_event
+from engine.events import Cancelled, Failed, Finished, Progress, Summary, parse_event
+from imgreg_gui.jobs.router import Router
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-TERMINAL = END_TYPES
 KILL_GRACE_MS = 4000
 STDERR_KEEP = 40
 
@@ -40,8 +41,10 @@ class ChildResult:
     status: str
     message: str = ""
     exit_code: int | None = None
-    final: dict[str, Any] = field(default_factory=dict)
-    summary: dict[str, Any] = field(default_factory=dict)
+    final: Mapping[str, Any] = field(default_factory=dict)
+    """The ``finished``/``cancelled``/``failed`` event (empty when there was none)."""
+    summary: Mapping[str, Any] = field(default_factory=dict)
+    """The ``summary`` event (empty when there was none)."""
     stderr_tail: str = ""
 
     @property
@@ -68,11 +71,11 @@ def progress_label(kind: str) -> str:
     return kind.removesuffix("_progress").replace("_", " ")
 
 
-def show_progress(bar: QProgressBar, ev: dict) -> None:
+def show_progress(bar: QProgressBar, ev: Progress) -> None:
     """Show any ``PROGRESS_TYPES`` event (``done`` of ``total``) on ``bar``, labelled by its kind."""
-    bar.setFormat(f"{progress_label(str(ev.get('type', '')))} %v / %m")
-    bar.setRange(0, max(1, int(ev.get("total") or 1)))
-    bar.setValue(int(ev.get("done") or 0))
+    bar.setFormat(f"{progress_label(ev['type'])} %v / %m")  # the kind names the bar (no dispatch)
+    bar.setRange(0, max(1, ev["total"]))
+    bar.setValue(ev["done"])
     bar.show()
 
 
@@ -102,7 +105,7 @@ class ChildProcess(QObject):
     ``failed``/``crashed`` with the tail of its standard error as the message; the app never goes down with it.
     """
 
-    event = Signal(dict)
+    event = Signal(dict)  # type: ignore[assignment]  # shadows QObject.event(); the app and tests connect to it
     output = Signal(str)
     ended = Signal(object)
 
@@ -114,8 +117,15 @@ class ChildProcess(QObject):
         self._buf = b""
         self._stderr: deque[str] = deque(maxlen=STDERR_KEEP)
         self._err_buf = b""
-        self._final: dict[str, Any] = {}
-        self._summary: dict[str, Any] = {}
+        self._final: Finished | Cancelled | Failed | None = None
+        self._end_kind: str | None = None  # which of those it was
+        self._summary: Summary | None = None
+        self._track = Router(
+            finished=lambda e: self._set_final("finished", e),
+            cancelled=lambda e: self._set_final("cancelled", e),
+            failed=lambda e: self._set_final("failed", e),
+            summary=self._set_summary,
+        )
         self._cancel_requested = False
         self._kill_timer = QTimer(self)
         self._kill_timer.setSingleShot(True)
@@ -134,7 +144,7 @@ class ChildProcess(QObject):
         self.command = list(command)
         self._buf, self._err_buf = b"", b""
         self._stderr.clear()
-        self._final, self._summary = {}, {}
+        self._final, self._end_kind, self._summary = None, None, None
         self._cancel_requested = False
         self._ended_once = False
         proc = QProcess(self)
@@ -193,11 +203,14 @@ class ChildProcess(QObject):
         if ev is None:  # not one of the engine's events (engine/events.py): plain output
             self.output.emit(text)
             return
-        if ev["type"] in TERMINAL:
-            self._final = ev
-        elif ev["type"] == "summary":
-            self._summary = ev
+        self._track(ev)
         self.event.emit(ev)
+
+    def _set_final(self, kind: str, ev: Finished | Cancelled | Failed) -> None:
+        self._end_kind, self._final = kind, ev
+
+    def _set_summary(self, ev: Summary) -> None:
+        self._summary = ev
 
     def _read_stderr(self) -> None:
         if self.proc is None:
@@ -235,8 +248,9 @@ class ChildProcess(QObject):
     def result(self, exit_code: int | None, crashed: bool) -> ChildResult:
         """Classify the child's end from its last terminal event, its exit code and whether it was cancelled."""
         tail = "\n".join(self._stderr)
-        final, summary = self._final, self._summary
-        kind = final.get("type")
+        final: Mapping[str, Any] = self._final or {}
+        summary: Mapping[str, Any] = self._summary or {}
+        kind = self._end_kind
         if kind == "failed":
             return ChildResult(
                 "failed", str(final.get("message") or "training failed"), exit_code, final, summary, tail

@@ -92,10 +92,9 @@ class Editor(QObject):
 
         For a scalar item, Up/Down change the value by -dy (Up adds 1, Shift+Up adds 10).
         """
-        name = self._editable()
-        if name is None:
+        name, store = self._editable(), self.state.store
+        if name is None or store is None:
             return
-        store = self.state.store
         label = self.state.effective(name)
         if self.state.kind == "scalar":
             if label is not None and dy and not self.refusal(name, (label[0] - dy,)):
@@ -114,31 +113,30 @@ class Editor(QObject):
 
     def accept_prediction(self) -> None:
         """Use the active run's prediction as the current item's label."""
-        name = self._editable()
+        name, store = self._editable(), self.state.store
         pred = self.state.prediction(name)
-        if name is None or pred is None:
+        if name is None or store is None or pred is None:
             if name:
                 self.state.notify("No prediction for this item: choose a run with predictions first")
             return
         if not self.refusal(name, tuple(pred.pred)):
-            self.push(commands.correct_command(self.state.store, name, tuple(pred.pred), source="prediction"))
+            self.push(commands.correct_command(store, name, tuple(pred.pred), source="prediction"))
 
     def revert_label(self) -> None:
         """Go back to the label from the dataset's own files."""
-        name = self._editable()
-        if name is None:
+        name, store = self._editable(), self.state.store
+        if name is None or store is None:
             return
-        if self.state.store.record(name).source == "original":
+        if store.record(name).source == "original":
             self.state.notify("This item already has its original label")
             return
-        self.push(commands.revert_command(self.state.store, name))
+        self.push(commands.revert_command(store, name))
 
     def mark_verified(self) -> None:
         """Toggle the verified mark of the current item."""
-        name = self._editable()
-        if name is None:
+        name, store = self._editable(), self.state.store
+        if name is None or store is None:
             return
-        store = self.state.store
         self.push(commands.verify_command(store, name, not store.record(name).verified))
 
     def undo(self) -> None:

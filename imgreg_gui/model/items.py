@@ -249,10 +249,9 @@ class ItemModel(QAbstractTableModel):
             view = known + unknown
         elif self.sort_column == COL_SCORE:
             scores = {i: self.score(self.items[i].name) for i in view}
-            known = sorted(
-                (i for i in view if scores[i] is not None), key=scores.__getitem__, reverse=reverse
-            )
-            view = known + [i for i in view if scores[i] is None]
+            scored = {i: s for i, s in scores.items() if s is not None}
+            known = sorted(scored, key=scored.__getitem__, reverse=reverse)
+            view = known + [i for i in view if i not in scored]
         self.has_scores = self._scores_known()
         self.view = view
         self._row_of = {i: r for r, i in enumerate(view)}

@@ -56,7 +56,9 @@ class Collapsible(QWidget):
 
     def __init__(self, title: str, body: QWidget, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.button = QToolButton(text=title, checkable=True)
+        self.button = QToolButton()
+        self.button.setText(title)
+        self.button.setCheckable(True)
         self.button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
         self.button.setArrowType(Qt.ArrowType.RightArrow)
         self.button.setAutoRaise(True)

@@ -6,10 +6,12 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 from collections.abc import Callable
+from pathlib import Path
+from typing import cast
 
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QApplication, QCheckBox, QDockWidget, QMainWindow, QWidget
+from PySide6.QtWidgets import QApplication, QCheckBox, QDockWidget, QMainWindow, QVBoxLayout, QWidget
 
 from engine.labels.store import StoreError
 from engine.runs.sanity import degenerate
@@ -50,7 +52,7 @@ class TrainingController(QObject):
         self.predict_after = QCheckBox("Predict all items after training")
         self.predict_after.setChecked(True)
         self.predict_after.setToolTip("Store the new run's predictions so the review queue can rank by them")
-        self.train.layout().insertWidget(2, self.predict_after)
+        cast(QVBoxLayout, self.train.layout()).insertWidget(2, self.predict_after)  # TrainPanel's own layout
         self.docks = {
             "Train": add_dock(self.train, "Train", RIGHT),
             "Training curves": add_dock(self.train.live, "Training curves", BOTTOM),
@@ -149,7 +151,7 @@ class TrainingController(QObject):
         if not self.train.busy and rec is not None and rec.has_model:
             self.train.live.curves.show_history(read_history(rec.run_dir), rec.run_id)
 
-    def _rank_command(self, dataset: object, folds: int, repeats: int = 1) -> list[str]:
+    def _rank_command(self, dataset: str | Path, folds: int, repeats: int = 1) -> list[str]:
         """Out-of-fold ranking trains with the Train panel's options."""
         return rank_command(dataset, self.train.options(), folds, self.train.kind, repeats)
 

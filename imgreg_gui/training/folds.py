@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from engine.events import Event
+
 
 @dataclass
 class FoldProgress:
@@ -24,11 +26,12 @@ class FoldProgress:
         self.running.setdefault(fold, 0.0)
         return self._take(fold)
 
-    def fold_of(self, ev: dict) -> int:
+    def fold_of(self, ev: Event) -> int:
         """The fold an event belongs to: its tag, else the only or oldest running fold (1 without folds)."""
-        if ev.get("fold"):
-            self.folds = max(self.folds, int(ev.get("folds") or 1))
-            return int(ev["fold"])
+        fold, folds = ev.get("fold"), ev.get("folds")
+        if isinstance(fold, int) and fold:
+            self.folds = max(self.folds, folds if isinstance(folds, int) else 1)
+            return fold
         return self.plotted or min(self.running, default=1)
 
     def batch(self, fold: int, epoch: int, epochs: int, batch: int, n_batches: int) -> bool:

@@ -136,9 +136,12 @@ class LeakWatch(QObject):
         self._gen += 1
         if ds is not None:
             gen = self._gen
-            self._spawn(
-                lambda: auto_size(ds), lambda size: gen == self._gen and self.auto_size_found.emit(size)
-            )
+
+            def found(size: object) -> None:
+                if gen == self._gen:
+                    self.auto_size_found.emit(size)
+
+            self._spawn(lambda: auto_size(ds), found)
 
     def check(self, valid_groups: list[str]) -> None:
         """Check the split these groups make (debounced; the result arrives as ``result``)."""
@@ -152,7 +155,12 @@ class LeakWatch(QObject):
             self.result.emit(None)
             return
         gen, args = self._gen, (self.store_dir, self.items, self.labels, self.groups, self.cache)
-        self._spawn(lambda: check_leaks(*args), lambda res: gen == self._gen and self._show(res))
+
+        def show(res: Any) -> None:
+            if gen == self._gen:
+                self._show(res)
+
+        self._spawn(lambda: check_leaks(*args), show)
 
     def _show(self, leaks: Leaks | None) -> None:
         self.leaks = leaks

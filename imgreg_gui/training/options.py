@@ -256,13 +256,13 @@ class OptionsForm(QWidget):
         self.find_lr = QPushButton("Find LR")
         self.find_lr.setToolTip("Run fastai's learning-rate finder on these options and show its curve")
         lr_row = _row(self.lr, self.find_lr)
-        self.size = QComboBox(editable=True)
-        self.size.addItem(AUTO, AUTO)
-        self.size.addItems(SIZES)
-        self.size.setValidator(
+        self.size_box = QComboBox(editable=True)
+        self.size_box.addItem(AUTO, AUTO)
+        self.size_box.addItems(SIZES)
+        self.size_box.setValidator(
             QRegularExpressionValidator(QRegularExpression(r"(auto.*|\d{0,4}([x,]\d{0,4})?)"))
         )
-        self.size.setToolTip(
+        self.size_box.setToolTip(
             "Input size in pixels. auto follows the images' shape (aspect kept, long side at most 320: Biwi\n"
             "240x320, 200px faces 208x208); or HxW (e.g. 240x320) or one number for a square"
         )
@@ -297,7 +297,8 @@ class OptionsForm(QWidget):
         self.weights_file = QLineEdit()
         self.weights_file.setPlaceholderText("a .pth or .safetensors state dict")
         self.weights_file.setToolTip("A torchvision state dict to start from (never unpickled code)")
-        self.browse = QToolButton(text="...")
+        self.browse = QToolButton()
+        self.browse.setText("...")
         self.browse.setToolTip("Choose a weights file")
         self.browse.clicked.connect(self._pick_weights)
         self.weights_row = _row(self.weights_file, self.browse)
@@ -319,7 +320,7 @@ class OptionsForm(QWidget):
         form.addRow("Architecture", self.arch)
         form.addRow("Epochs", self.epochs)
         form.addRow("Learning rate", lr_row)
-        form.addRow("Image size", self.size)
+        form.addRow("Image size", self.size_box)
         form.addRow("Batch size", self.bs)
         form.addRow("Head", self.head)
         form.addRow("Validation groups", self.groups)
@@ -374,7 +375,7 @@ class OptionsForm(QWidget):
 
     def size_text(self) -> str:
         """The chosen size as the CLI's text: ``auto`` or ``HxW``."""
-        text = self.size.currentText().strip().lower()
+        text = self.size_box.currentText().strip().lower()
         if not text or text.startswith(AUTO):
             return AUTO
         return normal_size(text) or AUTO
@@ -382,10 +383,10 @@ class OptionsForm(QWidget):
     def set_auto_size(self, size: tuple[int, int] | None) -> None:
         """Show what ``auto`` means for this dataset, e.g. ``auto (240x320)`` (None: plain ``auto``)."""
         label = AUTO if size is None else f"{AUTO} ({size[0]}x{size[1]})"
-        text = self.size.currentText()
+        text = self.size_box.currentText()
         showing_auto = self.size_text() == AUTO
-        self.size.setItemText(0, label)  # this resets the edit text when item 0 is current
-        self.size.setCurrentText(label if showing_auto else text)
+        self.size_box.setItemText(0, label)  # this resets the edit text when item 0 is current
+        self.size_box.setCurrentText(label if showing_auto else text)
 
     def set_options(self, opts: TrainOptions) -> None:
         """Show ``opts`` (groups are checked if the dataset has them)."""
@@ -394,10 +395,10 @@ class OptionsForm(QWidget):
         self.set_lr(opts.lr)
         size = normal_size(opts.size)
         if size:
-            self.size.setCurrentText(size)
+            self.size_box.setCurrentText(size)
         else:
-            self.size.setCurrentIndex(0)
-            self.size.setCurrentText(self.size.itemText(0))
+            self.size_box.setCurrentIndex(0)
+            self.size_box.setCurrentText(self.size_box.itemText(0))
         self.bs.setValue(opts.bs)
         _select(self.head, opts.head)
         self._wanted_groups = set(opts.valid_groups)

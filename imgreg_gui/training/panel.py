@@ -25,7 +25,9 @@ from PySide6.QtWidgets import (
 from engine import events
 from engine.core import Dataset, Label
 from engine.data.split import too_few
+from engine.events import Batch, Cancelled, Epoch, Event, Failed, Finished, Fold, LrFind, Prepared
 from imgreg_gui.jobs.process import ChildProcess, ChildResult, open_error_box, show_progress, shown_command
+from imgreg_gui.jobs.router import Router
 from imgreg_gui.training.folds import FoldProgress
 from imgreg_gui.training.leaks import LeakWatch
 from imgreg_gui.training.options import DeviceQuery, OptionsForm, TrainOptions, train_command
@@ -116,6 +118,18 @@ class TrainPanel(QWidget):
         self._t_train: float | None = None
         self.prog = FoldProgress()
         self._n_batches = 0
+        self._route = Router(
+            prepared=self._on_prepared,
+            batch=self._on_batch,
+            epoch=self._on_epoch,
+            lr_find=self._on_lr_find,
+            fold=self._on_fold,
+            progress=lambda e: show_progress(self.batch_bar, e),  # any kind, also ones added later
+            finished=lambda e: self._on_end_event("finished", e),
+            cancelled=lambda e: self._on_end_event("cancelled", e),
+            failed=lambda e: self._on_end_event("failed", e),
+            note=lambda e: self.live.append(f"note: {e['message']}"),
+        )
         self._epochs = 0
         self.leaks = LeakWatch(self)
         self._build()
@@ -345,62 +359,56 @@ class TrainPanel(QWidget):
 
     # -- events ----------------------------------------------------------------------------------------
 
-    def on_event(self, ev: dict) -> None:
+    def on_event(self, ev: Event) -> None:
         """Show one child event (progress, curves, log)."""
-        kind = ev.get("type")
-        if kind == "batch":
-            self._on_batch(ev)
-        elif kind == "epoch":
-            self._on_epoch(ev)
-        elif kind == "prepared" and not self._plots(ev):
-            self.live.append(f"prepared: fold {ev.get('fold')} on {ev.get('device', '?')}")
-        elif kind == "prepared":
-            self._epochs = int(ev.get("epochs") or self._epochs or 1)
-            self.live.curves.add_event(ev)
-            self._n_batches = int(ev.get("n_batches") or 0)
-            self.epoch_bar.setRange(0, self._epochs)
-            self.batch_bar.setRange(0, max(1, self._n_batches))
-            self.batch_bar.setValue(0)
-            dev = ev.get("device", "?")
-            self.live.append(
-                f"prepared: {ev.get('arch')} {ev.get('head', '')} on {dev}, {ev.get('n_train')} train / "
-                f"{ev.get('n_valid')} valid, size {ev.get('size')}, bs {ev.get('bs')}, {self._n_batches} batches"
-            )
-            if int(ev.get("world_size") or 1) > 1:
-                self.live.append(
-                    f"data-parallel: {ev['world_size']} processes, {self._n_batches} batches each"
-                )
-            if ev.get("on_cpu"):
-                self.live.append("warning: training on the CPU (slow); keep images small")
-            procs = int(ev.get("world_size") or 1)
-            self.status.setText(f"Training on {dev}{f' ({procs} processes)' if procs > 1 else ''}...")
-            if self._t_train is None:
-                self._t_train = time.monotonic()
-        elif kind == "lr_find":
-            self.suggestion = ev.get("suggestion")
-            self.live.lr_plot.show_result(ev.get("lrs") or [], ev.get("losses") or [], self.suggestion)
-            ok = bool(self.suggestion)
-            self.live.use_lr.setEnabled(ok)
-            self.live.lr_note.setText(
-                f"Suggested learning rate: {self.suggestion:.2g}" if ok else "No suggestion"
-            )
-            self.live.append(f"lr_find: suggestion {self.suggestion}")
-        elif kind == "fold":
-            self.live.append(f"fold {ev.get('fold')} of {ev.get('folds')}")
-            self.status.setText(f"Out-of-fold model {ev.get('fold')} of {ev.get('folds')}...")
-            fold, folds = int(ev.get("fold") or 1), max(1, int(ev.get("folds") or 1))
-            if self.prog.start(fold, folds):
-                self._plot_fold(fold)
-        elif kind in events.PROGRESS_TYPES:  # read now: new kinds need no change here
-            show_progress(self.batch_bar, ev)
-        elif kind in ("finished", "cancelled", "failed"):
-            self.live.append(f"{kind}: {ev.get('message') or ev.get('run_id') or ''}".rstrip(": "))
-        elif kind == "note":
-            self.live.append(f"note: {ev.get('message', '')}")
-        elif kind != "summary":
-            self.live.append(str(ev))
+        self._route(ev)
 
-    def _plots(self, ev: dict) -> bool:
+    def _on_prepared(self, ev: Prepared) -> None:
+        if not self._plots(ev):
+            self.live.append(f"prepared: fold {ev.get('fold')} on {ev['device']}")
+            return
+        self._epochs = ev["epochs"] or self._epochs or 1
+        self.live.curves.set_epochs(ev["epochs"] or 1)
+        self._n_batches = ev["n_batches"]
+        self.epoch_bar.setRange(0, self._epochs)
+        self.batch_bar.setRange(0, max(1, self._n_batches))
+        self.batch_bar.setValue(0)
+        dev = ev["device"]
+        self.live.append(
+            f"prepared: {ev['arch']} {ev['head']} on {dev}, {ev['n_train']} train / "
+            f"{ev['n_valid']} valid, size {ev['size']}, bs {ev['bs']}, {self._n_batches} batches"
+        )
+        procs = ev.get("world_size", 1)
+        if procs > 1:
+            self.live.append(f"data-parallel: {procs} processes, {self._n_batches} batches each")
+        if ev["on_cpu"]:
+            self.live.append("warning: training on the CPU (slow); keep images small")
+        self.status.setText(f"Training on {dev}{f' ({procs} processes)' if procs > 1 else ''}...")
+        if self._t_train is None:
+            self._t_train = time.monotonic()
+
+    def _on_lr_find(self, ev: LrFind) -> None:
+        self.suggestion = ev["suggestion"]
+        self.live.lr_plot.show_result(ev["lrs"], ev["losses"], self.suggestion)
+        ok = bool(self.suggestion)
+        self.live.use_lr.setEnabled(ok)
+        self.live.lr_note.setText(
+            f"Suggested learning rate: {self.suggestion:.2g}" if ok else "No suggestion"
+        )
+        self.live.append(f"lr_find: suggestion {self.suggestion}")
+
+    def _on_fold(self, ev: Fold) -> None:
+        fold, folds = ev["fold"], max(1, ev["folds"])
+        self.live.append(f"fold {fold} of {folds}")
+        self.status.setText(f"Out-of-fold model {fold} of {folds}...")
+        if self.prog.start(fold, folds):
+            self._plot_fold(fold)
+
+    def _on_end_event(self, kind: str, ev: Finished | Cancelled | Failed) -> None:
+        what = ev.get("message") or ev.get("run_id") or ""
+        self.live.append(f"{kind}: {what}".rstrip(": "))
+
+    def _plots(self, ev: Event) -> bool:
         """Whether an event's fold is the plotted one (events of other folds side by side only count)."""
         return self.prog.folds <= 1 or self.prog.fold_of(ev) in (self.prog.plotted, None)
 
@@ -408,26 +416,26 @@ class TrainPanel(QWidget):
         self.live.curves.clear("MAE" if self.kind == "scalar" else "px")
         self.live.curves.set_title(f"Out-of-fold model {fold} of {self.prog.folds} (live)")
 
-    def _on_batch(self, ev: dict) -> None:
+    def _on_batch(self, ev: Batch) -> None:
         fold = self.prog.fold_of(ev)
-        n = max(1, int(ev.get("n_batches") or self._n_batches or 1))
-        ep, b = int(ev.get("epoch", 1)), int(ev.get("batch", 1))
+        n = max(1, ev["n_batches"] or self._n_batches or 1)
+        ep, b = ev["epoch"], ev["batch"]
         before = self.prog.plotted
         if not self.prog.batch(fold, ep, self._epochs or 1, b, n) and self.prog.folds > 1:
             self._show_status(ev)
             return
         if self.prog.folds > 1 and before != fold:
             self._plot_fold(fold)  # the fold shown before ended: follow one still running
-        self.live.curves.add_event(ev)
+        self.live.curves.add_batch(ev)
         self.batch_bar.setFormat("batch %v / %m")
         if self.batch_bar.maximum() != n:
             self.batch_bar.setRange(0, n)
         self.batch_bar.setValue(b)
         self._show_status(ev)
 
-    def _show_status(self, ev: dict) -> None:
-        n = max(1, int(ev.get("n_batches") or self._n_batches or 1))
-        ep, b = int(ev.get("epoch", 1)), int(ev.get("batch", 1))
+    def _show_status(self, ev: Batch) -> None:
+        n = max(1, ev["n_batches"] or self._n_batches or 1)
+        ep, b = ev["epoch"], ev["batch"]
         # Fraction of the whole job (all folds); the time before the first batch (loading) is not counted.
         frac = self.prog.fraction()
         elapsed = time.monotonic() - (self._t_train or self._t0)
@@ -437,28 +445,29 @@ class TrainPanel(QWidget):
             fold += f"fold {self.prog.fold_of(ev)}: "
         size = f" at {ev['size']}" if ev.get("size") else ""  # the progressive-resizing stage
         self.status.setText(
-            f"{fold}Epoch {ep}/{self._epochs}{size}, batch {b}/{n}, loss {float(ev.get('loss') or 0):.4g}  -  "
+            f"{fold}Epoch {ep}/{self._epochs}{size}, batch {b}/{n}, loss {ev['loss']:.4g}  -  "
             f"elapsed {fmt_duration(elapsed)}, ETA {fmt_duration(eta)}"
         )
 
-    def _on_epoch(self, ev: dict) -> None:
-        ep = int(ev.get("epoch", 1))
+    def _on_epoch(self, ev: Epoch) -> None:
+        ep = ev["epoch"]
         fold = self.prog.fold_of(ev)
         before = self.prog.plotted
-        if not self.prog.epoch(fold, ep, int(ev.get("epochs") or self._epochs or 1)) and self.prog.folds > 1:
-            self.live.append(f"fold {fold}: epoch {ep}/{ev.get('epochs')}  valid_loss {ev.get('valid_loss')}")
+        if not self.prog.epoch(fold, ep, ev["epochs"] or self._epochs or 1) and self.prog.folds > 1:
+            self.live.append(f"fold {fold}: epoch {ep}/{ev['epochs']}  valid_loss {ev['valid_loss']}")
             return
         if self.prog.folds > 1 and before is None:
             self._plot_fold(fold)
-        self.live.curves.add_event(ev)
-        self._epochs = int(ev.get("epochs") or self._epochs)
+        self.live.curves.add_epoch(ev)
+        self._epochs = ev["epochs"] or self._epochs
         self.epoch_bar.setRange(0, max(1, self._epochs))
         self.epoch_bar.setValue(ep)
-        name, err = pick_error_metric(ev.get("metrics") or {})
-        parts = [f"epoch {ep}/{self._epochs}"]
-        for key in ("train_loss", "valid_loss"):
-            if ev.get(key) is not None:
-                parts.append(f"{key} {float(ev[key]):.4g}")
+        name, err = pick_error_metric(ev["metrics"])
+        parts = [
+            f"epoch {ep}/{self._epochs}",
+            f"train_loss {ev['train_loss']:.4g}",
+            f"valid_loss {ev['valid_loss']:.4g}",
+        ]
         if err is not None:
             parts.append(f"{name} {err:.3g}")
         self.live.append("  ".join(parts))
@@ -477,7 +486,7 @@ class TrainPanel(QWidget):
                 self.status.setText("LR finder done: see its curve in Training curves.")
                 self.batch_bar.hide()
                 if not self.suggestion and res.summary.get("suggestion"):
-                    self.on_event({"type": "lr_find", **res.summary})
+                    self._on_lr_find(events.lr_find(float(res.summary["suggestion"]), [], []))
             else:
                 self.status.setText(f"Finished run {run_id} in {elapsed}.")
                 self.batch_bar.setValue(self.batch_bar.maximum())

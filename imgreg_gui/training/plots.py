@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
+
+from engine.events import Batch, Epoch
 
 TRAIN_COLOR = "#3b82f6"
 VALID_COLOR = "#f59e0b"
@@ -123,7 +126,7 @@ class TrainingCurves(QWidget):
         self.errors: list[float] = []
         self.metric_name = ""
         self.epochs = 1
-        self._titled = None
+        self._titled: str | None = None
         self._dirty_loss = self._dirty_error = True
         self.error_plot.getPlotItem().getAxis("left").setLabel(error_label)
         self.set_epochs(1)
@@ -133,9 +136,10 @@ class TrainingCurves(QWidget):
         """Show a finished run's per-epoch curves (its ``history.csv`` rows) when nothing is training."""
         self.clear(self.error_plot.getPlotItem().getAxis("left").labelText or "px")
         for row in rows:
-            self.add_event({"type": "epoch", "epoch": row.get("epoch", len(self.epoch_x) + 1),
-                            "train_loss": row.get("train_loss"), "valid_loss": row.get("valid_loss"),
-                            "metrics": {k: v for k, v in row.items() if k not in HISTORY_SKIP}})  # fmt: skip
+            metrics = {k: v for k, v in row.items() if k not in HISTORY_SKIP}
+            self._add_epoch(
+                row.get("epoch", len(self.epoch_x) + 1), row.get("train_loss"), row.get("valid_loss"), metrics
+            )
         self.set_epochs(max([int(x) for x in self.epoch_x] or [1]))
         self.set_title(f"Run {name} (per epoch)" if name else "")
         self.redraw()
@@ -153,42 +157,43 @@ class TrainingCurves(QWidget):
         for w in (self.loss_plot, self.error_plot):
             w.getPlotItem().setXRange(0, self.epochs * 1.03 + 0.05, padding=0)
 
-    def add_event(self, ev: dict) -> None:
-        """Record a ``batch`` or ``epoch`` event; the plots redraw at most every REDRAW_MS."""
-        kind = ev.get("type")
-        if kind == "prepared":
-            self.set_epochs(int(ev.get("epochs") or 1))
+    def add_batch(self, ev: Batch) -> None:
+        """Record a ``batch`` event; the plots redraw at most every REDRAW_MS."""
+        loss = _num(ev["loss"])
+        if loss is None:
             return
-        if kind == "batch":
-            loss = _num(ev.get("loss"))
-            if loss is None:
-                return
-            n = max(1, int(ev.get("n_batches") or 1))
-            # The engine counts epochs and batches from 1.
-            self.batch_x.append(int(ev.get("epoch", 1)) - 1 + int(ev.get("batch", 1)) / n)
-            self.batch_loss.append(loss)
-            self._avg = EMA_BETA * self._avg + (1 - EMA_BETA) * loss
-            self.smooth.append(self._avg / (1 - EMA_BETA ** len(self.batch_loss)))
-            self._dirty_loss = True
-        elif kind == "epoch":
-            x = float(ev.get("epoch", 1))
-            if x > self.epochs:
-                self.set_epochs(int(x))
-            for values, key in ((self.epoch_train, "train_loss"), (self.valid_loss, "valid_loss")):
-                v = _num(ev.get(key))
-                if v is not None:
-                    values.append(v)
-            if _num(ev.get("train_loss")) is not None or _num(ev.get("valid_loss")) is not None:
-                self.epoch_x.append(x)
-            name, err = pick_error_metric(ev.get("metrics") or {})
-            if err is not None:
-                self.metric_name = name
-                self.error_x.append(x)
-                self.errors.append(err)
-                self._dirty_error = True
-            self._dirty_loss = True
-        else:
-            return
+        n = max(1, ev["n_batches"])
+        # The engine counts epochs and batches from 1.
+        self.batch_x.append(ev["epoch"] - 1 + ev["batch"] / n)
+        self.batch_loss.append(loss)
+        self._avg = EMA_BETA * self._avg + (1 - EMA_BETA) * loss
+        self.smooth.append(self._avg / (1 - EMA_BETA ** len(self.batch_loss)))
+        self._dirty_loss = True
+        self._redraw_soon()
+
+    def add_epoch(self, ev: Epoch) -> None:
+        """Record an ``epoch`` event; the plots redraw at most every REDRAW_MS."""
+        self._add_epoch(ev["epoch"], ev["train_loss"], ev["valid_loss"], ev["metrics"])
+
+    def _add_epoch(self, epoch: Any, train_loss: Any, valid_loss: Any, metrics: dict[str, Any]) -> None:
+        x = float(epoch)
+        if x > self.epochs:
+            self.set_epochs(int(x))
+        for values, v in ((self.epoch_train, _num(train_loss)), (self.valid_loss, _num(valid_loss))):
+            if v is not None:
+                values.append(v)
+        if _num(train_loss) is not None or _num(valid_loss) is not None:
+            self.epoch_x.append(x)
+        name, err = pick_error_metric(metrics)
+        if err is not None:
+            self.metric_name = name
+            self.error_x.append(x)
+            self.errors.append(err)
+            self._dirty_error = True
+        self._dirty_loss = True
+        self._redraw_soon()
+
+    def _redraw_soon(self) -> None:
         if not self._timer.isActive():
             self._timer.start()
 

@@ -26,9 +26,11 @@ from PySide6.QtWidgets import (
 )
 
 from engine.data.split import too_few
+from engine.events import Epoch, Event, Fold
 from imgreg_gui import settings
 from imgreg_gui.actions import Actions
 from imgreg_gui.jobs.process import ChildProcess, ChildResult, open_error_box
+from imgreg_gui.jobs.router import Router
 from imgreg_gui.model.editing import Editor
 from imgreg_gui.model.state import AppState
 from imgreg_gui.training.options import TrainOptions, rank_command
@@ -69,9 +71,8 @@ class ReviewPanel(QWidget):
         self.child = ChildProcess(self)
         self.child.ended.connect(self._on_rank_ended)
         self.child.event.connect(self._on_rank_event)
-        self.parallel = lambda: (
-            1
-        )  # fold models trained at once (the controller reads the Train panel's option)
+        self._route = Router(fold=self._on_rank_fold, epoch=self._on_rank_epoch)
+        self.parallel = lambda: 1  # fold models trained at once (the controller reads the Train panel's option)
         self.make_rank_command = lambda dataset, folds, repeats=1: rank_command(
             dataset, TrainOptions.load(), folds, self.kind, repeats
         )
@@ -184,8 +185,14 @@ class ReviewPanel(QWidget):
         self.similar_btn = QPushButton("Find similar")
         self.similar_btn.setToolTip("Show the items most like this one in the Similar items panel (S)")
         self.similar_btn.setEnabled(False)  # wired to the window's action by install_shortcuts
-        buttons = (self.prev_btn, self.next_btn, self.advance, self.accept_btn, self.verify_btn)
-        buttons += (self.similar_btn,)
+        buttons = (
+            self.prev_btn,
+            self.next_btn,
+            self.advance,
+            self.accept_btn,
+            self.verify_btn,
+            self.similar_btn,
+        )
         for i, w in enumerate(buttons):
             actions.addWidget(w, i // 3, i % 3)
         lay.addLayout(actions)
@@ -229,13 +236,13 @@ class ReviewPanel(QWidget):
             # Connected after the window's own slot, so the edit is done when this runs.
             acts.all[name].triggered.connect(lambda _c=False, n=name: self._after_window_action(n))
 
-        def key(name: str, fallback: str) -> str:
+        def keys_of(name: str, fallback: str) -> str:
             seq = acts.all[name].shortcut().toString(QKeySequence.SequenceFormat.NativeText)
             return seq or fallback
 
         self.keys_hint.setText(
-            f"Keys: N next suspect, Shift+N previous, {key('accept', 'Ctrl+Enter')} accept prediction, "
-            f"{key('verify', 'V')} verified; or drag the label on the image to fix it."
+            f"Keys: N next suspect, Shift+N previous, {keys_of('accept', 'Ctrl+Enter')} accept prediction, "
+            f"{keys_of('verify', 'V')} verified; or drag the label on the image to fix it."
         )
 
     # -- sources -------------------------------------------------------------------------------------------
@@ -537,11 +544,14 @@ class ReviewPanel(QWidget):
         self.child.start(self.make_rank_command(ds.root, k, r))
         return True
 
-    def _on_rank_event(self, ev: dict) -> None:
-        if ev.get("type") == "fold":
-            self.status.setText(f"Out-of-fold ranking: model {ev.get('fold')} of {ev.get('folds')}...")
-        elif ev.get("type") == "epoch":
-            self.status.setText(self.status.text().split(" - ")[0] + f" - epoch {ev.get('epoch')}")
+    def _on_rank_event(self, ev: Event) -> None:
+        self._route(ev)
+
+    def _on_rank_fold(self, ev: Fold) -> None:
+        self.status.setText(f"Out-of-fold ranking: model {ev['fold']} of {ev['folds']}...")
+
+    def _on_rank_epoch(self, ev: Epoch) -> None:
+        self.status.setText(self.status.text().split(" - ")[0] + f" - epoch {ev['epoch']}")
 
     def _on_rank_ended(self, res: ChildResult) -> None:
         self.rank_btn.setText("Rank out-of-fold")
@@ -565,9 +575,9 @@ class ReviewPanel(QWidget):
             self.child.wait(3000)
 
 
-def _int(value: object, default: int) -> int:
+def _int(value: Any, default: int) -> int:
     """A remembered integer setting, or ``default`` when it is unreadable."""
     try:
-        return int(value)  # type: ignore[arg-type]
+        return int(value)
     except (TypeError, ValueError):
         return default

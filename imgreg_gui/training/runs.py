@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine import events
+from engine.events import Event
 from engine.labels.store import StoreError
 from engine.runs import files as runfiles
 from imgreg_gui.jobs.process import (
@@ -38,6 +38,7 @@ from imgreg_gui.jobs.process import (
     open_error_box,
     show_progress,
 )
+from imgreg_gui.jobs.router import Router
 from imgreg_gui.model.state import AppState
 from imgreg_gui.training.options import predict_command
 
@@ -199,6 +200,9 @@ class RunsPanel(QWidget):
         self.runs: list[RunRecord] = []
         self.child = ChildProcess(self)
         self.child.event.connect(self._on_event)
+        self._route = Router(
+            progress=lambda e: show_progress(self.progress, e)
+        )  # any kind, also ones added later
         self.child.ended.connect(self._on_ended)
         self.predicting: str | None = None
         self.error_box: QMessageBox | None = None
@@ -304,9 +308,9 @@ class RunsPanel(QWidget):
             for i, v in enumerate(values):
                 it.setText(i, v)
             for j, m in enumerate(metrics, len(BASE_COLUMNS)):
-                v = r.metrics.get(m)
-                it.setText(j, "" if v is None else f"{v:.4g}")
-                it.setData(j, Qt.ItemDataRole.UserRole, v)
+                x = r.metrics.get(m)
+                it.setText(j, "" if x is None else f"{x:.4g}")
+                it.setData(j, Qt.ItemDataRole.UserRole, x)
                 it.setTextAlignment(j, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
             it.setData(0, Qt.ItemDataRole.UserRole + 1, r.run_id)
             it.setToolTip(0, str(r.run_dir))
@@ -345,7 +349,7 @@ class RunsPanel(QWidget):
             return
         for i in range(self.tree.topLevelItemCount()):
             it = self.tree.topLevelItem(i)
-            if it.data(0, Qt.ItemDataRole.UserRole + 1) == run_id:
+            if it is not None and it.data(0, Qt.ItemDataRole.UserRole + 1) == run_id:
                 self.tree.setCurrentItem(it)
                 it.setSelected(True)
                 return
@@ -380,9 +384,8 @@ class RunsPanel(QWidget):
             cmd.append("--heatmaps")
         return cmd
 
-    def _on_event(self, ev: dict) -> None:
-        if ev.get("type") in events.PROGRESS_TYPES:  # read now: new kinds need no change here
-            show_progress(self.progress, ev)
+    def _on_event(self, ev: Event) -> None:
+        self._route(ev)
 
     def _on_ended(self, res: ChildResult) -> None:
         run_id, self.predicting = self.predicting, None
