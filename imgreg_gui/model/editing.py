@@ -5,19 +5,20 @@ Every change goes through ``imgreg_gui.model.commands`` onto one ``QUndoStack``;
 
 from __future__ import annotations
 
+import importlib
 import logging
 
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QUndoStack
 
 from engine.core import Label
-from imgreg_gui.model import commands
+from imgreg_gui.model import commands, limits_fallback
 from imgreg_gui.model.state import AppState
 
-try:
-    from engine.labels.limits import check_label
-except ImportError:  # until engine.labels.limits is in main (issue 25.2); delete the fallback then
-    from imgreg_gui.model.limits_fallback import check_label
+try:  # engine.labels.limits is another helper's (issue 25.2): until it is in main the fallback stands in
+    check_label = importlib.import_module("engine.labels.limits").check_label
+except ImportError:  # delete this and imgreg_gui/model/limits_fallback.py once it is merged
+    check_label = limits_fallback.check_label
 
 log = logging.getLogger(__name__)
 

@@ -72,7 +72,8 @@ class ReviewPanel(QWidget):
         self.child.ended.connect(self._on_rank_ended)
         self.child.event.connect(self._on_rank_event)
         self._route = Router(fold=self._on_rank_fold, epoch=self._on_rank_epoch)
-        self.parallel = lambda: 1  # fold models trained at once (the controller reads the Train panel's option)
+        # fold models trained at once (the controller reads the Train panel's option)
+        self.parallel = lambda: 1
         self.make_rank_command = lambda dataset, folds, repeats=1: rank_command(
             dataset, TrainOptions.load(), folds, self.kind, repeats
         )
