@@ -68,6 +68,10 @@ class ImageCanvas(QGraphicsView):
         self.setViewportUpdateMode(QGraphicsView.ViewportUpdateMode.FullViewportUpdate)
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.setMouseTracking(True)
+        # No scroll bars (drag pans): bars that come and go resize the viewport and shift the image under a
+        # still cursor while the wheel zooms.
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.setToolTip("")
 
         self.pix_item = QGraphicsPixmapItem()
@@ -464,6 +468,11 @@ class ImageCanvas(QGraphicsView):
         Qt's AnchorUnderMouse uses the last mouse *move* the view saw, which our own move handler never passes
         on: so the anchor is computed here from the event's position."""
         fixed = self.viewportTransform().inverted()[0].map(pos)
+        if self.image_size is not None:  # room to scroll on every side, so the point can stay where it is
+            z = min(max(s, ZOOM_MIN), ZOOM_MAX)
+            px, py = self.viewport().width() / z, self.viewport().height() / z
+            w, h = self.image_size
+            self.setSceneRect(QRectF(-px, -py, w + 2 * px, h + 2 * py))
         anchor = self.transformationAnchor()
         self.setTransformationAnchor(QGraphicsView.ViewportAnchor.NoAnchor)
         self.set_scale(s, anchor_under_mouse=True)

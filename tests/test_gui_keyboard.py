@@ -119,11 +119,12 @@ def test_nudging_an_age_below_zero_is_refused(qtbot, win, tmp_path):
     assert win.store.effective(name) == (0.0,)
 
 
-@pytest.mark.parametrize("notches", [4, -2])
-def test_wheel_zoom_keeps_the_point_under_a_still_cursor(qtbot, win, tmp_path, notches):
+@pytest.mark.parametrize(("start", "notches"), [(None, 4), (2.0, 4), (4.0, -2), (None, -2)])
+def test_wheel_zoom_keeps_the_point_under_a_still_cursor(qtbot, win, tmp_path, start, notches):
     open_ds(qtbot, win, make_biwi(tmp_path / "biwi", groups=1, frames=2, size=(640, 480)).root)
     c = win.canvas
-    c.set_scale(2.0 if notches > 0 else 4.0)  # the image overflows the view (a smaller one stays centred)
+    if start is not None:
+        c.set_scale(start)  # else from fit, as a user starts
     pos = QPoint(c.viewport().width() // 3, c.viewport().height() // 3)
     QTest.mouseMove(
         c.viewport(), QPoint(5, 5)
