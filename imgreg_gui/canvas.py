@@ -471,16 +471,16 @@ class ImageCanvas(QGraphicsView):
         if self.image_size is not None:  # room to scroll on every side, so the point can stay where it is
             z = min(max(s, ZOOM_MIN), ZOOM_MAX)
             px, py = self.viewport().width() / z, self.viewport().height() / z
-            w, h = self.image_size
-            self.setSceneRect(QRectF(-px, -py, w + 2 * px, h + 2 * py))
+            iw, ih = self.image_size
+            self.setSceneRect(QRectF(-px, -py, iw + 2 * px, ih + 2 * py))
         anchor = self.transformationAnchor()
         self.setTransformationAnchor(QGraphicsView.ViewportAnchor.NoAnchor)
         self.set_scale(s, anchor_under_mouse=True)
         self.setTransformationAnchor(anchor)
         off = self.viewportTransform().map(fixed) - pos
-        h, v = self.horizontalScrollBar(), self.verticalScrollBar()
-        h.setValue(h.value() + round(off.x()))
-        v.setValue(v.value() + round(off.y()))
+        hbar, vbar = self.horizontalScrollBar(), self.verticalScrollBar()
+        hbar.setValue(hbar.value() + round(off.x()))
+        vbar.setValue(vbar.value() + round(off.y()))
 
     # -- mouse and keys ------------------------------------------------------------------------------------
 
