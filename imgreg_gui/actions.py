@@ -34,6 +34,7 @@ class Act:
     on_canvas: bool = False  # arrows and Tab belong to the image: elsewhere they keep their usual meaning
 
 
+VALUE_TIP = "The item's value (scalar datasets): type a number and press Enter to correct it (Esc cancels)"
 NUDGE_TIP = "Move the label; a run of nudges is one undo step"
 NUDGES = (
     ("left", "Left", -1, 0),
@@ -61,6 +62,8 @@ ACTIONS: tuple[Act, ...] = (
         "Drop the correction: the label from the dataset's files applies again", "revert"),
     Act("verify", "&Mark verified", "V", "Mark this item's label as checked by a person (press again to clear)",
         "verify"),
+    Act("history", "Label &history…", "Ctrl+Shift+H",
+        "Every change of this item's label: when, what, before and after"),
     Act("place", "&Place label", "C", "The next click on the image puts the label there (Ctrl+click does it any time)",
         "place", checkable=True),
     *(Act(f"nudge_{k}", f"Nudge {k} 1 px", key, NUDGE_TIP, on_canvas=True) for k, key, _, _ in NUDGES),
@@ -101,7 +104,7 @@ VIEW_TOGGLES = ("show_label", "show_pred", "show_line")
 NUDGE_KEYS = [f"nudge_{k}" for k, *_ in NUDGES] + [f"nudge_{k}10" for k, *_ in NUDGES]
 MENUS: dict[str, list] = {
     "&File": ["open", "@Open &recent", "reload", "-", "export", "-", "quit"],
-    "&Edit": ["undo", "redo", "-", "accept", "accept_suggestion", "revert", "verify", "place", ("&Nudge label", NUDGE_KEYS), "next_point"],
+    "&Edit": ["undo", "redo", "-", "accept", "accept_suggestion", "revert", "verify", "history", "place", ("&Nudge label", NUDGE_KEYS), "next_point"],
     "&Go": ["next", "prev", "-", "next_group", "prev_group", "first", "last", "-", "find", "similar"],
     "&View": ["zoom_in", "zoom_out", "fit", "actual", "-", *VIEW_TOGGLES, "-", "sort_name", "sort_error",
               "sort_score", "-", "embedding_map", "@&Panels"],
@@ -237,7 +240,7 @@ def build_toolbar(parent: QWidget, a: Actions) -> tuple[QToolBar, ValueBox]:
     box.setDecimals(2)
     box.setKeyboardTracking(False)
     box.setMinimumWidth(90)
-    box.setToolTip("The item's value (scalar datasets): type a number and press Enter to correct it")
+    box.setToolTip(VALUE_TIP)
     value = ValueBox(box, [])
     for e in TOOLBAR:
         if e == "-":

@@ -11,6 +11,7 @@ from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
 
 from imgreg_gui import settings
+from imgreg_gui.platform_check import missing_xcb, xcb_message
 from imgreg_gui.settings import icon, stylesheet
 
 
@@ -116,6 +117,10 @@ def main(argv: list[str] | None = None) -> int:
         size = parse_size(args.size) if args.size else None
     except argparse.ArgumentTypeError as e:
         print(f"imgreg-gui: {e}", file=sys.stderr)
+        return 2
+    missing = missing_xcb()
+    if missing:
+        print(xcb_message(missing), file=sys.stderr)
         return 2
     app = make_app([sys.argv[0]])
     from imgreg_gui.main_window import MainWindow

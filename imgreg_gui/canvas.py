@@ -76,6 +76,10 @@ class ImageCanvas(QGraphicsView):
         self.setViewportUpdateMode(QGraphicsView.ViewportUpdateMode.FullViewportUpdate)
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.setMouseTracking(True)
+        # No scroll bars (drag pans): bars that come and go resize the viewport and shift the image under a
+        # still cursor while the wheel zooms.
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.setToolTip("")
 
         self.pix_item = QGraphicsPixmapItem()
@@ -172,6 +176,7 @@ class ImageCanvas(QGraphicsView):
                 f"{reason or 'The file could not be decoded.'}\n\n{name}",
             )
             self.scene_.setSceneRect(QRectF(0, 0, 1, 1))
+            self.setSceneRect(QRectF())  # the view follows the scene again (fit() sets its own)
         else:
             size = (img.width(), img.height())
             self.pix_item.setPixmap(QPixmap.fromImage(img))
@@ -496,13 +501,19 @@ class ImageCanvas(QGraphicsView):
         if self.image_size is not None:
             margin = 8
             w, h = self.image_size
-            vw, vh = (
-                max(self.viewport().width() - 2 * margin, 1),
-                max(self.viewport().height() - 2 * margin, 1),
-            )
+            # Room above it for the header and below it for the legend, so that neither covers the image.
+            vp_w, vp_h = self.viewport().width(), self.viewport().height()
+            legend = chip_size(self._legend_rows() or [("none", "Label")], vp_w - 20)[1] + interaction.MARGIN
+            header = chip_size([("none", "Header")])[1] + interaction.MARGIN
+            bottom = legend if vp_h - legend - header > 0.6 * vp_h else 0.0
+            top = header if bottom else 0.0
+            vw, vh = max(vp_w - 2 * margin, 1), max(vp_h - 2 * margin - top - bottom, 1)
             s = min(vw / w, vh / h)
             self.setTransform(QTransform.fromScale(s, s))
-            self.centerOn(w / 2, h / 2)
+            # The scene reaches beyond the image by that room, so centring puts the image between the chips.
+            scene = QRectF(0, -top / s, w, h + (top + bottom) / s)
+            self.setSceneRect(scene)
+            self.centerOn(scene.center())
         self.fit_mode = True
         self._after_zoom()
 
@@ -523,11 +534,31 @@ class ImageCanvas(QGraphicsView):
             self.fit()
 
     def wheelEvent(self, ev) -> None:
-        """Wheel zooms around the cursor."""
+        """Wheel zooms around the cursor: the image point under it stays under it."""
         steps = ev.angleDelta().y() / 120
         if steps:
-            self.set_scale(self.scale_factor() * ZOOM_STEP**steps, anchor_under_mouse=True)
+            self.zoom_at(self.scale_factor() * ZOOM_STEP**steps, ev.position())
         ev.accept()
+
+    def zoom_at(self, s: float, pos: QPointF) -> None:
+        """Zoom to ``s`` keeping the scene point under viewport position ``pos`` there (as far as scrolling can).
+
+        Qt's AnchorUnderMouse uses the last mouse *move* the view saw, which our own move handler never passes
+        on: so the anchor is computed here from the event's position."""
+        fixed = self.viewportTransform().inverted()[0].map(pos)
+        if self.image_size is not None:  # room to scroll on every side, so the point can stay where it is
+            z = min(max(s, ZOOM_MIN), ZOOM_MAX)
+            px, py = self.viewport().width() / z, self.viewport().height() / z
+            iw, ih = self.image_size
+            self.setSceneRect(QRectF(-px, -py, iw + 2 * px, ih + 2 * py))
+        anchor = self.transformationAnchor()
+        self.setTransformationAnchor(QGraphicsView.ViewportAnchor.NoAnchor)
+        self.set_scale(s, anchor_under_mouse=True)
+        self.setTransformationAnchor(anchor)
+        off = self.viewportTransform().map(fixed) - pos
+        hbar, vbar = self.horizontalScrollBar(), self.verticalScrollBar()
+        hbar.setValue(hbar.value() + round(off.x()))
+        vbar.setValue(vbar.value() + round(off.y()))
 
     # -- mouse and keys ------------------------------------------------------------------------------------
 
@@ -596,7 +627,7 @@ class ImageCanvas(QGraphicsView):
                 else Qt.CursorShape.ArrowCursor
             )
             self.viewport().setCursor(cursor)
-        if self.image_size is not None and self.sceneRect().contains(scene):
+        if self.image_size is not None and QRectF(0, 0, *self.image_size).contains(scene):
             self.cursor_moved.emit(scene.x(), scene.y())
         else:
             self.cursor_moved.emit(math.nan, math.nan)

@@ -7,7 +7,7 @@ import threading
 import traceback
 from pathlib import Path
 
-from PySide6.QtCore import QItemSelectionModel, QModelIndex, Qt, QThread, QTimer, Signal
+from PySide6.QtCore import QEvent, QItemSelectionModel, QModelIndex, QObject, Qt, QThread, QTimer, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QLineEdit,
+    QListView,
     QStackedWidget,
     QTreeView,
     QTreeWidget,
@@ -26,6 +27,7 @@ from PySide6.QtWidgets import (
 from engine.core import Cancelled, CancelToken, Item
 from imgreg_gui.model.items import COL_ERROR, COL_GROUP, COL_NAME, FILTERS, ItemModel, format_label
 from imgreg_gui.model.state import AppState
+from imgreg_gui.words import plural
 
 log = logging.getLogger(__name__)
 FIRST_IMAGE_WAIT_S = 0.5
@@ -51,6 +53,9 @@ class DatasetPanel(QWidget):
             "Show only items whose path contains this text (Ctrl+F); Esc returns to the image"
         )
         self.filter_combo = QComboBox(self)
+        # A plain list as the popup, so the stylesheet's highlighted-entry colours apply (Fusion's menu-like
+        # popup ignored them and showed the highlighted entry as a bare outline).
+        self.filter_combo.setView(QListView(self.filter_combo))
         for key, text in FILTERS.items():
             self.filter_combo.addItem(text, key)
         self.filter_combo.addItem("Orphans (file gone)", ORPHANS)
@@ -67,8 +72,8 @@ class DatasetPanel(QWidget):
         self.view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.view.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        # Keys belong to the canvas (arrows nudge the label, D/A step): the list is driven by the mouse.
-        self.view.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        # A clicked list takes the keyboard: its arrows move the selection (the canvas's arrows nudge), Esc returns.
+        self.view.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.view.setAutoScroll(False)  # select() scrolls, by half pages (_reveal)
         self.view.setSortingEnabled(True)
         self.view.sortByColumn(-1, Qt.SortOrder.AscendingOrder)
@@ -76,8 +81,10 @@ class DatasetPanel(QWidget):
         header.setSortIndicatorShown(True)
         header.setStretchLastSection(False)
         header.setSectionResizeMode(COL_NAME, QHeaderView.ResizeMode.Stretch)
-        header.setSectionResizeMode(COL_GROUP, QHeaderView.ResizeMode.ResizeToContents)
-        header.setSectionResizeMode(COL_ERROR, QHeaderView.ResizeMode.ResizeToContents)
+        # Group and Error take what their contents need, but never the name's room: refitted on every resize.
+        header.setSectionResizeMode(COL_GROUP, QHeaderView.ResizeMode.Interactive)
+        header.setSectionResizeMode(COL_ERROR, QHeaderView.ResizeMode.Interactive)
+        self.view.viewport().installEventFilter(self)
         self.view.setColumnHidden(COL_ERROR, True)
         self.count_label = QLabel(self)
         self.count_label.setObjectName("CountLabel")
@@ -111,6 +118,7 @@ class DatasetPanel(QWidget):
         self.view.selectionModel().currentRowChanged.connect(self._on_current_row)
         self.model.modelReset.connect(self._after_reset)
         self.model.rowsInserted.connect(self._update_count)
+        self.model.rowsInserted.connect(lambda *_a: self.fit_columns())
         state.dataset_changed.connect(self._fill_orphans)
         state.current_changed.connect(self.select)
         state.active_run_changed.connect(lambda _run: self.show_errors(bool(state.preds)))
@@ -150,10 +158,26 @@ class DatasetPanel(QWidget):
     def show_errors(self, on: bool) -> None:
         """Show the error column (when a run's predictions are active)."""
         self.view.setColumnHidden(COL_ERROR, not on)
+        self.fit_columns()
+
+    def fit_columns(self) -> None:
+        """Give Group and Error their contents' width, each at most a fifth of the list, the name the rest."""
+        room = self.view.viewport().width()
+        for col in (COL_GROUP, COL_ERROR):
+            if not self.view.isColumnHidden(col):
+                want = max(self.view.sizeHintForColumn(col), self.view.header().sectionSizeHint(col))
+                self.view.setColumnWidth(col, max(36, min(want, room // 5)))
+
+    def eventFilter(self, obj: QObject, ev: QEvent) -> bool:  # noqa: N802 (Qt override)
+        """Refit the columns when the list changes size."""
+        if obj is self.view.viewport() and ev.type() == QEvent.Type.Resize:
+            self.fit_columns()
+        return False
 
     def sort_by_error(self, descending: bool = True) -> None:
         """Sort the list by prediction error, largest first by default."""
         self.view.setColumnHidden(COL_ERROR, False)
+        self.fit_columns()
         order = Qt.SortOrder.DescendingOrder if descending else Qt.SortOrder.AscendingOrder
         self.view.sortByColumn(COL_ERROR, order)
 
@@ -213,6 +237,7 @@ class DatasetPanel(QWidget):
 
     def _after_reset(self) -> None:
         self._update_count()
+        self.fit_columns()
         if self.state.current is not None:
             self.select(self.state.current)
 
@@ -221,11 +246,11 @@ class DatasetPanel(QWidget):
             return
         shown, total = len(self.model.view), len(self.model.items)
         groups = len({it.group for it in self.model.items}) if total < 200_000 else 0
-        text = f"{shown:,} of {total:,} items" if shown != total else f"{total:,} items"
+        text = f"{shown:,} of {plural(total, 'item')}" if shown != total else plural(total, "item")
         if self.state.item_filter is not None and self.state.item_filter_label:
             text += f" ({self.state.item_filter_label})"
         if groups:
-            text += f" · {groups:,} groups"
+            text += f" · {plural(groups, 'group')}"
         self.count_label.setText(text)
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import time
+
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
     QHeaderView,
+    QLabel,
     QMessageBox,
     QTableWidget,
     QTableWidgetItem,
@@ -14,7 +17,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from engine.core import Label
+from engine.labels.store import Change
 from imgreg_gui.actions import Actions, shortcut_text
+from imgreg_gui.model.items import format_label
+from imgreg_gui.words import plural
 
 MOUSE_HELP = [
     ("Drag the green cross", "Move the label (one drag is one undo step)"),
@@ -52,6 +59,53 @@ def shortcuts_dialog(
     lay.addWidget(table)
     lay.addWidget(buttons)
     dlg.resize(560, 620)
+    return dlg
+
+
+def change_text(c: Change) -> str:
+    """What one history row did, in words."""
+    if c.kind == "correct":
+        return "Accepted prediction" if c.new_source == "prediction" else "Corrected"
+    if c.kind == "verify":
+        return "Marked verified" if c.verified else "Verified mark cleared"
+    return CHANGE_WORDS.get(c.kind, c.kind)
+
+
+CHANGE_WORDS = {"revert": "Reverted to original", "set_state": "Undo / redo", "sync": "Source file changed"}
+
+
+def history_dialog(parent: QWidget, name: str, changes: list[Change], kind: str) -> QDialog:
+    """The label history of item ``name``, newest first: when, what, the label before and after, verified."""
+    dlg = QDialog(parent)
+    dlg.setWindowTitle(f"Label history — {name}")
+    rows = sorted(changes, key=lambda c: c.time, reverse=True)
+    table = QTableWidget(len(rows), 5, dlg)
+    table.setObjectName("HistoryTable")
+    table.setHorizontalHeaderLabels(["Time", "Change", "Before", "After", "Verified"])
+    table.verticalHeader().setVisible(False)
+    table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+    table.setAlternatingRowColors(True)
+
+    def shown(label: Label | None, source: str) -> str:
+        return f"{format_label(label, kind)} ({source})" if label is not None else f"none ({source})"
+
+    for r, c in enumerate(rows):
+        cells = [time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(c.time)), change_text(c),
+                 shown(c.old, c.old_source), shown(c.new, c.new_source), "yes" if c.verified else ""]  # fmt: skip
+        for col, text in enumerate(cells):
+            table.setItem(r, col, QTableWidgetItem(text))
+    table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+    table.horizontalHeader().setStretchLastSection(True)
+    note = QLabel(
+        "No changes yet: the label is the dataset's own." if not rows else plural(len(rows), "change")
+    )
+    buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close, dlg)
+    buttons.rejected.connect(dlg.reject)
+    lay = QVBoxLayout(dlg)
+    lay.addWidget(note)
+    lay.addWidget(table)
+    lay.addWidget(buttons)
+    dlg.resize(760, 360)
     return dlg
 
 

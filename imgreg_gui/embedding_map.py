@@ -19,6 +19,7 @@ from PySide6.QtWidgets import QButtonGroup, QHBoxLayout, QLabel, QPushButton, QV
 from engine.runs.projection import project
 from imgreg_gui.jobs.image_loader import ImageLoader
 from imgreg_gui.jobs.router import Router
+from imgreg_gui.words import plural
 
 COLOURINGS = ("label", "error", "score", "group")
 COLOUR_TIPS = {
@@ -41,11 +42,44 @@ def value_brushes(values: list, mode: str) -> np.ndarray:
     lut = _value_palette()
     known = np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
     ok = np.isfinite(known)
-    if not ok.any():
+    span = value_range(known)
+    if span is None:
         return lut[np.full(n, LUT_SIZE)]
-    lo, hi = np.nanpercentile(known, [2, 98])
+    lo, hi = span
     t = np.clip((np.nan_to_num(known) - lo) / max(hi - lo, 1e-12), 0, 1)
     return lut[np.where(ok, (t * (LUT_SIZE - 1)).astype(int), LUT_SIZE)]
+
+
+def value_range(known: np.ndarray) -> tuple[float, float] | None:
+    """The values the colour map spans (2nd to 98th percentile, so outliers do not wash it out); None if none."""
+    if not np.isfinite(known).any():
+        return None
+    lo, hi = np.nanpercentile(known, [2, 98])
+    return float(lo), float(hi)
+
+
+def _swatch(brush) -> str:
+    return f"<span style='color:{brush.color().name()}'>&#9632;</span>"
+
+
+def legend_html(values: list, mode: str, max_groups: int = 8) -> str:
+    """What the colours mean: the map's ends with their values, or the groups' colours (rich text)."""
+    if mode == "group":
+        cats = sorted({str(v) for v in values})
+        if not cats:
+            return ""
+        pal = _group_palette(len(cats))
+        shown = [f"{_swatch(pal[i])} {c}" for i, c in enumerate(cats[:max_groups])]
+        more = f" +{len(cats) - max_groups} more" if len(cats) > max_groups else ""
+        return "&nbsp; ".join(shown) + more
+    known = np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
+    span = value_range(known)
+    if span is None:
+        return f"no {mode} known yet (grey)"
+    lut = _value_palette()
+    lo, hi = span
+    grey = f" &nbsp;{_swatch(lut[LUT_SIZE])} unknown" if not np.isfinite(known).all() else ""
+    return f"{mode}: {_swatch(lut[0])} {lo:.4g} &#8594; {_swatch(lut[LUT_SIZE - 1])} {hi:.4g}{grey}"
 
 
 @functools.cache
@@ -212,6 +246,14 @@ class EmbeddingMap(QWidget):
         self.sel_scatter = pg.ScatterPlotItem(size=9, pen=pg.mkPen("w"), brush=None, useCache=True)
         self.sel_scatter.setZValue(5)
         self.plot.addItem(self.sel_scatter)
+        # The item shown on the canvas: a red ring above everything.
+        self.cur_scatter = pg.ScatterPlotItem(size=15, pen=pg.mkPen("#ff4d4d", width=2), brush=None)
+        self.cur_scatter.setZValue(6)
+        self.plot.addItem(self.cur_scatter)
+        self.current: str | None = None
+        self.legend = QLabel("")
+        self.legend.setTextFormat(Qt.TextFormat.RichText)
+        self.legend.setToolTip("What the colours mean; the red ring is the item shown on the image")
         self.thumb = QLabel(self.plot)
         self.thumb.setStyleSheet("background: #202020; border: 1px solid #888; color: #ddd; padding: 2px")
         self.thumb.hide()
@@ -248,6 +290,7 @@ class EmbeddingMap(QWidget):
         lay.setContentsMargins(2, 2, 2, 2)
         lay.addLayout(bar)
         lay.addLayout(tools)
+        lay.addWidget(self.legend)
         lay.addWidget(self.plot, 1)
         lay.addWidget(self.status)
 
@@ -283,7 +326,7 @@ class EmbeddingMap(QWidget):
 
     def compute(self, vecs: np.ndarray) -> None:
         """Project ``vecs`` (rows in ``names`` order) in the background, then show the points."""
-        self.status.setText(f"projecting {len(vecs)} items ...")
+        self.status.setText(f"projecting {plural(len(vecs), 'item')} ...")
         job = ProjectionJob(np.asarray(vecs))
         # Bound methods, not lambdas: Qt drops the connections when the map is deleted before the job ends.
         job.signals.progress.connect(self._on_job_progress)
@@ -297,7 +340,7 @@ class EmbeddingMap(QWidget):
 
     def _on_job_progress(self, done: int, total: int) -> None:
         if self._current_job():
-            self.status.setText(f"projecting {len(self.names)} items ({done}/{total})")
+            self.status.setText(f"projecting {plural(len(self.names), 'item')} ({done}/{total})")
 
     def _on_job_done(self, xy: np.ndarray) -> None:
         if self._current_job():
@@ -314,7 +357,7 @@ class EmbeddingMap(QWidget):
             self._place()
         self._redraw()
         self.vb.autoRange(padding=0.05)
-        self.status.setText(f"{len(self.names)} items; hover for a thumbnail, click to open, drag to select")
+        self.status.setText(self.hint())
 
     def set_colouring(self, mode: str) -> None:
         """Colour the points by ``label``, ``error``, ``score`` or ``group``."""
@@ -334,12 +377,23 @@ class EmbeddingMap(QWidget):
         if not self._row or len(self.scatter.data) != len(self.names):
             self._place()
         set_brushes(self.scatter, brushes)
+        self.legend.setText(legend_html([vals.get(n) for n in self.names], self.mode))
         self._draw_selection()
+        self._draw_current()
 
     def _place(self) -> None:
         """Put the points at ``xy`` (drops per-point styles: ``_redraw`` sets them again)."""
         self._row = {n: i for i, n in enumerate(self.names)}
         self.scatter.setData(pos=self.xy, data=np.arange(len(self.names)), size=6, pen=None)
+
+    def set_current(self, name: object) -> None:
+        """Mark item ``name`` (the one on the canvas) with a ring; None or an unmapped item: no ring."""
+        self.current = name if isinstance(name, str) else None
+        self._draw_current()
+
+    def _draw_current(self) -> None:
+        i = self._row.get(self.current) if self.current is not None else None
+        self.cur_scatter.setData(pos=self.xy[[i]] if i is not None else np.zeros((0, 2), np.float32))
 
     def _draw_selection(self) -> None:
         rows = sorted(self._row[n] for n in self.selected if n in self._row) if self.selected else []
@@ -353,14 +407,19 @@ class EmbeddingMap(QWidget):
         inside = {self.names[i] for i in np.nonzero(inside_polygon(self.xy, poly))[0]}
         self.selected = inside
         self._draw_selection()
-        self.status.setText(f"{len(inside)} items selected")
+        self.status.setText(f"{plural(len(inside), 'item')} selected")
         self.selection_changed.emit(set(inside))
 
     def clear_selection(self) -> None:
         """Drop the selection (the item list shows everything again)."""
         self.selected = set()
         self._draw_selection()
+        self.status.setText(self.hint())
         self.selection_changed.emit(set())
+
+    def hint(self) -> str:
+        """The status line while nothing is selected."""
+        return f"{plural(len(self.names), 'item')}; hover for a thumbnail, click to open, drag to select"
 
     def point_pos(self, name: str) -> QPoint:
         """Where item ``name`` is drawn, in the plot's viewport coordinates (for tests and tours)."""

@@ -71,6 +71,7 @@ class ExploreController(QObject):
         self.similar.show_in_list.connect(self._toggle_list_filter)
         self.similar.cancel_requested.connect(self.source.cancel)
         self.map.item_clicked.connect(state.set_current)
+        state.current_changed.connect(self.map.set_current)
         self.map.selection_changed.connect(self._on_map_selection)
         self.docks["Embedding map"].visibilityChanged.connect(self._on_map_visible)
         self.source.ready.connect(self._on_ready)
@@ -185,6 +186,7 @@ class ExploreController(QObject):
         paths = {n: str(it.path) for n in names if (it := st.item(n)) is not None}
         labels, errors, groups, scores = self._map_values(names)
         self.map.set_items(names, paths, labels, errors, groups, scores)
+        self.map.set_current(self.state.current)
         self.map.compute(np.asarray(sub.vecs))
 
     def _map_values(self, names: list[str]) -> tuple[dict, dict, dict, dict]:

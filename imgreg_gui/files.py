@@ -12,12 +12,14 @@ from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import QFileDialog, QMessageBox, QWidget
 
 from engine.core import Label
-from engine.labels.interop import EXPORT_FORMATS, Exported, write_export
+from engine.labels.interop import EXPORT_FORMATS, Exported, formats_for, write_export
 from engine.labels.store import LabelRecord
+from imgreg_gui import settings
 from imgreg_gui.jobs.process import open_error_box
 from imgreg_gui.jobs.tasks import Task
 from imgreg_gui.model.items import format_label
 from imgreg_gui.model.state import AppState
+from imgreg_gui.words import plural
 
 log = logging.getLogger(__name__)
 # What the export dialog offers, by format: (dialog filter, file suffix; "" for a folder).
@@ -28,6 +30,7 @@ FORMAT_FILTERS: dict[str, tuple[str, str]] = {
     "yolo-pose": ("YOLO-pose folder (the name is a new folder) (*)", ""),
 }
 assert set(FORMAT_FILTERS) == set(EXPORT_FORMATS)  # a new engine format needs a row here
+EXPORT_FOLDER_KEY = "export/folder"  # the export dialog starts where the last export went
 
 
 def export_labels(ds: Any, store: Any, fmt: str, path: str | Path) -> Exported:
@@ -39,7 +42,7 @@ def exported_text(res: Exported, fmt: str) -> str:
     """One status-bar line for an export."""
     text = f"Exported {res.n_labels:,} labels ({fmt}) to {res.path}"
     if res.skipped:
-        text += f"; {len(res.skipped):,} items left out ({res.skipped[0].reason})"
+        text += f"; {plural(len(res.skipped), 'item')} left out ({res.skipped[0].reason})"
     return text + "".join(f"; {n}" for n in res.notes)
 
 
@@ -112,14 +115,17 @@ class FileOps(QObject):
         ds = self.state.dataset
         if ds is None or self.state.store is None:
             return
-        filters = [f for f, _ in FORMAT_FILTERS.values()]
-        default = str(Path.home() / f"{ds.root.name}-labels.csv")
+        offered = {k: FORMAT_FILTERS[k] for k in formats_for(ds.kind)}  # scalars: no keypoint formats
+        filters = [f for f, _ in offered.values()]
+        folder = settings.settings().value(EXPORT_FOLDER_KEY) or str(Path.home())
+        default = str(Path(str(folder)) / f"{ds.root.name}-labels.csv")
         path, chosen = QFileDialog.getSaveFileName(
             self.parent_widget, "Export labels", default, ";;".join(filters), filters[0]
         )
         if not path:
             return
-        fmt = next((k for k, (f, _) in FORMAT_FILTERS.items() if f == chosen), "csv")
+        settings.set_value(EXPORT_FOLDER_KEY, str(Path(path).parent))
+        fmt = next((k for k, (f, _) in offered.items() if f == chosen), "csv")
         suffix = FORMAT_FILTERS[fmt][1]
         if suffix and not Path(path).suffix:
             path += suffix
@@ -169,7 +175,7 @@ class FileOps(QObject):
         ]
         if res.orphans:
             parts.append(f"{len(res.orphans):,} orphaned corrections kept")
-        self.state.notify(f"Reloaded {len(res.ds.items):,} items: {', '.join(parts)}", 10000)
+        self.state.notify(f"Reloaded {plural(len(res.ds.items), 'item')}: {', '.join(parts)}", 10000)
         self.reloaded.emit(res)
 
     # -- recovery ----------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from engine.labels.store import LabelStore
 from imgreg_gui import settings
 from imgreg_gui.actions import (
     NUDGES,
+    VALUE_TIP,
     VIEW_TOGGLES,
     build_actions,
     build_menus,
@@ -36,10 +37,11 @@ from imgreg_gui.actions import (
 )
 from imgreg_gui.canvas import ImageCanvas
 from imgreg_gui.dataset_panel import DatasetPanel, OpenWorker
-from imgreg_gui.dialogs import about_box, shortcuts_dialog
+from imgreg_gui.dialogs import about_box, history_dialog, shortcuts_dialog
 from imgreg_gui.docks import Docks
 from imgreg_gui.explore import ExploreController
 from imgreg_gui.files import FileOps, export_labels, orphan_text
+from imgreg_gui.focus import ReturnToCanvas
 from imgreg_gui.jobs.audit import AuditWatch
 from imgreg_gui.jobs.image_loader import ImageLoader
 from imgreg_gui.model.editing import Editor
@@ -68,6 +70,7 @@ class MainWindow(QMainWindow):
         self.editor = Editor(self.state, self)
         self.loader = ImageLoader(parent=self)
         self._wanted: str | None = None
+        self._wanted_quietly = False
         self._worker: OpenWorker | None = None
         self._old_workers: list[OpenWorker] = []
         self.persist = True  # save layout and recent datasets (off for scripted screenshots)
@@ -112,6 +115,8 @@ class MainWindow(QMainWindow):
         self.files.reloaded.connect(self._after_reload)
         self.files.busy.connect(lambda _b: self._update_actions())
         self.panel.filter_edit.returnPressed.connect(self.canvas.setFocus)
+        self.keys_home = ReturnToCanvas(self.canvas, self)
+        self.keys_home.watch(self.value.box, self.panel.view, self.panel.filter_edit)
         self.loader.ready.connect(self._on_image_ready)
         self.loader.failed.connect(self._on_image_failed)
         self.canvas.label_edited.connect(self.editor.set_label)
@@ -122,6 +127,7 @@ class MainWindow(QMainWindow):
         self.canvas.place_mode_ended.connect(lambda: self.acts.place.setChecked(False))
         self.value.box.editingFinished.connect(lambda: self.editor.set_value(float(self.value.box.value())))
         self.editor.edited.connect(self._update_actions)
+        self.editor.refused.connect(self._on_refused)
         self.undo_stack.canUndoChanged.connect(self._update_actions)
         self.undo_stack.canRedoChanged.connect(self._update_actions)
 
@@ -146,7 +152,8 @@ class MainWindow(QMainWindow):
             "quit": self.close,
             "undo": ed.undo, "redo": ed.redo, "accept": ed.accept_prediction,
             "accept_suggestion": ed.accept_suggestion, "revert": ed.revert_label,
-            "verify": ed.mark_verified, "place": self.toggle_place_mode, "next_point": self.next_point,
+            "verify": ed.mark_verified, "history": self.show_history, "place": self.toggle_place_mode,
+            "next_point": self.next_point,
             "next": self.next_item, "prev": self.prev_item, "next_group": self.next_group,
             "prev_group": self.prev_group, "first": self.first_item, "last": self.last_item,
             "find": self.focus_filter, "zoom_in": c.zoom_in, "zoom_out": c.zoom_out, "fit": c.fit,
@@ -266,7 +273,8 @@ class MainWindow(QMainWindow):
         """Start indexing ``root`` on a worker thread; items appear as they are parsed, ``item`` is shown first."""
         self.close_dataset()
         self.state.begin_open(root)
-        self._wanted = item
+        self._wanted = item if item is not None or not self.persist else settings.last_item(root)
+        self._wanted_quietly = item is None  # a remembered item that is gone is no news
         self.setWindowTitle(f"{Path(root).name} — imgreg")
         self.canvas.set_message("Opening dataset…", str(self.root))
         self.status.set_summary("Indexing…")
@@ -291,6 +299,8 @@ class MainWindow(QMainWindow):
 
     def close_dataset(self) -> None:
         """Close the open dataset and its store (edits are already saved)."""
+        if self.persist and self.state.root is not None and self.state.dataset is not None:
+            settings.set_last_item(self.state.root, self.state.current)
         self._stop_worker()
         self.loader.clear()
         self.state.close()
@@ -332,7 +342,7 @@ class MainWindow(QMainWindow):
             settings.add_recent(self.root or ds.root)
         if self._wanted and st.item(self._wanted) is not None:
             current = self._wanted
-        elif self._wanted:
+        elif self._wanted and not self._wanted_quietly:
             self.status.message(f"No item named {self._wanted} in this dataset", 8000)
         if current is None and (first := self.panel.model.item_at(0)) is not None:
             current = first.name
@@ -387,7 +397,15 @@ class MainWindow(QMainWindow):
         elif not self.state.set_current(name):
             self._show_current()
 
+    def _on_refused(self, reason: str) -> None:
+        """A refused edit: the box says why and shows the stored value again."""
+        self.value.box.setToolTip(f"Not saved: {reason}\n{VALUE_TIP}")
+        if self.state.current is not None:
+            self.canvas.set_annotations(self.state.annotations())  # a refused drag snaps back
+        self._show_annotations()
+
     def _on_current_changed(self, _name: object) -> None:
+        self.value.box.setToolTip(VALUE_TIP)
         self.canvas.place_mode = False
         self.acts.place.setChecked(False)
         self._show_current()
@@ -515,9 +533,11 @@ class MainWindow(QMainWindow):
         a.undo.setEnabled(stack.canUndo())
         a.redo.setEnabled(stack.canRedo())
         undo_text, redo_text = stack.undoText(), stack.redoText()
+        a.undo.setText(f"&Undo {self._action_of(stack.index() - 1)}".rstrip())
+        a.redo.setText(f"&Redo {self._action_of(stack.index())}".rstrip())
         a.undo.setStatusTip(f"Undo: {undo_text}" if undo_text else "Nothing to undo")
         a.redo.setStatusTip(f"Redo: {redo_text}" if redo_text else "Nothing to redo")
-        for key in ("revert", "verify", "place"):
+        for key in ("revert", "verify", "place", "history"):
             a.all[key].setEnabled(editable)
         a.accept.setEnabled(editable and self.state.prediction(self.state.current) is not None)
         ann = self.state.annotations() if editable else None
@@ -526,6 +546,11 @@ class MainWindow(QMainWindow):
         a.reload.setEnabled(self.store is not None and not self.files.running)
         a.sort_error.setEnabled(bool(self.state.preds))
         self.value.box.setEnabled(editable)
+
+    def _action_of(self, i: int) -> str:
+        """The short name of undo command ``i`` ("Move label"), or "" when there is none."""
+        cmd = self.undo_stack.command(i) if 0 <= i < self.undo_stack.count() else None
+        return getattr(cmd, "action", "") if cmd is not None else ""
 
     # -- files and dialogs -----------------------------------------------------------------------------
 
@@ -545,6 +570,14 @@ class MainWindow(QMainWindow):
             return 0
         self.status.message(f"Exported {n:,} labels to {path}", 8000)
         return n
+
+    def show_history(self) -> None:
+        """Open the current item's label history (Edit ▸ Label history)."""
+        name, store = self.state.current, self.store
+        if name is None or store is None:
+            return
+        self._history = history_dialog(self, name, store.history(name), self.state.kind)
+        self._history.open()
 
     def show_shortcuts(self) -> None:
         """Open the keyboard shortcuts dialog (the Training menu's keys included)."""
@@ -578,6 +611,8 @@ class MainWindow(QMainWindow):
         """Save settings, stop workers, close the store."""
         if self.persist:
             self.save_settings()
+            if self.state.root is not None and self.state.dataset is not None:
+                settings.set_last_item(self.state.root, self.state.current)
         self._stop_worker()
         self.files.wait()
         self.explore.shutdown()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from functools import cache
 from pathlib import Path
@@ -56,6 +57,23 @@ def clear_recent() -> None:
     s = settings()
     s.remove("recent")
     s.sync()
+
+
+def _item_key(root: str | Path) -> str:
+    digest = hashlib.sha1(str(Path(root).resolve()).encode("utf-8")).hexdigest()[:16]
+    return f"last_item/{digest}"
+
+
+def last_item(root: str | Path) -> str | None:
+    """The item last shown in the dataset at ``root`` (reopening starts there), or None."""
+    value = settings().value(_item_key(root))
+    return value if isinstance(value, str) and value else None
+
+
+def set_last_item(root: str | Path, name: str | None) -> None:
+    """Remember ``name`` as the item last shown in the dataset at ``root``."""
+    if name:
+        set_value(_item_key(root), name)
 
 
 def get_bool(key: str, default: bool) -> bool:

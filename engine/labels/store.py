@@ -168,6 +168,11 @@ def _is_busy(e: sqlite3.OperationalError) -> bool:
     return "locked" in msg or "busy" in msg
 
 
+def _still_verified(old: LabelRecord, new: Label | None) -> bool:
+    """The verified mark vouches for one label: a change of the effective label clears it."""
+    return old.verified and old.effective == new
+
+
 class LabelStore:
     """Labels of one dataset: originals, corrections, verified flags, history and predictions per run.
 
@@ -539,11 +544,11 @@ class LabelStore:
         if source not in ("corrected", "prediction"):
             raise ValueError(f"a correction's source is 'corrected' or 'prediction', not {source!r}")
         lbl = require_label(self.ds, item, label)
-        return self._edit(item, "correct", lambda old: (lbl, source, old.verified))
+        return self._edit(item, "correct", lambda old: (lbl, source, _still_verified(old, lbl)))
 
     def revert(self, item: ItemRef) -> LabelRecord:
         """Drop the correction so the original label applies again (the history keeps the change)."""
-        return self._edit(item, "revert", lambda old: (None, "original", old.verified))
+        return self._edit(item, "revert", lambda old: (None, "original", _still_verified(old, old.original)))
 
     def set_verified(self, item: ItemRef, verified: bool = True) -> LabelRecord:
         """Mark the item's effective label as checked by a person (or clear the mark)."""

@@ -27,6 +27,7 @@ from torch import nn
 from engine import events
 from engine.core import Cancelled, CancelToken, Dataset, OnEvent, no_event
 from engine.data.shape import DEFAULT_SIZE
+from engine.data.split import too_few
 from engine.labels.location import store_dir_of
 from engine.labels.store import LabelStore
 from engine.learn import distributed
@@ -261,11 +262,9 @@ def prepare(
 ) -> tuple[TrainConfig, list[Sample], dict[str, str]]:
     """Usable samples and a config completed from the data (kind, n_points, y_range)."""
     found = usable_samples(ds, store)
-    if len(found.samples) < 2:
-        raise TrainingError(
-            f"need at least 2 usable labelled items, found {len(found.samples)}: label items by clicking on the "
-            "image in imgreg-gui or with `imgreg correct`"
-        )
+    reason = too_few(len(found.samples))
+    if reason:
+        raise TrainingError(f"training {reason}")
     head = cfg.head if cfg.head != "auto" else "spatial"
     # The spatial head localises points; a scalar target has nothing to localise.
     cfg = replace(cfg, kind=ds.kind, n_points=ds.n_points, head=head if ds.kind == "point" else "pooled")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 from collections import deque
 from collections.abc import Mapping
@@ -24,6 +25,13 @@ STDERR_KEEP = 40
 def engine_command(*args: str) -> list[str]:
     """The command line running ``imgreg ARGS`` with this interpreter, through the lower-priority launcher."""
     return [sys.executable, "-m", "imgreg_gui.jobs.launch", "engine.cli", *args]
+
+
+def shown_command(cmd: list[str]) -> str:
+    """A child's command line as a person would type it: ``imgreg train ...`` for an engine command."""
+    head = [sys.executable, "-m", "imgreg_gui.jobs.launch", "engine.cli"]
+    args = ["imgreg", *cmd[len(head) :]] if cmd[: len(head)] == head else cmd
+    return shlex.join(args)
 
 
 @dataclass

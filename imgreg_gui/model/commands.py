@@ -42,9 +42,11 @@ class StoreCommand(QUndoCommand):
         item: str,
         text: str,
         apply: Callable[[LabelStore], LabelRecord],
+        action: str = "",
         before: LabelRecord | None = None,
     ) -> None:
         super().__init__(text)
+        self.action = action or text  # what the Edit menu calls it: "Undo Move label"
         self.store = store
         self.item = item
         self._apply = apply
@@ -87,15 +89,19 @@ def correct_command(
     source: str = "corrected",
     text: str = "",
     before: LabelRecord | None = None,
+    action: str = "",
 ) -> StoreCommand:
     """Set a new label (a drag, a click, a typed value; ``source='prediction'`` to accept a prediction)."""
+    action = action or ("Accept prediction" if source == "prediction" else "Move label")
     text = text or (f"Accept prediction for {item}" if source == "prediction" else f"Move label of {item}")
-    return StoreCommand(store, item, text, lambda s: s.correct(item, label, source=source), before)
+    return StoreCommand(store, item, text, lambda s: s.correct(item, label, source=source), action, before)
 
 
 def revert_command(store: LabelStore, item: str, before: LabelRecord | None = None) -> StoreCommand:
     """Drop the correction so the original label applies again."""
-    return StoreCommand(store, item, f"Revert {item} to original", lambda s: s.revert(item), before)
+    return StoreCommand(
+        store, item, f"Revert {item} to original", lambda s: s.revert(item), "Revert to original", before
+    )
 
 
 def verify_command(
@@ -103,7 +109,8 @@ def verify_command(
 ) -> StoreCommand:
     """Set or clear the verified flag."""
     text = f"Mark {item} verified" if verified else f"Clear verified mark of {item}"
-    return StoreCommand(store, item, text, lambda s: s.set_verified(item, verified), before)
+    action = "Mark verified" if verified else "Clear verified mark"
+    return StoreCommand(store, item, text, lambda s: s.set_verified(item, verified), action, before)
 
 
 class NudgeCommand(StoreCommand):
@@ -112,7 +119,8 @@ class NudgeCommand(StoreCommand):
     def __init__(
         self, store: LabelStore, item: str, label: Label, session: int, before: LabelRecord | None = None
     ) -> None:
-        super().__init__(store, item, f"Nudge label of {item}", lambda s: s.correct(item, label), before)
+        text = f"Nudge label of {item}"
+        super().__init__(store, item, text, lambda s: s.correct(item, label), "Nudge label", before)
         self.session = session
 
     def id(self) -> int:

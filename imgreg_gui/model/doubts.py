@@ -6,14 +6,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 
 from engine.audit import conformal
-from engine.audit.findings import MODEL, Finding
+from engine.audit.findings import MODEL, Doubt, Finding
+from engine.audit.run import audit, merge
 from engine.core import Label, label_distance
 from engine.labels.store import PredictionRow
-
-try:
-    from engine.audit.run import Doubt, audit, merge  # type: ignore[import-not-found, unused-ignore]
-except ImportError:  # TEMPORARY until engine.audit.run is on main (then delete _audit_standin.py)
-    from imgreg_gui.model._audit_standin import Doubt, audit, merge  # type: ignore[assignment, unused-ignore]
 
 __all__ = ["Doubt", "audit", "merge", "run_findings", "expected", "why", "reasons", "WORTH_A_LOOK"]
 

@@ -11,6 +11,7 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QUndoStack
 
 from engine.core import Label
+from engine.labels.limits import check_label
 from imgreg_gui.model import commands
 from imgreg_gui.model.state import AppState
 
@@ -18,9 +19,11 @@ log = logging.getLogger(__name__)
 
 
 class Editor(QObject):
-    """Edits the state's current item through the undo stack; ``edited()`` after every attempt (state may move)."""
+    """Edits the state's current item through the undo stack; ``edited()`` after every attempt (state may move),
+    ``refused(reason)`` when a new label breaks the dataset's label rule (nothing is saved then)."""
 
     edited = Signal()
+    refused = Signal(str)
 
     def __init__(self, state: AppState, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -41,6 +44,17 @@ class Editor(QObject):
             return None
         return st.current
 
+    def refusal(self, name: str, label: Label) -> str | None:
+        """Why ``label`` may not become ``name``'s label (``engine.labels.limits``), said to the user; or None."""
+        ds = self.state.dataset
+        item = self.state.item(name)
+        reason = check_label(ds, item or name, label) if ds is not None else None
+        if reason:
+            self.state.notify(f"Not saved: {reason}", 10000)
+            self.refused.emit(reason)
+            self.edited.emit()
+        return reason
+
     def push(self, cmd: commands.StoreCommand) -> None:
         """Apply ``cmd`` through the undo stack; a failed write is reported and the view resynced."""
         self.undo_stack.push(cmd)
@@ -54,13 +68,15 @@ class Editor(QObject):
             self.state.notify(f"Could not save: {err}", 15000)
         self.edited.emit()
 
-    def set_label(self, name: str, label: Label, text: str | None = None) -> None:
+    def set_label(self, name: str, label: Label, text: str = "", action: str = "") -> None:
         """Correct ``name``'s label (a drag, a placement, a typed value)."""
-        if self.state.store is None or name != self.state.current:
+        if self.state.store is None or name != self.state.current or self.refusal(name, label):
             return
         before = self.state.record(name)
         self.push(
-            commands.correct_command(self.state.store, name, tuple(label), text=text or "", before=before)
+            commands.correct_command(
+                self.state.store, name, tuple(label), text=text or "", before=before, action=action
+            )
         )
 
     def set_value(self, value: float) -> None:
@@ -70,7 +86,7 @@ class Editor(QObject):
             return
         eff = self.state.effective(name)
         if eff is None or abs(eff[0] - value) > 1e-9:
-            self.set_label(name, (value,), text=f"Set value of {name}")
+            self.set_label(name, (value,), text=f"Set value of {name}", action="Set value")
 
     def nudge(self, dx: float, dy: float, point: int = 0) -> None:
         """Move the current label's ``point`` by (dx, dy) pixels; consecutive nudges are one undo step.
@@ -83,7 +99,7 @@ class Editor(QObject):
         label = self.state.effective(name)
         before = self.state.record(name)
         if self.state.kind == "scalar":
-            if label is not None and dy:
+            if label is not None and dy and not self.refusal(name, (label[0] - dy,)):
                 self.push(commands.NudgeCommand(store, name, (label[0] - dy,), self.nudge_session, before))
             return
         if label is None or len(label) < 2:
@@ -93,6 +109,8 @@ class Editor(QObject):
         i = 2 * min(point, len(label) // 2 - 1)
         new[i] += dx
         new[i + 1] += dy
+        if self.refusal(name, tuple(new)):
+            return
         self.push(commands.NudgeCommand(store, name, tuple(new), self.nudge_session, before))
 
     def accept_prediction(self) -> None:
@@ -102,6 +120,8 @@ class Editor(QObject):
         if name is None or store is None or pred is None:
             if name:
                 self.state.notify("No prediction for this item: choose a run with predictions first")
+            return
+        if self.refusal(name, tuple(pred.pred)):
             return
         before = self.state.record(name)
         self.push(commands.correct_command(store, name, tuple(pred.pred), "prediction", before=before))
@@ -114,6 +134,8 @@ class Editor(QObject):
         want = self.state.annotations(name).expected
         if want is None:
             self.state.notify("No suggestion for this item: nothing doubts its label")
+            return
+        if self.refusal(name, tuple(want)):
             return
         text = f"Accept suggestion for {name}"
         self.push(

@@ -12,6 +12,7 @@ from PySide6.QtCore import QEvent, QObject, Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QApplication, QCheckBox, QDockWidget, QMainWindow, QVBoxLayout, QWidget
 
+from engine.runs.sanity import degenerate
 from imgreg_gui.actions import Actions, Menus
 from imgreg_gui.canvas import ImageCanvas
 from imgreg_gui.model.editing import Editor
@@ -63,6 +64,7 @@ class TrainingController(QObject):
         self.train.run_finished.connect(self._on_run_finished)
         self.runs.predictions_stored.connect(self._on_predictions_stored)
         self.review.make_rank_command = self._rank_command
+        self.review.parallel = lambda: self.train.options().parallel
         self.runs.device_fn = lambda: self.train.options().device
         self.review.child.ended.connect(lambda _res: self.runs.refresh())
         state.dataset_changed.connect(self.on_dataset_opened)
@@ -99,7 +101,7 @@ class TrainingController(QObject):
             ("Find learning rate", t.find_lr, ""),
             None,
             ("Predict all with the active run", self.runs.predict, "Ctrl+Shift+P"),
-            ("Rank out-of-fold", rv.rank, ""),
+            ("Rank out-of-fold", rv.ask_rank, ""),
             None,
             ("Next suspect", rv.next_suspect, ""),
             ("Previous suspect", rv.previous, ""),
@@ -170,6 +172,19 @@ class TrainingController(QObject):
     def _on_predictions_stored(self, run_id: str) -> None:
         self.review.refresh(prefer=run_id)
         self.state.set_active_run(run_id)
+        self.check_predictions(run_id)
+
+    def check_predictions(self, run_id: str) -> str | None:
+        """Warn when the active run's predictions are degenerate (flat, or no better than the mean label)."""
+        st = self.state
+        if st.active_run != run_id:
+            return None
+        labels = {n: r.effective for n, r in st.records.items() if r.effective is not None}
+        reason = degenerate(st.preds, labels, st.kind)
+        if reason:
+            self.train.warn(f"Run {run_id} looks degenerate: {reason}.")
+            st.notify(f"Run {run_id} looks degenerate: {reason}", 20000)
+        return reason
 
     def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt override)
         """Stop child processes when the window closes."""

@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QScrollArea,
+    QSizePolicy,
     QTabWidget,
     QVBoxLayout,
     QWidget,
@@ -23,13 +24,15 @@ from PySide6.QtWidgets import (
 
 from engine import events
 from engine.core import Dataset, Label
+from engine.data.split import too_few
 from engine.events import Batch, Cancelled, Epoch, Event, Failed, Finished, Fold, LrFind, Prepared
-from imgreg_gui.jobs.process import ChildProcess, ChildResult, open_error_box, show_progress
+from imgreg_gui.jobs.process import ChildProcess, ChildResult, open_error_box, show_progress, shown_command
 from imgreg_gui.jobs.router import Router
 from imgreg_gui.training.folds import FoldProgress
 from imgreg_gui.training.leaks import LeakWatch
 from imgreg_gui.training.options import DeviceQuery, OptionsForm, TrainOptions, train_command
 from imgreg_gui.training.plots import LrPlot, TrainingCurves, pick_error_metric
+from imgreg_gui.words import plural
 
 CommandMaker = Callable[..., list[str]]
 
@@ -40,6 +43,9 @@ def fmt_duration(s: float) -> str:
     h, rem = divmod(s, 3600)
     m, sec = divmod(rem, 60)
     return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
+
+
+START_TIP = "Train a model on the effective labels (corrections included)"
 
 
 class LiveView(QWidget):
@@ -54,7 +60,9 @@ class LiveView(QWidget):
         self.lr_plot = LrPlot()
         self.use_lr = QPushButton("Use suggested LR")
         self.use_lr.setEnabled(False)
+        self.use_lr.setSizePolicy(QSizePolicy.Policy.Minimum, QSizePolicy.Policy.Fixed)  # never clipped
         self.lr_note = QLabel("Run Find LR in the Train panel.")
+        self.lr_note.setWordWrap(True)  # a long note wraps instead of widening the dock
         lr_page = QWidget()
         lr_lay = QVBoxLayout(lr_page)
         lr_lay.setContentsMargins(0, 0, 0, 0)
@@ -74,6 +82,10 @@ class LiveView(QWidget):
         self.tabs.addTab(self.log, "Log")
         lay.addWidget(self.tabs)
 
+    def clear_log(self) -> None:
+        """Empty the log (another dataset was opened)."""
+        self.log.clear()
+
     def append(self, text: str) -> None:
         """Add a line to the log."""
         self.log.appendPlainText(text)
@@ -88,6 +100,7 @@ class TrainPanel(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.dataset_path: str | None = None
+        self.refusal: str | None = None  # why Start cannot succeed now (too few labels), shown on the button
         self.kind = "point"
         self.make_command: CommandMaker = train_command
         self.child = ChildProcess(self)
@@ -158,7 +171,7 @@ class TrainPanel(QWidget):
         row = QHBoxLayout()
         self.start_btn = QPushButton("Start")
         self.start_btn.setDefault(True)
-        self.start_btn.setToolTip("Train a model on the effective labels (corrections included)")
+        self.start_btn.setToolTip(START_TIP)
         self.stop_btn = QPushButton("Stop after this epoch")
         self.cancel_btn = QPushButton("Cancel")
         self.start_btn.clicked.connect(self.start)
@@ -200,6 +213,12 @@ class TrainPanel(QWidget):
                 self.options().save(self.dataset_path)
             self.form.set_dataset(groups, kind)
             self.form.set_options(TrainOptions.load(new))
+            # the last dataset's outcome is not this one's
+            self.status.setStyleSheet("")
+            self.status.setText("Idle")
+            self.epoch_bar.hide()
+            self.batch_bar.hide()
+            self.live.clear_log()
         self.dataset_path = new
         self.kind = kind
         self.form.set_dataset(groups, kind)
@@ -222,12 +241,18 @@ class TrainPanel(QWidget):
 
     def set_label_counts(self, counts: dict[str, int] | None) -> None:
         """Say which labels a training would use (the store's effective labels, corrections included)."""
+        self.refusal = (
+            too_few(counts.get("labelled", 0))
+            if counts
+            else ("no dataset is open" if self.dataset_path else None)
+        )
+        self._set_busy(self.busy)
         if not counts:
             self.labels_info.setText("")
             return
         n_fix = counts.get("corrected", 0)
         self.labels_info.setText(
-            f"Trains on the {counts.get('labelled', 0):,} labelled items as corrected "
+            f"Trains on the {plural(counts.get('labelled', 0), 'labelled item')} as corrected "
             f"({n_fix:,} correction{'' if n_fix == 1 else 's'}, {counts.get('verified', 0):,} verified)."
         )
 
@@ -253,6 +278,9 @@ class TrainPanel(QWidget):
     def _launch(self, mode: str) -> bool:
         if self.busy or not self.dataset_path:
             return False
+        if self.refusal:
+            self.status.setText(f"Cannot train: {self.refusal}.")
+            return False
         opts = self.options()
         opts.save(self.dataset_path)
         cmd = self.make_command(self.dataset_path, opts, kind=self.kind, lr_find=mode == "lr_find")
@@ -277,7 +305,8 @@ class TrainPanel(QWidget):
         self.epoch_bar.setRange(0, max(1, opts.epochs))
         self.epoch_bar.setValue(0)
         self.batch_bar.setRange(0, 0)
-        self.live.append(f"$ {' '.join(cmd[1:])}")
+        self.live.append(f"$ {shown_command(cmd)}")
+        self.status.setStyleSheet("")
         self.status.setText(
             "Starting (loading the model and data)..."
             if mode == "train"
@@ -286,6 +315,11 @@ class TrainPanel(QWidget):
         self.child.start(cmd)
         self._set_busy(True)
         return True
+
+    def warn(self, text: str) -> None:
+        """Show a warning about the last run in the status line (red until the next start)."""
+        self.status.setStyleSheet("color: #b91c1c; font-weight: 600;")
+        self.status.setText(text)
 
     def stop_after_epoch(self) -> None:
         """Ask the training to stop after the current epoch (the run is saved)."""
@@ -318,8 +352,11 @@ class TrainPanel(QWidget):
             self.child.wait(3000)
 
     def _set_busy(self, busy: bool) -> None:
-        self.start_btn.setEnabled(not busy and bool(self.dataset_path))
-        self.form.find_lr.setEnabled(not busy and bool(self.dataset_path))
+        can = not busy and bool(self.dataset_path) and self.refusal is None
+        self.start_btn.setEnabled(can)
+        self.form.find_lr.setEnabled(can)
+        why = f"Cannot train: {self.refusal}" if self.refusal and not busy else None
+        self.start_btn.setToolTip(why or START_TIP)
         self.stop_btn.setEnabled(busy and self.mode == "train")
         self.cancel_btn.setEnabled(busy)
         self.form.setEnabled(not busy)

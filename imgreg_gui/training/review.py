@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 
 from engine.audit.findings import REASONS
 from engine.core import label_distance
+from engine.data.split import too_few
 from engine.events import Epoch, Event, Fold
 from imgreg_gui import settings
 from imgreg_gui.actions import Actions
@@ -38,6 +39,7 @@ from imgreg_gui.model.editing import Editor
 from imgreg_gui.model.state import AppState
 from imgreg_gui.training.options import TrainOptions, rank_command
 from imgreg_gui.training.plots import ErrorHistogram
+from imgreg_gui.training.rank_confirm import confirm_text, per_model_seconds
 from imgreg_gui.training.review_model import (  # noqa: F401  (ReviewRow, ... are part of this API)
     ALL_GROUPS,
     ALL_REASONS,
@@ -76,6 +78,8 @@ class ReviewPanel(QWidget):
         self.child.ended.connect(self._on_rank_ended)
         self.child.event.connect(self._on_rank_event)
         self._route = Router(fold=self._on_rank_fold, epoch=self._on_rank_epoch)
+        # fold models trained at once (the controller reads the Train panel's option)
+        self.parallel = lambda: 1
         self.make_rank_command = lambda dataset, folds, repeats=1: rank_command(
             dataset, TrainOptions.load(dataset), folds, self.kind, repeats
         )
@@ -119,7 +123,10 @@ class ReviewPanel(QWidget):
         self.rank_btn.setToolTip(
             "Train K models, each predicting the items it never saw (imgreg rank --folds K --repeats R)"
         )
+        self.rank_tip = self.rank_btn.toolTip()
         self.rank_btn.clicked.connect(self._rank_clicked)
+        self.folds.valueChanged.connect(lambda _v: self._update_rank_btn())
+        self.state.records_changed.connect(lambda _names: self._update_rank_btn())
         top.addWidget(QLabel("Predictions"))
         top.addWidget(self.source_box, 1)
         top.addWidget(self.folds)
@@ -323,7 +330,7 @@ class ReviewPanel(QWidget):
         self.group_box.setCurrentText(keep if keep in groups else ALL_GROUPS)
         blocker.unblock()
         self.source = self.source_box.currentData()
-        self.rank_btn.setEnabled(ds is not None and not self.child.running)
+        self._update_rank_btn()
         self.rebuild()
 
     def _follow_active_run(self, run_id: object) -> None:
@@ -581,12 +588,50 @@ class ReviewPanel(QWidget):
 
     # -- out-of-fold ranking -----------------------------------------------------------------------------
 
+    def rank_refusal(self, folds: int) -> str | None:
+        """Why a ranking with ``folds`` folds cannot succeed on the open dataset (too few labels), or None."""
+        store = self.store
+        if store is None:
+            return "no dataset is open"
+        try:
+            return too_few(store.counts()["labelled"], folds)
+        except Exception:  # a store closing while the window switches datasets
+            return None
+
+    def _update_rank_btn(self) -> None:
+        """Rank is offered only when it can succeed; its tooltip says why not."""
+        if self.child.running:
+            self.rank_btn.setEnabled(True)  # it reads "Cancel ranking"
+            return
+        reason = self.rank_refusal(self.folds.value()) if self.dataset is not None else "no dataset is open"
+        self.rank_btn.setEnabled(reason is None)
+        self.rank_btn.setToolTip(f"Cannot rank: {reason}" if reason else self.rank_tip)
+
     def _rank_clicked(self) -> None:
         if self.child.running:
             self.child.cancel()
             self.status.setText("Cancelling the ranking...")
         else:
-            self.rank()
+            self.ask_rank()
+
+    def ask_rank(self) -> QMessageBox | None:
+        """Say what ranking costs (K x R trainings, the time estimate) and rank when the user agrees."""
+        k, store = self.folds.value(), self.store
+        reason = self.rank_refusal(k)
+        if reason or store is None or self.child.running:
+            if reason:
+                self.status.setText(f"Cannot rank: {reason}.")
+            return None
+        labelled = store.counts()["labelled"]
+        per_model = per_model_seconds(store.dir, labelled, k)
+        text = confirm_text(labelled, k, self.repeats.value(), self.parallel(), per_model)
+        box = QMessageBox(QMessageBox.Icon.Question, "Rank out-of-fold", text, parent=self)
+        box.setStandardButtons(QMessageBox.StandardButton.Ok | QMessageBox.StandardButton.Cancel)
+        box.button(QMessageBox.StandardButton.Ok).setText("Rank")
+        box.accepted.connect(lambda: self.rank())
+        box.open()
+        self._rank_box = box
+        return box
 
     def rank(self, folds: int | None = None) -> bool:
         """Run ``imgreg rank --folds K`` in a child; its out-of-fold predictions become the source."""
@@ -594,6 +639,10 @@ class ReviewPanel(QWidget):
         if ds is None or self.child.running:
             return False
         k = folds or self.folds.value()
+        reason = self.rank_refusal(k)
+        if reason:
+            self.status.setText(f"Cannot rank: {reason}.")
+            return False
         r = self.repeats.value()
         self.rank_btn.setText("Cancel ranking")
         rounds = f", {r} rounds" if r > 1 else ""
@@ -614,7 +663,7 @@ class ReviewPanel(QWidget):
 
     def _on_rank_ended(self, res: ChildResult) -> None:
         self.rank_btn.setText("Rank out-of-fold")
-        self.rank_btn.setEnabled(self.dataset is not None)
+        self._update_rank_btn()
         if res.ok:
             run_id = res.final.get("run_id") or res.summary.get("run_id")
             self.refresh(prefer=run_id)

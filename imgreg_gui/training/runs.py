@@ -243,6 +243,9 @@ class RunsPanel(QWidget):
         self.progress.setFormat("predicting %v / %m")
         self.progress.hide()
         self.status = QLabel("")
+        self.status.setWordWrap(
+            True
+        )  # a long message wraps instead of widening the dock (and the canvas refits)
         lay.addWidget(self.progress)
         lay.addWidget(self.status)
         self._update_buttons()
@@ -265,6 +268,8 @@ class RunsPanel(QWidget):
         """Show the runs of the open dataset's store (none while nothing is open)."""
         store = self.state.store
         self.runs_dir = runfiles.runs_dir(store.dir) if store is not None else None
+        if not self.child.running:
+            self.status.setText("")  # the last dataset's prediction message is not this one's
         self.refresh()
 
     def _follow_active_run(self, run_id: object) -> None:
