@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -226,7 +227,8 @@ def test_hostile_files_and_arguments(tmp_path_factory, base: str, muts: list, cm
         assert "Traceback" not in res["err"], f"{argv}: {res['err']}"
         ok = (0, 1, 2) if argv[0] == "check" else (0, 2)  # check: 1 when the store disagrees with its journal
         assert res["rc"] in ok, f"{argv}: rc {res['rc']}: {res['err']}"
-        errors = [ln for ln in res["err"].splitlines() if ln.startswith("imgreg: error:")]
+        # "imgreg: error: ..." from a command, "imgreg COMMAND: error: ..." from argument checks
+        errors = [ln for ln in res["err"].splitlines() if re.match(r"imgreg( [\w-]+)?: error:", ln)]
         if res["rc"] == 2 and not res["err"].startswith("usage:"):
             assert len(errors) == 1 and res["err"].rstrip("\n").splitlines()[-1] == errors[0], res["err"]
         if argv[0] == "correct" and res["rc"] == 0:

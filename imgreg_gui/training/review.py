@@ -593,13 +593,9 @@ class ReviewPanel(QWidget):
 
     def rank_refusal(self, folds: int) -> str | None:
         """Why a ranking with ``folds`` folds cannot succeed on the open dataset (too few labels), or None."""
-        store = self.store
-        if store is None:
+        if self.store is None:
             return "no dataset is open"
-        try:
-            return too_few(store.counts()["labelled"], folds)
-        except Exception:  # a store closing while the window switches datasets
-            return None
+        return too_few(self.state.counts["labelled"], folds)  # the state keeps the counts
 
     def _update_rank_btn(self) -> None:
         """Rank is offered only when it can succeed; its tooltip says why not."""
@@ -625,7 +621,7 @@ class ReviewPanel(QWidget):
             if reason:
                 self.status.setText(f"Cannot rank: {reason}.")
             return None
-        labelled = store.counts()["labelled"]
+        labelled = self.state.counts["labelled"]
         per_model = per_model_seconds(store.dir, labelled, k)
         text = confirm_text(labelled, k, self.repeats.value(), self.parallel(), per_model)
         box = QMessageBox(QMessageBox.Icon.Question, "Rank out-of-fold", text, parent=self)
