@@ -28,10 +28,10 @@ from engine.learn.train import TrainConfig, train
 from engine.runs.files import read_summary
 
 
-def _case(kind: str, root: Path, seed: int, epochs: int, coverage: float, mondrian: int) -> dict:
+def _case(kind: str, root: Path, seed: int, epochs: int, coverage: float, mondrian: int, groups: int) -> dict:
     """Train on one generated set, calibrate on its validation groups, measure on unseen groups."""
     if kind == "point":
-        make_biwi(root / "a", groups=6, frames=30, size=(96, 72), seed=seed)
+        make_biwi(root / "a", groups=groups, frames=180 // groups, size=(96, 72), seed=seed)
         make_biwi(root / "b", groups=4, frames=30, size=(96, 72), seed=seed + 100)
         size = (48, 64)
     else:
@@ -90,16 +90,21 @@ def main() -> None:
     ap.add_argument("--coverage", type=float, default=0.9)
     ap.add_argument("--mondrian", type=int, default=0)
     ap.add_argument("--kinds", nargs="+", default=["point", "scalar"])
+    ap.add_argument(
+        "--groups", type=int, default=6, help="point sets: groups sharing 180 frames (valid: 20%%)"
+    )
     args = ap.parse_args()
     cases = []
     for kind in args.kinds:
         for seed in args.seeds:
             with tempfile.TemporaryDirectory() as tmp:
-                cases.append(_case(kind, Path(tmp), seed, args.epochs, args.coverage, args.mondrian))
+                cases.append(
+                    _case(kind, Path(tmp), seed, args.epochs, args.coverage, args.mondrian, args.groups)
+                )
                 print(json.dumps(cases[-1]), flush=True)
     recipe = (
         f"resnet18 random init, {args.epochs} epochs, lr 3e-3, bs 16, CPU; points: generated Biwi layout 96x72 "
-        "at 48x64, 6 groups x 30 frames (valid = the run's 20% of groups = calibration), tested on 4 unseen groups "
+        f"at 48x64, {args.groups} groups sharing 180 frames (valid = the run's 20% of groups = calibration), tested on 4 unseen groups "
         "of another seed; scalars: generated faces 64 px at 48x48, 240 train+valid, 160 unseen; difficulty = "
         "heatmap spread (spatial head) or flip disagreement (scalars), floor = median/10"
     )

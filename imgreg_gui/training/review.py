@@ -35,6 +35,7 @@ from imgreg_gui.actions import Actions
 from imgreg_gui.jobs.process import ChildProcess, ChildResult, open_error_box
 from imgreg_gui.jobs.router import Router
 from imgreg_gui.model import doubts
+from imgreg_gui.model.doubts import WORTH_A_LOOK
 from imgreg_gui.model.editing import Editor
 from imgreg_gui.model.state import AppState
 from imgreg_gui.training.options import TrainOptions, rank_command
@@ -56,6 +57,7 @@ from imgreg_gui.training.review_model import (  # noqa: F401  (ReviewRow, ... ar
     order_key,
     score_words,
 )
+from imgreg_gui.words import plural
 
 
 class ReviewPanel(QWidget):
@@ -402,9 +404,10 @@ class ReviewPanel(QWidget):
         if self.source:
             self.status.setText("")
         elif rows:
+            worth = sum(1 for r in rows if r.score is not None and r.score >= WORTH_A_LOOK)
             self.status.setText(
-                f"{len(rows):,} label{'s' if len(rows) != 1 else ''} doubted by the checks (no run yet): "
-                "hover a reason to read why."
+                f"{plural(len(rows), 'label')} checked with no model, {worth:,} worth a look (doubt "
+                f"{WORTH_A_LOOK:g} or more): hover a reason to read why."
             )
         elif ds is not None:
             self.status.setText(
