@@ -168,3 +168,18 @@ def test_cli_suggest_and_accept_on_stored_rows(tmp_path: Path, capsys: pytest.Ca
     assert main(["accept", str(root), "--run", "r1", "--max-radius", "2.5", "--json"]) == 0
     s = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert s["accepted"] == 2 and s["too_uncertain"] == len(todo) - 2
+
+
+def test_training_skips_and_predict_covers_unlabelled_frames(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    from engine.learn.predict import predict
+    from engine.learn.train import TrainConfig, train
+
+    ds = open_dataset(new_frames(tmp_path / "b", groups=2, frames=6, keep=6))  # group 01 labelled, 02 new
+    with LabelStore.open(ds) as store:
+        cfg = TrainConfig(arch="tiny", pretrained=False, size=(32, 32), epochs=1, bs=4, device="cpu")
+        info = train(ds, store, cfg)
+        assert info.summary["n_train"] + info.summary["n_valid"] == 6
+        rows = predict(info.run_dir, ds, store)
+        assert {r.item for r in rows} == {it.name for it in ds.items}
+        assert set(unlabelled(ds, store)) <= set(store.predictions(info.run_id))
