@@ -77,14 +77,16 @@ def strategy(name: str, root: Path, test_root: Path, seed: int, args: argparse.N
     )
     emb = embed(ds, store.dir, device="cpu")[0] if name == "suggest" else None
     order = list(np.random.default_rng(seed).permutation(sorted(truth)))
-    curve, run_id, run_dir = [], None, None
+    curve: list[dict] = []
+    run_id: str = ""
     out: dict = {}
     for rnd in range(args.rounds):
         if name == "random":
             picks = [str(m) for m in order[rnd * args.n : (rnd + 1) * args.n]]
         else:
+            assert emb is not None
             preds = store.predictions(run_id) if run_id else None
-            picks = [p.item for p in suggest(ds, store, emb, args.n, preds)[0]]  # type: ignore[arg-type]
+            picks = [p.item for p in suggest(ds, store, emb, args.n, preds)[0]]
         for m in picks:
             store.correct(m, truth[m])
         info = train(ds, store, cfg)
@@ -97,10 +99,10 @@ def strategy(name: str, root: Path, test_root: Path, seed: int, args: argparse.N
             predict(run_dir, ds, store, coverage=COVERAGE)  # the next round's uncertainty; the accept figures
     out["curve"] = curve
     if name == "suggest":
-        rows = store.predictions(run_id)  # type: ignore[arg-type]
+        rows = store.predictions(run_id)
         radii = [max(rows[m].interval or (math.inf,)) for m in unlabelled(ds, store) if m in rows]
         bound = float(np.median(radii))
-        safe, unsure = split_proposals(ds, store, run_id, max_radius=bound)  # type: ignore[arg-type]
+        safe, unsure = split_proposals(ds, store, run_id, max_radius=bound)
         inside = [
             all(
                 math.dist(r.pred[i : i + 2], truth[r.item][i : i + 2]) <= rad
