@@ -214,7 +214,7 @@ def test_biwi_problem_kinds(tmp_path: Path) -> None:
     assert "truncated PNG" in r[f"01/{f[0]}_rgb.png"]
     assert "zero-byte" in r[f"01/{f[1]}_rgb.png"]
     assert "not an image" in r[f"01/{f[2]}_rgb.png"]
-    assert "missing pose" in r[f"01/{f[3]}_rgb.png"]
+    assert f"01/{f[3]}_rgb.png" not in r  # no pose file: an unlabelled item, not a problem
     assert "empty pose" in r[f"01/{f[4]}_rgb.png"]
     assert "malformed pose" in r[f"01/{f[5]}_rgb.png"]
     assert "NaN" in r[f"01/{f[6]}_rgb.png"]
@@ -223,13 +223,15 @@ def test_biwi_problem_kinds(tmp_path: Path) -> None:
     assert "truncated JPEG" in r[f"01/{f[9]}_rgb.jpg"]
     assert "without image" in r["01/frame_00099_pose.txt"]
     assert "folder named like an image" in r["01/frame_00098_rgb.png"]
-    bad = {f"01/{f[i]}_rgb.png" for i in range(9)} | {f"01/{f[9]}_rgb.jpg"}
+    bad = {f"01/{f[i]}_rgb.png" for i in range(9) if i != 3} | {f"01/{f[9]}_rgb.jpg"}
     by_name = {it.name: it for it in ds.items}
+    assert by_name[f"01/{f[3]}_rgb.png"].label is None and by_name[f"01/{f[3]}_rgb.png"].problem is None
+    assert any("1 frames without a pose file (unlabelled)" in n for n in ds.notes)
     assert bad <= set(by_name)  # problem items stay listed ...
     for name in bad:
         assert by_name[name].label is None and by_name[name].problem == r[name]
-    good = [it for it in ds.items if it.name not in bad]
-    assert len(good) == 2 and all(it.label and not it.problem for it in good)
+    good = [it for it in ds.items if it.name not in bad and it.label]
+    assert len(good) == 2 and all(not it.problem for it in good)
 
 
 @pytest.mark.parametrize("cal", [None, "garbage\n", "1 2\n3 4\n", "0 0 320\n0 0 240\n0 0 1\n\n640 480\n"])

@@ -7,7 +7,7 @@ import sqlite3
 import sys
 from collections.abc import Sequence
 
-from engine.cli import audit, cache, interop, labels, model, similar, store
+from engine.cli import audit, cache, interop, labels, model, similar, store, suggest
 from engine.cli.common import CliError, Parser
 from engine.inputs import screen
 from engine.labels.store import StoreError
@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     similar.register(sub)
     cache.register(sub)
     audit.register(sub)
+    suggest.register(sub)
     return p
 
 

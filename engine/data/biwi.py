@@ -203,17 +203,19 @@ def index_folder(folder: Path, group: str, prefix: str, b: Builder) -> None:
             pose_names[m.group(1)] = name
     if not images and not poses:
         return
-    cal = read_calibration(folder, group, b)
+    # the calibration only turns pose files into labels: a folder of new frames without any needs none
+    cal = read_calibration(folder, group, b) if poses else DEFAULT_CAL
     with_image = {stem for stem, _, _ in images}
     for stem in sorted(set(poses) - with_image, key=natural_key):
         b.problem(pose_names[stem], "pose file without image")
+    unlabelled = 0
     for i in range(0, len(images), CHUNK):
         chunk = images[i : i + CHUNK]
         results = pmap(_read_frame, [(path, poses.get(stem)) for stem, _, path in chunk])
         for (_, name, path), (img_problem, pose) in zip(chunk, results, strict=True):
             label, problem = None, img_problem
             if pose is None:
-                problem = problem or "missing pose file"
+                unlabelled += problem is None  # a frame without a pose file is unlabelled, not a problem
             elif isinstance(pose, str):
                 problem = problem or pose
             else:
@@ -223,6 +225,8 @@ def index_folder(folder: Path, group: str, prefix: str, b: Builder) -> None:
                     problem = problem or str(e)
             b.add(Item(name, group, Path(path), None if problem else label, problem))
         b.flush()
+    if unlabelled:
+        b.notes.append(f"{group}: {unlabelled} frames without a pose file (unlabelled)")
 
 
 def index_biwi(root: Path, b: Builder) -> None:
