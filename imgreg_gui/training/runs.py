@@ -42,6 +42,8 @@ from imgreg_gui.jobs.router import Router
 from imgreg_gui.model.state import AppState
 from imgreg_gui.training.options import predict_command
 
+PREDICT_COVERAGE = 0.9  # the coverage of the intervals every Predict all stores
+
 BASE_COLUMNS = ("Run", "Arch", "Head", "Size", "Epochs", "LR", "Train/valid", "Time", "Preds")
 METRIC_ORDER = ("mean_px", "median_px", "mae", "mean_error", "median_error", "valid_loss", "rmse")
 
@@ -373,8 +375,12 @@ class RunsPanel(QWidget):
         return True
 
     def predict_command(self, run_dir: Path, dataset: str) -> list[str]:
-        """The ``imgreg predict`` child command; spatial runs also write their heatmaps (``--heatmaps``)."""
+        """The ``imgreg predict`` child command with intervals of ``PREDICT_COVERAGE``; spatial runs also write their heatmaps (``--heatmaps``)."""
         cmd = predict_command(run_dir, dataset, self.device_fn())
+        cmd += [
+            "--coverage",
+            str(PREDICT_COVERAGE),
+        ]  # calibrated intervals: proposals and the bulk accept's bound
         if runfiles.is_spatial(run_dir):
             cmd.append("--heatmaps")
         return cmd
