@@ -46,6 +46,7 @@ from imgreg_gui.overlays import (
 
 ZOOM_MIN, ZOOM_MAX, ZOOM_STEP = 0.02, 64.0, 1.25
 PROPOSAL_TIP = "Proposal: press Enter to accept (drag it to correct it first)"
+PROPOSAL_SCALAR_TIP = "Proposal: press Enter to accept (or type the value)"
 SOURCE_TEXT = {"original": "original", "corrected": "corrected", "prediction": "accepted prediction"}
 
 
@@ -215,7 +216,7 @@ class ImageCanvas(QGraphicsView):
         self.stale = ann.stale
         stale_tip = f"Stale prediction: the image changed on disk since run {ann.run_id} predicted it"
         why = f"Doubted: {ann.why}" if ann.why else ""
-        prop = PROPOSAL_TIP if ann.proposal else ""
+        prop = (PROPOSAL_SCALAR_TIP if ann.kind == "scalar" else PROPOSAL_TIP) if ann.proposal else ""
         self.setToolTip("\n".join(t for t in (stale_tip if ann.stale else "", prop, why) if t))
         self.proposal = ann.proposal
         self.expected, self.why, self.interval, self.original = (
@@ -426,9 +427,10 @@ class ImageCanvas(QGraphicsView):
                 rows.append(("original", f"Was  {format_label(self.original, 'scalar')}   (original)"))
             if self.pred is not None and self.proposal:
                 rows.append(("proposal", f"Proposal  {format_label(self.pred, 'scalar')}   ({run})"))
-                rows.append(("hint", PROPOSAL_TIP))
+                rows.append(("hint", PROPOSAL_SCALAR_TIP))
             elif self.pred is not None:
                 rows.append(("none", f"Prediction  {format_label(self.pred, 'scalar')}   ({run})"))
+            if self.pred is not None:
                 if self.interval and len(self.interval) == 2:
                     lo, hi = self.interval
                     rows.append(("interval", f"Interval  {lo:.4g} – {hi:.4g}"))

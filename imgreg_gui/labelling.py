@@ -37,12 +37,12 @@ from imgreg_gui.settings import set_value, settings
 log = logging.getLogger(__name__)
 
 try:
-    from engine.audit.accept import safe_proposals
+    from engine.audit.accept import safe_proposals  # type: ignore[import-untyped, import-not-found, unused-ignore]
 except (
     ImportError
 ):  # TEMPORARY stand-in until label22e's engine.audit.accept is in main: delete after merging
 
-    def safe_proposals(  # type: ignore[misc]
+    def safe_proposals(  # type: ignore[misc, no-redef, unused-ignore]
         ds: Dataset,
         store: LabelStore,
         run_id: str,
@@ -93,14 +93,14 @@ def suggested_items(summary: Any) -> list[str]:
 
 def _int_setting(key: str, default: int) -> int:
     try:
-        return int(settings().value(key, default))  # type: ignore[arg-type]
+        return int(str(settings().value(key, default)))
     except (TypeError, ValueError):
         return default
 
 
 def _float_setting(key: str, default: float) -> float:
     try:
-        return float(settings().value(key, default))  # type: ignore[arg-type]
+        return float(str(settings().value(key, default)))
     except (TypeError, ValueError):
         return default
 

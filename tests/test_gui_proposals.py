@@ -11,12 +11,12 @@ import pytest
 
 pytest.importorskip("pytestqt")
 
+from gui_input import activate  # noqa: E402
 from PySide6.QtCore import QPoint, Qt, QTimer  # noqa: E402
 from PySide6.QtTest import QTest  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from engine.data.synth import make_folder  # noqa: E402
-from gui_input import activate  # noqa: E402
 from engine.labels.store import PredictionRow  # noqa: E402
 from engine.runs import files as runfiles  # noqa: E402
 from imgreg_gui.labelling import AcceptWithinDialog, suggested_items  # noqa: E402
