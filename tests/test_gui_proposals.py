@@ -202,3 +202,21 @@ def test_retrain_builds_train_from_run_and_predict_with_coverage(qtbot, win) -> 
     assert cmd[cmd.index("--from") + 1] == str(run_dir)
     pred = ctl.runs.predict_command(run_dir, str(win.dataset.root))
     assert pred[pred.index("--coverage") + 1] == "0.9"
+
+
+def test_retrain_after_every_n_new_labels_is_off_by_default(qtbot, win, monkeypatch) -> None:
+    names = _names(win)
+    flow = win.labelling
+    calls: list = []
+    monkeypatch.setattr(flow, "retrain", lambda: calls.append(1) or True)
+    monkeypatch.setattr(flow, "_retrain_refusal", lambda: None)
+    assert flow.retrain_every == 0
+    win.store.correct(names[2], (10.0, 10.0))
+    QApplication.instance().processEvents()
+    assert calls == []
+    flow.set_retrain_every(2)
+    win.store.correct(names[3], (10.0, 10.0))
+    QApplication.instance().processEvents()
+    assert calls == []
+    win.store.correct(names[4], (10.0, 10.0))
+    qtbot.waitUntil(lambda: calls == [1], timeout=5000)
