@@ -36,11 +36,10 @@ from imgreg_gui.settings import set_value, settings
 
 log = logging.getLogger(__name__)
 
+# TEMPORARY stand-in below until label22e's engine.audit.accept is in main: delete it after merging.
 try:
     from engine.audit.accept import safe_proposals  # type: ignore[import-untyped, import-not-found, unused-ignore]
-except (
-    ImportError
-):  # TEMPORARY stand-in until label22e's engine.audit.accept is in main: delete after merging
+except ImportError:
 
     def safe_proposals(  # type: ignore[misc, no-redef, unused-ignore]
         ds: Dataset,
@@ -55,7 +54,7 @@ except (
         preds = store.predictions(run_id)
         for it in ds.items:
             row = preds.get(it.name)
-            if row is None or row.interval is None or labels.get(it.name) is not None or it.label is not None:
+            if row is None or row.interval is None or labels.get(it.name) is not None:
                 continue
             if ds.kind == "scalar":
                 ok = max_width is None or row.interval[1] - row.interval[0] <= max_width
