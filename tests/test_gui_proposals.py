@@ -220,3 +220,33 @@ def test_retrain_after_every_n_new_labels_is_off_by_default(qtbot, win, monkeypa
     assert calls == []
     win.store.correct(names[4], (10.0, 10.0))
     qtbot.waitUntil(lambda: calls == [1], timeout=5000)
+
+
+def test_predict_all_falls_back_without_intervals_when_too_few_items_calibrate(qtbot, win) -> None:
+    run_dir = runfiles.runs_dir(win.store.dir) / RUN
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.json").write_text("{}")
+    runs = win.training.runs
+    runs.refresh()
+    cmds: list[list[str]] = []
+    few = "intervals need at least 10 labelled calibration items (the run's validation items), found 2"
+
+    def maker(run_dir, ds):
+        cmd = runs.predict_command(run_dir, ds)
+        cmds.append(cmd)
+        fail = ["--fail", "event", "--fail-message", few] if "--coverage" in cmd else []
+        return [sys.executable, FAKE, "predict", "--run-id", RUN, *fail]
+
+    runs.make_command = maker
+    with qtbot.waitSignal(runs.predictions_stored, timeout=20000):
+        assert runs.predict(RUN)
+    assert ["--coverage" in c for c in cmds] == [True, False]
+    assert runs.coverage == 0.9  # the next prediction asks for intervals again
+    # A retry that fails too is reported, not retried again.
+    runs.make_command = lambda run_dir, ds: cmds.append([]) or [sys.executable, FAKE, "predict", "--fail", "event",
+                                                                 "--fail-message", few]  # fmt: skip
+    assert runs.predict(RUN)
+    qtbot.waitUntil(lambda: len(cmds) == 4 and not runs.child.running, timeout=20000)
+    qtbot.waitUntil(lambda: runs.status.text() == "Prediction failed.", timeout=20000)
+    runs.error_box.close()
+    assert len(cmds) == 4
