@@ -55,6 +55,9 @@ ACTIONS: tuple[Act, ...] = (
     Act("redo", "&Redo", [QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Y")], "Redo the edit just undone", "redo"),
     Act("accept", "&Accept prediction", ["Ctrl+Return", "Ctrl+Enter"],
         "Use the active run's prediction as this item's label", "accept"),
+    Act("accept_proposal", "Accept &proposal", ["Return", "Enter"],
+        "Make the proposal (the active run's prediction of an unlabelled item, sky-blue cross) its label; "
+        "a labelled item keeps its label", "accept", on_canvas=True),
     Act("accept_suggestion", "Accept su&ggestion", "G",
         "Move the label to where the checks expect it (the dashed violet ghost marker; its tooltip says why)",
         "accept"),
@@ -104,7 +107,7 @@ VIEW_TOGGLES = ("show_label", "show_pred", "show_line")
 NUDGE_KEYS = [f"nudge_{k}" for k, *_ in NUDGES] + [f"nudge_{k}10" for k, *_ in NUDGES]
 MENUS: dict[str, list] = {
     "&File": ["open", "@Open &recent", "reload", "-", "export", "-", "quit"],
-    "&Edit": ["undo", "redo", "-", "accept", "accept_suggestion", "revert", "verify", "history", "place", ("&Nudge label", NUDGE_KEYS), "next_point"],
+    "&Edit": ["undo", "redo", "-", "accept", "accept_proposal", "accept_suggestion", "revert", "verify", "history", "place", ("&Nudge label", NUDGE_KEYS), "next_point"],
     "&Go": ["next", "prev", "-", "next_group", "prev_group", "first", "last", "-", "find", "similar"],
     "&View": ["zoom_in", "zoom_out", "fit", "actual", "-", *VIEW_TOGGLES, "-", "sort_name", "sort_error",
               "sort_score", "-", "embedding_map", "@&Panels"],

@@ -29,6 +29,7 @@ from imgreg_gui.marks import (
     ghost_line,
     interval_circle,
     place_circle,
+    proposal_marker,
 )
 from imgreg_gui.model.items import format_label, label_distance
 from imgreg_gui.model.state import Annotations, AppState
@@ -44,6 +45,8 @@ from imgreg_gui.overlays import (
 )
 
 ZOOM_MIN, ZOOM_MAX, ZOOM_STEP = 0.02, 64.0, 1.25
+PROPOSAL_TIP = "Proposal: press Enter to accept (drag it to correct it first)"
+PROPOSAL_SCALAR_TIP = "Proposal: press Enter to accept (or type the value)"
 SOURCE_TEXT = {"original": "original", "corrected": "corrected", "prediction": "accepted prediction"}
 
 
@@ -105,6 +108,7 @@ class ImageCanvas(QGraphicsView):
         self.ghost_lines: list[QGraphicsLineItem] = []
         self.origs: list[GhostItem] = []  # where the label was before the correction
         self.circles: list = []  # the prediction's interval, one circle per point
+        self.proposals: list[GhostItem] = []  # an unlabelled item's prediction, drawn instead of its rings
         self.tag = TagItem()
         self.tag.setVisible(False)
         self.scene_.addItem(self.tag)
@@ -133,6 +137,7 @@ class ImageCanvas(QGraphicsView):
         self.why = ""
         self.interval: tuple[float, ...] | None = None
         self.original: Label | None = None
+        self.proposal = False  # the prediction is a proposal: the item has no label yet
         self.image_error: str | None = None
 
         self.legend_rect: QRectF | None = None  # where the legend was last drawn (None: not drawn)
@@ -211,7 +216,9 @@ class ImageCanvas(QGraphicsView):
         self.stale = ann.stale
         stale_tip = f"Stale prediction: the image changed on disk since run {ann.run_id} predicted it"
         why = f"Doubted: {ann.why}" if ann.why else ""
-        self.setToolTip("\n".join(t for t in (stale_tip if ann.stale else "", why) if t))
+        prop = (PROPOSAL_SCALAR_TIP if ann.kind == "scalar" else PROPOSAL_TIP) if ann.proposal else ""
+        self.setToolTip("\n".join(t for t in (stale_tip if ann.stale else "", prop, why) if t))
+        self.proposal = ann.proposal
         self.expected, self.why, self.interval, self.original = (
             ann.expected,
             ann.why,
@@ -308,7 +315,11 @@ class ImageCanvas(QGraphicsView):
         lab = self._points(self.shown_label()) if has_img and self.show_label else []
         pred = self._points(self.pred) if has_img and self.show_pred else []
         self._sync_count(self.crosses, len(lab), CrossItem)
-        self._sync_count(self.rings, len(pred), CircleItem)
+        props = pred if self.proposal and self.label is None else []
+        self._sync_count(self.rings, 0 if props else len(pred), CircleItem)
+        self._sync_count(self.proposals, len(props) if self._drag is None else 0, proposal_marker)
+        for item, pt in zip(self.proposals, props):
+            item.setPos(pt)
         for i, (item, pt) in enumerate(zip(self.crosses, lab)):
             item.setPos(pt)
             item.active = len(lab) > 1 and i == self.active_point
@@ -390,7 +401,8 @@ class ImageCanvas(QGraphicsView):
 
     def marker_points(self) -> list[tuple[float, float]]:
         """The view positions of the drawn label and prediction markers."""
-        pts = [it.pos() for it in self.crosses + self.rings + self.ghosts + self.origs if it.isVisible()]
+        marks = self.crosses + self.rings + self.ghosts + self.origs + self.proposals
+        pts = [it.pos() for it in marks if it.isVisible()]
         return [(v.x(), v.y()) for v in (self.mapFromScene(pt) for pt in pts)]
 
     def _place_legend(self, vp: QRectF, top: float) -> QRectF | None:
@@ -413,8 +425,12 @@ class ImageCanvas(QGraphicsView):
             rows.append(("none", f"Label  {format_label(label, 'scalar')}   ({state})"))
             if self.original is not None:
                 rows.append(("original", f"Was  {format_label(self.original, 'scalar')}   (original)"))
-            if self.pred is not None:
+            if self.pred is not None and self.proposal:
+                rows.append(("proposal", f"Proposal  {format_label(self.pred, 'scalar')}   ({run})"))
+                rows.append(("hint", PROPOSAL_SCALAR_TIP))
+            elif self.pred is not None:
                 rows.append(("none", f"Prediction  {format_label(self.pred, 'scalar')}   ({run})"))
+            if self.pred is not None:
                 if self.interval and len(self.interval) == 2:
                     lo, hi = self.interval
                     rows.append(("interval", f"Interval  {lo:.4g} – {hi:.4g}"))
@@ -430,7 +446,10 @@ class ImageCanvas(QGraphicsView):
             rows.append(
                 ("cross", f"Label{where}  ({state})" if label is not None else "No label: click to place one")
             )
-        if self.show_pred and self.pred is not None:
+        if self.show_pred and self.pred is not None and self.proposal:
+            rows.append(("proposal", f"Proposal  {format_label(self.pred)}  ({run})"))
+            rows.append(("hint", PROPOSAL_TIP))
+        elif self.show_pred and self.pred is not None:
             rows.append(("ring", f"Prediction  {format_label(self.pred)}  ({run})"))
             spread = self.spread if self._heat_matches() else None
             if spread is not None:
@@ -562,9 +581,15 @@ class ImageCanvas(QGraphicsView):
 
     # -- mouse and keys ------------------------------------------------------------------------------------
 
+    def _grabbed(self) -> Label | None:
+        """What a press can drag: the label, or a proposal while the item has none (dragging it corrects it)."""
+        if self.label is None and self.proposal and self.show_pred:
+            return self.pred
+        return self.label if self.show_label else None
+
     def _hit(self, pos: QPointF) -> int:
-        """Index of the label point within reach of viewport position ``pos``, or -1."""
-        label = self.label if self.show_label else None
+        """Index of the label (or proposal) point within reach of viewport position ``pos``, or -1."""
+        label = self._grabbed()
         view = [self.mapFromScene(pt) for pt in self._points(label)]
         return interaction.hit([(v.x(), v.y()) for v in view], (pos.x(), pos.y()))
 
@@ -584,9 +609,10 @@ class ImageCanvas(QGraphicsView):
             super().mousePressEvent(ev)
             return
         scene = self.mapToScene(pos.toPoint())
+        hit = self._hit(pos)
         drag = interaction.press(
-            self.label,
-            self._hit(pos),
+            self._grabbed() if hit >= 0 else self.label,
+            hit,
             (scene.x(), scene.y()),
             self.image_size,
             ctrl=bool(ev.modifiers() & Qt.KeyboardModifier.ControlModifier),

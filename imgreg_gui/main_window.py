@@ -44,6 +44,7 @@ from imgreg_gui.files import FileOps, export_labels, orphan_text
 from imgreg_gui.focus import ReturnToCanvas
 from imgreg_gui.jobs.audit import AuditWatch
 from imgreg_gui.jobs.image_loader import ImageLoader
+from imgreg_gui.labelling import LabelFlow
 from imgreg_gui.model.editing import Editor
 from imgreg_gui.model.items import Navigator
 from imgreg_gui.model.state import AppState
@@ -135,6 +136,7 @@ class MainWindow(QMainWindow):
             self.state, self.editor, self, self.canvas, menus, self.acts, self.add_dock
         )
         insert_after(self.toolbar, self.acts.show_line, self.training.heat.action)
+        self.labelling = LabelFlow(self.state, self.editor, self, self.panel, self.training, menus)
         self.explore = ExploreController(
             self.state, self, self.acts, self.add_dock, self.panel.view, self.docks.by_title
         )
@@ -151,6 +153,7 @@ class MainWindow(QMainWindow):
             "open": self.choose_dataset, "export": self.files.choose_export, "reload": self.files.reload,
             "quit": self.close,
             "undo": ed.undo, "redo": ed.redo, "accept": ed.accept_prediction,
+            "accept_proposal": ed.accept_proposal,
             "accept_suggestion": ed.accept_suggestion, "revert": ed.revert_label,
             "verify": ed.mark_verified, "history": self.show_history, "place": self.toggle_place_mode,
             "next_point": self.next_point,
@@ -540,6 +543,7 @@ class MainWindow(QMainWindow):
         for key in ("revert", "verify", "place", "history"):
             a.all[key].setEnabled(editable)
         a.accept.setEnabled(editable and self.state.prediction(self.state.current) is not None)
+        a.accept_proposal.setEnabled(editable)  # Enter on a labelled item says why nothing happens
         ann = self.state.annotations() if editable else None
         a.accept_suggestion.setEnabled(ann is not None and ann.expected is not None)
         a.export.setEnabled(self.store is not None and not self.files.running)
@@ -582,7 +586,7 @@ class MainWindow(QMainWindow):
     def show_shortcuts(self) -> None:
         """Open the keyboard shortcuts dialog (the Training menu's keys included)."""
         extra = []
-        for act in self.training.actions.values():
+        for act in [*self.training.actions.values(), *self.labelling.actions.values()]:
             text, _, keys = act.text().partition("\t")
             keys = keys or shortcut_text(act)
             if keys:

@@ -20,6 +20,7 @@ from imgreg_gui.overlays import (
 
 EXPECTED_COLOR = QColor(SYMBOL_COLORS["expected"])  # violet: where a check expects the label
 ORIGINAL_COLOR = QColor(SYMBOL_COLORS["original"])  # grey: where the label was before the correction
+PROPOSAL_COLOR = QColor(SYMBOL_COLORS["proposal"])  # sky blue: an unlabelled item's prediction, Enter accepts
 INTERVAL_COLOR = QColor(255, 90, 95, 170)  # the prediction's red, translucent
 
 
@@ -51,6 +52,11 @@ class GhostItem(_ScreenItem):
             p.drawLine(QPointF(0, -a), QPointF(0, -3.5))
             p.drawLine(QPointF(0, 3.5), QPointF(0, a))
             p.drawEllipse(QPointF(0, 0), 3.0, 3.0)
+
+
+def proposal_marker() -> GhostItem:
+    """A proposal: the dashed cross in sky blue, above the other ghosts (it is dragged to correct it)."""
+    return GhostItem(PROPOSAL_COLOR, z=26)
 
 
 def ghost_line(color: QColor = EXPECTED_COLOR) -> QGraphicsLineItem:

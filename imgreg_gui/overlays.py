@@ -24,6 +24,7 @@ SYMBOL_COLORS = {
     "expected": "#c084fc",
     "original": "#9ca3af",
     "interval": "#ff5a5f",
+    "proposal": "#38bdf8",
 }  # legend rows of marks.py
 
 

@@ -53,10 +53,25 @@ def main() -> int:
     p.add_argument("--total", type=int, default=10)
     p.add_argument("--folds", type=int, default=0)
     p.add_argument("--parallel", type=int, default=1)
+    p.add_argument("--fail-message", default="", help="predict --fail event: the failed event's message")
+    p.add_argument("--items", default="", help="suggest: the items to suggest, best first, comma-separated")
     a, _ = p.parse_known_args()
     threading.Thread(target=read_control, args=(a.ignore_cancel,), daemon=True).start()
     print("fake child starting", file=sys.stderr, flush=True)
+    if a.command == "suggest":
+        names = [n for n in a.items.split(",") if n]
+        for i in range(len(names)):
+            emit(events.progress("predict_progress", i + 1, len(names)))
+        emit(events.finished(a.run_id, "", {}))
+        rows = [
+            {"rank": r + 1, "item": n, "reason": "far from every labelled image"} for r, n in enumerate(names)
+        ]
+        emit(events.summary({"items": rows[::-1]}))  # out of order: the app sorts by rank
+        return 0
     if a.command in ("predict", "rank"):
+        if a.fail == "event" and a.fail_message:
+            emit(events.failed(a.fail_message))
+            return 1
         for i in range(a.total):
             if state["stop"] == "now":
                 emit(events.cancelled("cancelled"))

@@ -135,3 +135,65 @@ class NudgeCommand(StoreCommand):
             return False
         self.after = other.after
         return True
+
+
+class BatchCommand(QUndoCommand):
+    """Many items labelled at once (Accept all proposals within ...): one undo step restores every one of them.
+
+    The first ``redo`` runs ``store.correct`` per item so each history row says what happened; undo and later
+    redos restore the exact states seen around it. Items that fail to save are dropped and named in ``error``.
+    """
+
+    def __init__(
+        self,
+        store: LabelStore,
+        labels: dict[str, Label],
+        befores: dict[str, LabelRecord],
+        source: str = "prediction",
+        text: str = "",
+    ) -> None:
+        super().__init__(text or f"Accept {len(labels)} proposals")
+        self.action = "Accept proposals"
+        self.store = store
+        self.item: str | None = None  # no single item to show on undo
+        self.labels = dict(labels)
+        self.source = source
+        self.before = {n: State.of(befores[n]) if n in befores else State.of(store.record(n)) for n in labels}
+        self.after: dict[str, State] | None = None
+        self.error: Exception | None = None
+
+    @property
+    def items(self) -> list[str]:
+        """The items this command labels."""
+        return list(self.labels)
+
+    def redo(self) -> None:
+        """Label every item (first time) or restore their states after it."""
+        try:
+            if self.after is None:
+                self.after = {}
+                for n, lab in self.labels.items():
+                    self.after[n] = State.of(self.store.correct(n, lab, source=self.source))
+            else:
+                self._restore(self.after)
+            self.error = None
+        except Exception as e:
+            log.exception("label edit failed: %s", self.text())
+            self.error = e
+            if self.after is not None:  # keep what was saved undoable; drop the rest
+                self.labels = {n: self.labels[n] for n in self.after}
+                if not self.after:
+                    self.setObsolete(True)
+
+    def undo(self) -> None:
+        """Restore every item's state from before."""
+        try:
+            self._restore({n: self.before[n] for n in (self.after or {})})
+            self.error = None
+        except Exception as e:
+            log.exception("undo failed: %s", self.text())
+            self.error = e
+
+    def _restore(self, states: dict[str, State]) -> None:
+        for n, s in states.items():
+            self.store.set_state(n, s.current, s.source, s.verified)

@@ -12,6 +12,7 @@ from PySide6.QtGui import QUndoStack
 
 from engine.core import Label
 from engine.labels.limits import check_label
+from engine.labels.store import PredictionRow
 from imgreg_gui.model import commands
 from imgreg_gui.model.state import AppState
 
@@ -55,13 +56,13 @@ class Editor(QObject):
             self.edited.emit()
         return reason
 
-    def push(self, cmd: commands.StoreCommand) -> None:
+    def push(self, cmd: commands.StoreCommand | commands.BatchCommand) -> None:
         """Apply ``cmd`` through the undo stack; a failed write is reported and the view resynced."""
         self.undo_stack.push(cmd)
         self._check(cmd)
 
     def _check(self, cmd: object) -> None:
-        err = cmd.error if isinstance(cmd, commands.StoreCommand) else None
+        err = cmd.error if isinstance(cmd, commands.StoreCommand | commands.BatchCommand) else None
         if err is not None:  # disk full, locked or read-only database: say so, show the stored state
             if self.state.current is not None:
                 self.state.refresh_records([self.state.current])
@@ -125,6 +126,45 @@ class Editor(QObject):
             return
         before = self.state.record(name)
         self.push(commands.correct_command(store, name, tuple(pred.pred), "prediction", before=before))
+
+    def accept_proposal(self) -> None:
+        """Enter: make the current unlabelled item's proposal (the active run's prediction) its label; a labelled
+        item keeps its label (Ctrl+Enter replaces it with the prediction on purpose)."""
+        name = self._editable()
+        if name is None:
+            return
+        if self.state.proposal(name) is None:
+            why = (
+                "it has a label (Ctrl+Enter replaces it)"
+                if self.state.effective(name) is not None
+                else ("the active run has no prediction for it")
+            )
+            self.state.notify(f"No proposal for {name}: {why}")
+            return
+        self.accept_prediction()
+
+    def accept_proposals(self, rows: list[PredictionRow]) -> int:
+        """Label every still-unlabelled item of ``rows`` with its prediction as ONE undo step; returns how many."""
+        store = self.state.store
+        if store is None:
+            return 0
+        labels = {
+            r.item: tuple(r.pred)
+            for r in rows
+            if self.state.item(r.item) is not None and self.state.effective(r.item) is None
+        }
+        ds = self.state.dataset
+        if ds is not None:
+            labels = {
+                n: lab for n, lab in labels.items() if not check_label(ds, self.state.item(n) or n, lab)
+            }
+        if not labels:
+            self.state.notify("No proposals to accept")
+            return 0
+        befores = {n: r for n in labels if (r := self.state.record(n)) is not None}
+        self.push(commands.BatchCommand(store, labels, befores))
+        self.state.notify(f"Accepted {len(labels)} proposals (one undo step)")
+        return len(labels)
 
     def accept_suggestion(self) -> None:
         """Move the current item's label to where its doubt expects it (one undoable correction)."""

@@ -19,6 +19,7 @@ STATUS_TEXT = {
     "accepted": "Prediction accepted",
     "labelled": "Labelled",
     "unlabelled": "No label",
+    "suggested": "Suggested",
 }
 FILTERS = {
     "all": "All items",
@@ -27,6 +28,7 @@ FILTERS = {
     "verified": "Verified",
     "problems": "Problems",
     "unlabelled": "No label",
+    "suggested": "Suggested",
 }
 COLUMNS = ("Item", "Group", "Error", "Score")
 COL_NAME, COL_GROUP, COL_ERROR, COL_SCORE = range(4)
@@ -82,6 +84,7 @@ class ItemModel(QAbstractTableModel):
         self.sort_column = -1
         self.sort_order = Qt.SortOrder.AscendingOrder
         self._icons: dict[str, QIcon] = {}  # data() runs on every paint: draw each status dot once
+        self._suggested: set[str] = set()  # the state's suggested items, as a set while filtering
         self.has_scores = False  # the Score column exists only while the active run's predictions have scores
         st = self.state
         st.items_added.connect(self._on_items_added)
@@ -236,13 +239,19 @@ class ItemModel(QAbstractTableModel):
             return status == "problem"
         if choice == "unlabelled":
             return status == "unlabelled"
+        if choice == "suggested":
+            return it.name in self._suggested
         return True
 
     def _rebuild(self) -> None:
         self.beginResetModel()
+        self._suggested = set(self.state.suggested)
         view = [i for i in range(len(self.items)) if self._passes(i)]
         reverse = self.sort_order == Qt.SortOrder.DescendingOrder
-        if self.sort_column == COL_NAME:
+        if self.sort_column == -1 and self.filter_choice == "suggested":  # best first, as suggest ranked them
+            rank = {n: r for r, n in enumerate(self.state.suggested)}
+            view.sort(key=lambda i: rank[self.items[i].name])
+        elif self.sort_column == COL_NAME:
             view.sort(key=lambda i: self.items[i].name, reverse=reverse)
         elif self.sort_column == COL_GROUP:
             view.sort(key=lambda i: (self.items[i].group, self.items[i].name), reverse=reverse)

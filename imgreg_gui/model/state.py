@@ -36,6 +36,7 @@ class Annotations:
     why: str = ""  # the doubt's reasons in words, one per line
     interval: tuple[float, ...] | None = None  # the prediction's interval: radii per point, or (lo, hi)
     original: Label | None = None  # the dataset's own label while a correction replaces it
+    proposal: bool = False  # an unlabelled item with a prediction: Enter accepts it as the label
 
 
 def counts_of(records: Iterable[LabelRecord]) -> dict[str, int]:
@@ -88,6 +89,7 @@ class AppState(QObject):
         self.errors: dict[str, float] = {}
         self.item_filter: frozenset[str] | None = None
         self.item_filter_label = ""
+        self.suggested: list[str] = []  # ``imgreg suggest``'s items, best first (the Suggested filter)
         self.orphans: dict[str, LabelRecord] = {}  # corrected/verified records whose file vanished
         self.stale: set[str] = set()  # items of the active run whose image changed since predicted
         self.counts: dict[str, int] = counts_of(())  # kept up to date from the records edits return
@@ -168,6 +170,7 @@ class AppState(QObject):
         self._version += 1
         self.current = self.active_run = None
         self.item_filter, self.item_filter_label = None, ""
+        self.suggested = []
         if had:
             self.dataset_changed.emit()
 
@@ -207,6 +210,11 @@ class AppState(QObject):
         """The active run's prediction of ``name``."""
         return self.preds.get(name) if name else None
 
+    def proposal(self, name: str | None) -> PredictionRow | None:
+        """The active run's prediction of ``name`` when it has no label yet (a proposal), else None."""
+        pred = self.prediction(name)
+        return pred if pred is not None and name is not None and self.effective(name) is None else None
+
     def doubt(self, name: str | None) -> doubts.Doubt | None:
         """The merged doubt about ``name``'s label (None: nothing doubts it)."""
         return self.doubts.get(name) if name else None
@@ -241,6 +249,7 @@ class AppState(QObject):
             doubts.why(d),
             pred.interval if pred is not None else None,
             rec.original if corrected and rec is not None else None,
+            pred is not None and self.effective(name) is None,
         )
 
     def passes_filter(self, name: str) -> bool:
@@ -316,6 +325,11 @@ class AppState(QObject):
         self.doubts = {d.item: d for d in doubts.merge(self.findings, run) if d.item in self._index_of}
         self._version += 1
         self.doubts_changed.emit()
+
+    def set_suggested(self, names: list[str]) -> None:
+        """``imgreg suggest``'s items, best first: the item list's Suggested filter shows them in this order."""
+        self.suggested = list(names)
+        self.item_filter_changed.emit()
 
     def set_item_filter(self, names: Iterable[str] | None, label: str = "") -> None:
         """Show only ``names`` in the item list (None: every item); ``label`` says where the set came from."""

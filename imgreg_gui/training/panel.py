@@ -174,11 +174,12 @@ class TrainPanel(QWidget):
         self.start_btn.setToolTip(START_TIP)
         self.stop_btn = QPushButton("Stop after this epoch")
         self.cancel_btn = QPushButton("Cancel")
-        self.start_btn.clicked.connect(self.start)
+        self.start_btn.clicked.connect(lambda: self.start())
         self.stop_btn.clicked.connect(self.stop_after_epoch)
         self.cancel_btn.clicked.connect(self.cancel)
         for b in (self.start_btn, self.stop_btn, self.cancel_btn):
             row.addWidget(b)
+        self.button_row = row
         outer.addLayout(row)
         self.epoch_bar = QProgressBar()
         self.epoch_bar.setFormat("epoch %v / %m")
@@ -267,15 +268,20 @@ class TrainPanel(QWidget):
         """The form's options."""
         return self.form.options()
 
-    def start(self) -> bool:
-        """Start a training run with the form's options; False when one runs or no dataset is open."""
-        return self._launch("train")
+    def start(self, init_from: str | Path | None = None) -> bool:
+        """Start a training run with the form's options (fine-tuning run folder ``init_from``: Retrain); False
+        when one runs or no dataset is open."""
+        return self._launch("train", init_from)
+
+    def add_button(self, btn: QPushButton) -> None:
+        """Put ``btn`` in the row of Start (after it)."""
+        self.button_row.insertWidget(1, btn)
 
     def find_lr(self) -> bool:
         """Run the learning-rate finder with the form's options."""
         return self._launch("lr_find")
 
-    def _launch(self, mode: str) -> bool:
+    def _launch(self, mode: str, init_from: str | Path | None = None) -> bool:
         if self.busy or not self.dataset_path:
             return False
         if self.refusal:
@@ -283,13 +289,15 @@ class TrainPanel(QWidget):
             return False
         opts = self.options()
         opts.save(self.dataset_path)
-        cmd = self.make_command(self.dataset_path, opts, kind=self.kind, lr_find=mode == "lr_find")
+        warm = {"init_from": init_from} if init_from is not None else {}
+        cmd = self.make_command(self.dataset_path, opts, kind=self.kind, lr_find=mode == "lr_find", **warm)
         self.mode = mode
         self.last_result = None
         self._t0 = time.monotonic()
         self._t_train = None
         self.prog = FoldProgress(
-            opts.folds if mode == "train" and opts.folds >= 2 else 1, max(1, opts.parallel)
+            opts.folds if mode == "train" and opts.folds >= 2 and init_from is None else 1,
+            max(1, opts.parallel),
         )
         self._n_batches, self._epochs = 0, opts.epochs
         if mode == "train":

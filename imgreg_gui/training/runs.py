@@ -42,6 +42,8 @@ from imgreg_gui.jobs.router import Router
 from imgreg_gui.model.state import AppState
 from imgreg_gui.training.options import predict_command
 
+PREDICT_COVERAGE = 0.9  # the coverage of the intervals every Predict all stores
+
 BASE_COLUMNS = ("Run", "Arch", "Head", "Size", "Epochs", "LR", "Train/valid", "Time", "Preds")
 METRIC_ORDER = ("mean_px", "median_px", "mae", "mean_error", "median_error", "valid_loss", "rmse")
 
@@ -203,6 +205,8 @@ class RunsPanel(QWidget):
         self.error_box: QMessageBox | None = None
         self.device_fn: Callable[[], str] = lambda: "auto"
         self.make_command = self.predict_command
+        self.coverage: float | None = PREDICT_COVERAGE  # None while the one retry without intervals starts
+        self._retrying = False  # the running prediction is that retry (it is never retried again)
         self.exporter = ChildProcess(self)
         self.exporter.ended.connect(self._on_exported)
         self.exporting: str | None = None
@@ -373,8 +377,11 @@ class RunsPanel(QWidget):
         return True
 
     def predict_command(self, run_dir: Path, dataset: str) -> list[str]:
-        """The ``imgreg predict`` child command; spatial runs also write their heatmaps (``--heatmaps``)."""
+        """The ``imgreg predict`` child command, with intervals of ``self.coverage`` (calibrated: proposals and the
+        bulk accept's bound); spatial runs also write their heatmaps (``--heatmaps``)."""
         cmd = predict_command(run_dir, dataset, self.device_fn())
+        if self.coverage is not None:
+            cmd += ["--coverage", str(self.coverage)]
         if runfiles.is_spatial(run_dir):
             cmd.append("--heatmaps")
         return cmd
@@ -386,6 +393,19 @@ class RunsPanel(QWidget):
         run_id, self.predicting = self.predicting, None
         self.progress.hide()
         self._update_buttons()
+        retried, self._retrying = self._retrying, False
+        if res.status == "failed" and not retried and run_id and _too_few_to_calibrate(res):
+            # A run with under MIN_CALIBRATION validation items cannot state intervals: predict without them.
+            self.coverage, self._retrying = None, True
+            try:
+                if self.predict(run_id):
+                    self.status.setText(
+                        f"Predicting with {run_id} (too few validation items for intervals)..."
+                    )
+                    return
+            finally:
+                self.coverage = PREDICT_COVERAGE
+            self._retrying = False
         if res.status == "finished" and run_id:
             self.status.setText(f"Predictions of {run_id} stored ({time.monotonic() - self._t0:.1f} s).")
             self.refresh()
@@ -472,6 +492,11 @@ class RunsPanel(QWidget):
             if child.running:
                 child.kill()
                 child.wait(3000)
+
+
+def _too_few_to_calibrate(res: ChildResult) -> bool:
+    """Whether a prediction failed only because the run's validation items are too few to calibrate intervals."""
+    return "calibration items" in f"{res.message}\n{res.stderr_tail}"
 
 
 def _copy(text: str) -> None:
