@@ -318,8 +318,8 @@ class ImageCanvas(QGraphicsView):
         props = pred if self.proposal and self.label is None else []
         self._sync_count(self.rings, 0 if props else len(pred), CircleItem)
         self._sync_count(self.proposals, len(props) if self._drag is None else 0, proposal_marker)
-        for item, pt in zip(self.proposals, props):
-            item.setPos(pt)
+        for prop, pt in zip(self.proposals, props):
+            prop.setPos(pt)
         for i, (item, pt) in enumerate(zip(self.crosses, lab)):
             item.setPos(pt)
             item.active = len(lab) > 1 and i == self.active_point

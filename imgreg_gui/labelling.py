@@ -26,43 +26,16 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.core import Dataset
-from engine.labels.store import LabelStore, PredictionRow
+from engine.audit.accept import AcceptError, safe_proposals
+from engine.labels.store import PredictionRow
 from imgreg_gui.actions import Menus
 from imgreg_gui.jobs.process import ChildProcess, ChildResult, engine_command, open_error_box
 from imgreg_gui.model.editing import Editor
 from imgreg_gui.model.state import AppState
 from imgreg_gui.settings import set_value, settings
+from imgreg_gui.words import plural
 
 log = logging.getLogger(__name__)
-
-# TEMPORARY stand-in below until label22e's engine.audit.accept is in main: delete it after merging.
-try:
-    from engine.audit.accept import safe_proposals  # type: ignore[import-untyped, import-not-found, unused-ignore]
-except ImportError:
-
-    def safe_proposals(  # type: ignore[misc, no-redef, unused-ignore]
-        ds: Dataset,
-        store: LabelStore,
-        run_id: str,
-        max_radius: float | None = None,
-        max_width: float | None = None,
-    ) -> list[PredictionRow]:
-        """TEMPORARY: unlabelled items whose calibrated interval is within the bound."""
-        labels = store.effective_labels()
-        out = []
-        preds = store.predictions(run_id)
-        for it in ds.items:
-            row = preds.get(it.name)
-            if row is None or row.interval is None or labels.get(it.name) is not None:
-                continue
-            if ds.kind == "scalar":
-                ok = max_width is None or row.interval[1] - row.interval[0] <= max_width
-            else:
-                ok = max_radius is None or max(row.interval) <= max_radius
-            if ok:
-                out.append(row)
-        return out
 
 
 SUGGEST_N_KEY = "labelling/suggest_n"
@@ -154,10 +127,15 @@ class AcceptWithinDialog(QDialog):
         return safe_proposals(st.dataset, st.store, st.active_run, max_radius=b)
 
     def preview(self) -> None:
-        """Count the proposals within the bound."""
-        self.rows = self.proposals()
+        """Count the proposals within the bound (or say why none can be judged)."""
+        try:
+            self.rows = self.proposals()
+        except AcceptError as e:  # no intervals yet: Predict all with a coverage first
+            self.rows, why = [], str(e)
+        else:
+            why = f"{plural(len(self.rows), 'proposal')} within this bound"
         n = len(self.rows)
-        self.count.setText(f"{n} proposal{'s' if n != 1 else ''} within this bound")
+        self.count.setText(why)
         self.ok.setText(f"Accept {n}")
         self.ok.setEnabled(n > 0)
 
