@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -234,3 +235,23 @@ def test_n_key_goes_to_the_next_suspect(qtbot, window) -> None:
     qtbot.waitUntil(lambda: window.current_item_name() == ds.items[-2].name, timeout=5000)
     qtbot.keyClick(window.canvas, Qt.Key.Key_N, Qt.KeyboardModifier.ShiftModifier)
     qtbot.waitUntil(lambda: window.current_item_name() == ds.items[-1].name, timeout=5000)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAS_TRAIN_CLI, reason="engine.cli.model (imgreg train) not available yet")
+def test_real_retrain_fine_tunes_the_active_run_and_predicts_again(qtbot, window) -> None:
+    """Label ▸ Retrain, end to end with real children: train --from RUN, then Predict all of the new run."""
+    ctl = window.training
+    ctl.train.form.set_options(_tiny_options(1))
+    with qtbot.waitSignal(ctl.runs.predictions_stored, timeout=240000) as first:
+        assert ctl.train.start()
+    qtbot.waitUntil(lambda: window.active_run == first.args[0], timeout=10000)
+    with qtbot.waitSignal(ctl.runs.predictions_stored, timeout=240000) as second:
+        assert window.labelling.retrain()
+    new = second.args[0]
+    assert new != first.args[0]
+    summary = json.loads((ctl.runs.run(new).run_dir / "summary.json").read_text())
+    assert Path(summary["init_from"]).name == first.args[0]
+    assert set(window.state.store.predictions(new)) >= {
+        it.name for it in window.dataset.items if not it.problem
+    }
