@@ -1,12 +1,14 @@
 """Coverage of ``predict --coverage`` on held-out groups: overall, for the hardest quarter, and how widths vary.
 
-Each case trains one small CPU model (the recipe is printed with the figures), calibrates on the run's own
-validation groups exactly as ``imgreg predict --coverage`` does (``engine.learn.predict.predict``), then applies
-the same calibration to a second generated dataset of other groups and another seed, which the run never saw,
-and counts how often the truth falls in the region: per point for points, per item for scalars. The floor added
-to each spread was chosen on tests/test_conformal.py's synthetic residuals, not on these sets.
+Each case trains one CPU model (the recipe is printed with the figures), then runs ``imgreg predict --coverage``
+(``engine.learn.predict.predict``) on a second dataset the run never saw: generated groups of another seed, or a
+held-out quarter of the real UTKFace faces. That dataset holds none of the run's validation items, so the
+calibration set saved at training (those items' residuals and spreads) calibrates it, as for a user's folder of
+new images. It counts how often the truth falls in the region: per point for points, per item for scalars. The
+floor added to each spread was chosen on tests/test_conformal.py's synthetic residuals, not on these sets.
 
     python benchmarks/bench_coverage.py [--seeds 1 2] [--epochs 6] [--coverage 0.9]
+    python benchmarks/bench_coverage.py --kinds utkface --utkface ../shared/data/utkface-sample --seeds 1 2
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.audit.conformal import calibrate, difficulties, residuals
+from engine.audit.conformal import difficulties, residuals
 from engine.data import open_dataset
 from engine.data.synth import make_biwi, make_utkface
 from engine.labels.store import LabelStore
@@ -28,35 +30,62 @@ from engine.learn.train import TrainConfig, train
 from engine.runs.files import read_summary
 
 
-def _case(kind: str, root: Path, seed: int, epochs: int, coverage: float, mondrian: int, groups: int) -> dict:
-    """Train on one generated set, calibrate on its validation groups, measure on unseen groups."""
-    if kind == "point":
+def split_real(src: Path, root: Path, seed: int, held: float = 0.25) -> None:
+    """Link a real folder's images into ``root/a`` (train + validation) and ``root/b`` (held out, never seen)."""
+    files = sorted(p for p in src.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    out = set(np.random.default_rng(seed).permutation(len(files))[: int(held * len(files))].tolist())
+    for i, f in enumerate(files):
+        d = root / ("b" if i in out else "a")
+        d.mkdir(parents=True, exist_ok=True)
+        (d / f.name).symlink_to(f.resolve())
+
+
+def _case(
+    kind: str,
+    root: Path,
+    seed: int,
+    epochs: int,
+    coverage: float,
+    mondrian: int,
+    groups: int,
+    real: Path | None,
+) -> dict:
+    """Train on one set, calibrate on its validation items, measure on items the run never saw."""
+    cfg = TrainConfig(
+        arch="resnet18",
+        pretrained=False,
+        size=(48, 48),
+        bs=16,
+        epochs=epochs,
+        lr=3e-3,
+        device="cpu",
+        seed=seed,
+    )
+    if (
+        kind == "utkface" and real is not None
+    ):  # real faces: the defaults a user gets (pretrained), on the CPU
+        split_real(real, root, seed)
+        cfg = TrainConfig(arch="mobilenet_v2", size=(96, 96), epochs=epochs, device="cpu", seed=seed)
+    elif kind == "point":
         make_biwi(root / "a", groups=groups, frames=180 // groups, size=(96, 72), seed=seed)
         make_biwi(root / "b", groups=4, frames=30, size=(96, 72), seed=seed + 100)
-        size = (48, 64)
+        cfg.size = (48, 64)
     else:
         make_utkface(root / "a", n=240, size=64, seed=seed)
         make_utkface(root / "b", n=160, size=64, seed=seed + 100)
-        size = (48, 48)
     a = open_dataset(root / "a")
     store = LabelStore.open(a)
-    cfg = TrainConfig(
-        arch="resnet18", pretrained=False, size=size, bs=16, epochs=epochs, lr=3e-3, device="cpu", seed=seed
-    )
     t0 = time.perf_counter()
     info = train(a, store, cfg)
     fit_s = time.perf_counter() - t0
     point = kind == "point"
-    # imgreg predict --coverage on the run's own dataset: calibrated on its validation groups
-    rows_a = predict(info.run_dir, a, store, coverage=coverage, mondrian=mondrian)
-    valid = set(read_summary(info.run_dir)["valid_items"])
-    cal = calibrate(
-        [r for r in rows_a if r.item in valid], dict(store.effective_labels()), point, coverage, mondrian
-    )
     store.close()
     b = open_dataset(root / "b")
     labels_b = {it.name: it.label for it in b.items if it.label is not None}
-    rows_b = predict(info.run_dir, b, None, calibration=cal)
+    # imgreg predict RUN B --coverage: B holds none of the run's validation items, so the calibration set
+    # saved at training (those items' residuals and spreads) calibrates it
+    rows_b = predict(info.run_dir, b, None, coverage=coverage, mondrian=mondrian)
+    n_cal = len(read_summary(info.run_dir)["valid_items"])
     res = np.stack([residuals(r.pred, labels_b[r.item], point) for r in rows_b])
     if point:
         width = np.array([r.interval for r in rows_b])  # radius per point
@@ -72,7 +101,7 @@ def _case(kind: str, root: Path, seed: int, epochs: int, coverage: float, mondri
     return {
         "kind": kind,
         "seed": seed,
-        "n_calibration": cal.n,
+        "n_calibration": n_cal,
         "n_test": len(rows_b),
         "coverage": round(float(inside.mean()), 3),
         "coverage_hardest_quarter": round(float(inside[hard].mean()), 3),
@@ -93,20 +122,39 @@ def main() -> None:
     ap.add_argument(
         "--groups", type=int, default=6, help="point sets: groups sharing 180 frames (valid: 20%%)"
     )
+    ap.add_argument(
+        "--utkface", type=Path, default=None, help="also the real UTKFace folder (kind 'utkface'; e.g. "
+        "../shared/data/utkface-sample): 3/4 train + validation (calibration), 1/4 held out, linked not copied"
+    )  # fmt: skip
     args = ap.parse_args()
+    if args.utkface is not None and "utkface" not in args.kinds:
+        args.kinds = [*args.kinds, "utkface"]
+    if "utkface" in args.kinds and args.utkface is None:
+        ap.error("--kinds utkface needs --utkface FOLDER")
     cases = []
     for kind in args.kinds:
         for seed in args.seeds:
             with tempfile.TemporaryDirectory() as tmp:
                 cases.append(
-                    _case(kind, Path(tmp), seed, args.epochs, args.coverage, args.mondrian, args.groups)
+                    _case(
+                        kind,
+                        Path(tmp),
+                        seed,
+                        args.epochs,
+                        args.coverage,
+                        args.mondrian,
+                        args.groups,
+                        args.utkface,
+                    )
                 )
                 print(json.dumps(cases[-1]), flush=True)
     recipe = (
         f"resnet18 random init, {args.epochs} epochs, lr 3e-3, bs 16, CPU; points: generated Biwi layout 96x72 "
         f"at 48x64, {args.groups} groups sharing 180 frames (valid = the run's 20% of groups = calibration), tested on 4 unseen groups "
         "of another seed; scalars: generated faces 64 px at 48x48, 240 train+valid, 160 unseen; difficulty = "
-        "heatmap spread (spatial head) or flip disagreement (scalars), floor = median/10"
+        "heatmap spread (spatial head) or flip disagreement (scalars), floor = median/10; utkface: the real "
+        f"faces, mobilenet_v2 ImageNet (the defaults: fine_tune, lr 2e-3, bs 16) at 96x96, {args.epochs} epochs, "
+        "calibrated on the run's 20% validation items, tested on a quarter of the faces held out"
     )
     summary: dict = {"asked": args.coverage, "mondrian": args.mondrian, "recipe": recipe, "cases": cases}
     for kind in args.kinds:

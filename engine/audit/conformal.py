@@ -45,16 +45,23 @@ def residuals(pred: Label, label: Label, point: bool) -> np.ndarray:
     return np.abs(p - y)
 
 
-def difficulties(rows: Sequence[PredictionRow]) -> np.ndarray:
+def median_spread(rows: Sequence[PredictionRow]) -> float | None:
+    """The median of the rows' finite spreads (None when none has one): the scale difficulties are floored by."""
+    ok = [r.spread for r in rows if r.spread is not None and math.isfinite(r.spread)]
+    return float(np.median(ok)) if ok else None
+
+
+def difficulties(rows: Sequence[PredictionRow], med: float | None = None) -> np.ndarray:
     """Each row's own difficulty (heatmap, flip or repeat spread), floored so no item gets a zero width.
 
-    Rows without a spread get the median spread (all ones when none has one: plain split conformal).
+    ``med``: the calibration's median spread, so items judged later are scaled like the calibration items
+    (default: the rows' own). Rows without a spread get it (all ones when no spread exists: plain split
+    conformal).
     """
     sp = np.array([r.spread if r.spread is not None and math.isfinite(r.spread) else np.nan for r in rows])
-    ok = sp[np.isfinite(sp)]
-    if not len(ok):
+    med = median_spread(rows) if med is None else med
+    if med is None:
         return np.ones(len(rows))
-    med = float(np.median(ok))
     # A tenth of the median added to every spread: a model that is confidently wrong about one item cannot
     # shrink its interval to nothing, while the spread still sets the width (a larger floor under-covers the
     # hardest items: 0.80 of the hardest quarter at half the median on tests/test_conformal.py's set).
@@ -77,6 +84,7 @@ class Calibration:
     coverage: float
     edges: np.ndarray | None  # Mondrian bin edges of scalar predictions
     n: int
+    med: float | None  # the calibration items' median spread: later items' difficulties are floored by it
 
     def region(self, pred: Label, sigma: float) -> tuple[float, ...]:
         """Points: a radius per point; scalars: (lo, hi)."""
@@ -106,7 +114,8 @@ def calibrate(
             f"found {len(cal)}"
         )
     res = np.stack([residuals(r.pred, labels[r.item], point) for r in cal])
-    sig = difficulties(cal)
+    med = median_spread(cal)
+    sig = difficulties(cal, med)
     edges = None
     if not point and mondrian > 1:
         preds = np.array([r.pred[0] for r in cal])
@@ -117,12 +126,12 @@ def calibrate(
     from crepes import ConformalRegressor  # seconds to import: only when calibrating, not when the app reads
 
     regs = [ConformalRegressor().fit(res[:, j], sigmas=sig, bins=bins) for j in range(res.shape[1])]
-    return Calibration(regs, point, coverage, edges, len(cal))
+    return Calibration(regs, point, coverage, edges, len(cal), med)
 
 
 def with_intervals(rows: Sequence[PredictionRow], cal: Calibration) -> list[PredictionRow]:
     """The rows with their calibrated region and its coverage (difficulty scaled like the calibration's)."""
-    sig = difficulties(rows)
+    sig = difficulties(rows, cal.med)
     return [
         replace(r, interval=cal.region(r.pred, float(s)), coverage=cal.coverage) for r, s in zip(rows, sig)
     ]
@@ -140,8 +149,7 @@ def out_of_fold_intervals(
     A held-out prediction never saw its own item, so the other items' out-of-fold residuals are exchangeable
     with it; leaving the item out of its own calibration keeps a wrong label from widening its own interval.
     """
-    out = []
-    sig = difficulties(rows)
+    out: list[tuple[PredictionRow, PredictionRow]] = []
     labelled = [r for r in rows if labels.get(r.item) is not None]
     if len(labelled) <= MIN_CALIBRATION:
         raise CoverageError(f"out-of-fold intervals need more than {MIN_CALIBRATION} labelled items")
@@ -151,9 +159,8 @@ def out_of_fold_intervals(
     for b in range(5):
         rest = [r for r, k in zip(rows, blocks) if k != b]
         cal = calibrate(rest, labels, point, coverage, mondrian)
-        for r, k, s in zip(rows, blocks, sig):
-            if k == b:
-                out.append((r, replace(r, interval=cal.region(r.pred, float(s)), coverage=cal.coverage)))
+        judged = [r for r, k in zip(rows, blocks) if k == b]
+        out += zip(judged, with_intervals(judged, cal))
     order = {r.item: i for i, r in enumerate(rows)}
     return [new for _, new in sorted(out, key=lambda t: order[t[0].item])]
 

@@ -50,7 +50,8 @@ def register(subparsers: Any) -> None:
         "--coverage",
         type=parse_coverage,
         help="also write each item's calibrated region of this coverage, e.g. 0.9: a radius per point in pixels "
-        "(radius, radius_1..) or lo,hi for scalars; calibrated on the run's validation items (implies --tta)",
+        "(radius, radius_1..) or lo,hi for scalars; calibrated on the run's validation items, on another dataset "
+        "by the calibration set saved with the run (an ONNX file carries it) (implies --tta)",
     )
     s.add_argument(
         "--mondrian",
@@ -278,14 +279,15 @@ def _predict_onnx(args: argparse.Namespace) -> int:
 
     if args.heatmaps:
         raise CliError("--heatmaps needs the run folder; an ONNX model gives coordinates and spread only")
-    if args.coverage is not None:
-        raise CliError("--coverage needs the run folder (its validation items calibrate the intervals)")
     rep = Reporter(args.json)
     ds, store = open_with_store(args.dataset, args.image_root)
     try:
         check_out(ds, args.out)
         try:
-            run_id, rows = predict_onnx(args.run, ds, store, tta=args.tta, on_event=rep, bs=args.bs)
+            run_id, rows = predict_onnx(
+                args.run, ds, store, tta=args.tta, on_event=rep, bs=args.bs, coverage=args.coverage,
+                mondrian=args.mondrian,
+            )  # fmt: skip
         except OnnxError as e:
             if rep.as_json:
                 rep(events.failed(str(e)))
@@ -297,7 +299,10 @@ def _predict_onnx(args: argparse.Namespace) -> int:
         metrics = (
             {"mean_error": statistics.fmean(errs), "median_error": statistics.median(errs)} if errs else {}
         )
-        data = {"run_id": run_id, "run_dir": None, "n": len(rows), "metrics": metrics, "out": args.out}
+        data = {
+            "run_id": run_id, "run_dir": None, "n": len(rows), "metrics": metrics, "out": args.out,
+            "coverage": args.coverage,
+        }  # fmt: skip
         if args.json or args.out:
             rep.summary(data, f"{len(rows)} predictions from {run_id} stored; {fmt_metrics(metrics)}")
         return 0

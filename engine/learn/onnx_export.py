@@ -23,8 +23,10 @@ from torch import nn
 from engine.atomic import atomic_write_text
 from engine.learn.arch import ModelConfig
 from engine.learn.models import load_run
+from engine.runs.calibration import calibration_data, read_calibration
 from engine.runs.files import RunError
 from engine.runs.onnx_predict import META_KEY, ONNX_FORMAT, meta_path
+from engine.runs.schema import SchemaError
 
 OPSET = 18
 
@@ -160,6 +162,12 @@ def export_onnx(run_dir: Path | str, out: Path | str | None = None) -> Path:
     except Exception as e:
         raise ExportError(f"cannot export run {run.run_id} to ONNX: {str(e).splitlines()[0][:200]}") from None
     meta = onnx_metadata(run.cfg, run.run_id, names)
+    try:
+        saved = read_calibration(run_dir)
+    except SchemaError as e:
+        raise ExportError(f"run {run.run_id}: {e}") from None
+    if saved is not None:  # predict FILE.onnx --coverage calibrates from it: the file alone suffices
+        meta["calibration"] = calibration_data(saved[1], saved[2], saved[0])
     _embed(out, meta)
     atomic_write_text(meta_path(out), json.dumps(meta, indent=2) + "\n")
     return out

@@ -3,6 +3,7 @@ and the spatial head's heatmaps as PNGs (``heatmap_path``, re-exported from ``en
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine import events
-from engine.audit.conformal import Calibration, calibrate, check_coverage, with_intervals
+from engine.audit.conformal import (
+    MIN_CALIBRATION,
+    Calibration,
+    CoverageError,
+    calibrate,
+    check_coverage,
+    with_intervals,
+)
 from engine.core import CancelToken, Dataset, Item, Label, OnEvent, no_event
 from engine.data.cache import ImageCache, cache_dir, open_cache
 from engine.data.squish import squish, squished_batches
@@ -22,9 +30,10 @@ from engine.learn.device import resolve_device
 from engine.learn.dls import effective_labels
 from engine.learn.models import load_run
 from engine.learn.spatial import heatmap_spread, heatmaps, soft_argmax
+from engine.runs.calibration import read_calibration, write_calibration
 from engine.runs.files import read_summary
 from engine.runs.heatmaps import heatmap_path, write_heatmap
-from engine.runs.predictions import batch_rows
+from engine.runs.predictions import batch_rows, flip_half
 
 
 def to_batch(
@@ -71,11 +80,10 @@ def forward(
             out_f = out_f.view(len(x), -1, 2) * torch.tensor([-1.0, 1.0], device=out_f.device)
             out_f = out_f.view(len(x), -1)
         if flip_spread and spread is None:
-            half = (out - out_f).abs() / 2
-            if kind == "point":
-                scale = torch.tensor([x.shape[-1] / 2, x.shape[-2] / 2], device=half.device)
-                half = (half.view(len(x), -1, 2) * scale).norm(dim=-1)
-            spread = half
+            half = flip_half(
+                out.cpu().numpy(), out_f.cpu().numpy(), kind == "point", (x.shape[-1], x.shape[-2])
+            )
+            spread = torch.from_numpy(half).to(out.device, torch.float32)
         out = (out + out_f) / 2
         if spread is not None and spread_f is not None:
             spread = (spread + spread_f) / 2
@@ -185,14 +193,57 @@ def predict(
         flip_spread=regions,
     )  # fmt: skip
     if calibration is None and coverage is not None:
-        valid = set(read_summary(Path(run_dir)).get("valid_items") or [])
-        point = run.cfg.kind == "point"
-        calibration = calibrate([r for r in rows if r.item in valid], labels, point, coverage, mondrian)
+        calibration = run_calibration(Path(run_dir), rows, labels, run.cfg.kind, coverage, mondrian)
     if calibration is not None:
         rows = with_intervals(rows, calibration)
     if store is not None:
         store.put_predictions(run.run_id, rows)
     return rows
+
+
+def run_calibration(
+    run_dir: Path,
+    rows: list[PredictionRow],
+    labels: Mapping[str, Label],
+    kind: str,
+    coverage: float,
+    mondrian: int,
+) -> Calibration:
+    """The run's calibration: its validation items among ``rows`` (today's labels, so corrections count), else
+    the calibration set saved at training (a dataset the run never saw); CoverageError when neither is there."""
+    valid = set(read_summary(run_dir).get("valid_items") or [])
+    point = kind == "point"
+    own = [r for r in rows if r.item in valid and labels.get(r.item) is not None]
+    if len(own) >= MIN_CALIBRATION:
+        return calibrate(own, labels, point, coverage, mondrian)
+    saved = read_calibration(run_dir)
+    if saved is None:
+        raise CoverageError(
+            f"run {run_dir.name} has no saved calibration and only {len(own)} of its validation items are "
+            "here: predict its own dataset with --coverage, or retrain it (imgreg train --from RUN) to save one"
+        )
+    saved_kind, cal_rows, cal_labels = saved
+    if saved_kind != kind:
+        raise CoverageError(
+            f"run {run_dir.name}'s calibration is for {saved_kind}s, the run predicts {kind}s"
+        )
+    return calibrate(cal_rows, cal_labels, point, coverage, mondrian)
+
+
+def save_calibration(
+    run_dir: Path,
+    model: nn.Module,
+    cfg: ModelConfig,
+    items: list[Item],
+    labels: dict[str, Label],
+    device: torch.device | str = "cpu",
+) -> Path | None:
+    """Predict ``items`` (the run's validation items) as ``predict(coverage=...)`` does and save them as the run's
+    calibration set; None when too few are labelled to calibrate anything."""
+    rows = predict_model(model, cfg, items, labels, tta=True, device=device, flip_spread=True)
+    if sum(labels.get(r.item) is not None for r in rows) < MIN_CALIBRATION:
+        return None
+    return write_calibration(run_dir, rows, labels, cfg.kind)
 
 
 def has_heatmap_head(model: nn.Module) -> bool:

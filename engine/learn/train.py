@@ -37,6 +37,7 @@ from engine.learn.device import resolve_device
 from engine.learn.dls import Sample, make_dls, scalar_range, split_groups, usable_samples
 from engine.learn.feed import cached_dls, fill_bs, tune_step
 from engine.learn.models import load_run, save_run
+from engine.learn.predict import save_calibration
 from engine.options import AUTO, CPU_BS, OPTIONS, defaults, options_of
 from engine.runs.files import new_run_id, run_parent
 
@@ -448,6 +449,11 @@ def train(
     train_conf["train"].update(mixup=cfg.mixup, lr_ratio=cfg.lr_ratio)
     train_conf["options"] = given
     save_run(run_dir, res.cfg, res.model.state_dict(), st.history, summary, train_conf)
+    if not (cancel is not None and cancel.now):
+        # the validation items' residuals, so predict --coverage calibrates on datasets the run never saw
+        valid = [ds.item(samples[i].name) for i in valid_idx]
+        save_calibration(run_dir, res.model, res.cfg, valid, {samples[i].name: samples[i].label for i in valid_idx},
+                         res.device)  # fmt: skip
     info = RunInfo(run_id, run_dir, st.best_metrics, st.best_epoch, st.cancelled, summary, res.model)
     end = (run_id, str(run_dir), st.best_metrics, st.best_epoch)
     if st.cancelled:

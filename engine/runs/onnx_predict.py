@@ -11,11 +11,13 @@ from typing import Any
 import numpy as np
 
 from engine import events
+from engine.audit.conformal import Calibration, CoverageError, calibrate, with_intervals
 from engine.core import CancelToken, Dataset, Item, Label, OnEvent, no_event
 from engine.data.squish import squished_batches
 from engine.inputs import load_json, read_regular
 from engine.labels.store import PredictionRow
-from engine.runs.predictions import batch_rows
+from engine.runs.calibration import check_calibration
+from engine.runs.predictions import batch_rows, flip_half
 from engine.runs.schema import SchemaError, check_onnx_meta
 
 ONNX_FORMAT = "imgreg-onnx/1"
@@ -98,8 +100,11 @@ def to_input(imgs: list[np.ndarray], meta: dict[str, Any]) -> np.ndarray:
     return (x - mean) / std
 
 
-def run_batch(m: OnnxModel, x: np.ndarray, tta: bool) -> tuple[np.ndarray, np.ndarray | None]:
-    """Outputs (N, n_out) and spread (N, n_points) or None, averaged with the flipped image under ``tta``."""
+def run_batch(
+    m: OnnxModel, x: np.ndarray, tta: bool, flip_spread: bool = False
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Outputs (N, n_out) and spread (N, n_points) or None, averaged with the flipped image under ``tta``;
+    ``flip_spread`` gives a model without a spread output the flip disagreement as one (as torch prediction)."""
     names = [o.name for o in m.session.get_outputs()]
 
     def run(inp: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
@@ -113,6 +118,8 @@ def run_batch(m: OnnxModel, x: np.ndarray, tta: bool) -> tuple[np.ndarray, np.nd
             out_f = (out_f.reshape(len(x), -1, 2) * np.array([-1.0, 1.0], dtype=np.float32)).reshape(
                 len(x), -1
             )
+        if flip_spread and spread is None:
+            spread = flip_half(out, out_f, m.meta["kind"] == "point", (x.shape[-1], x.shape[-2]))
         out = (out + out_f) / 2
         if spread is not None and spread_f is not None:
             spread = (spread + spread_f) / 2
@@ -139,17 +146,23 @@ def predict_onnx(
     on_event: OnEvent = no_event,
     cancel: CancelToken | None = None,
     bs: int = 32,
+    coverage: float | None = None,
+    mondrian: int = 0,
 ) -> tuple[str, list[PredictionRow]]:
     """Predict ``ds`` (items without a problem by default) with an ONNX model: ``(run id, rows)`` in original
-    pixels, errors against effective labels; rows stored under ``<run id>.onnx`` when a store is given."""
+    pixels, errors against effective labels; rows stored under ``<run id>.onnx`` when a store is given.
+
+    ``coverage``: each row also gets its calibrated region, from the calibration set the export carries.
+    """
     m = load_onnx(path)
     check_fits(m, ds)
+    cal = onnx_calibration(m, coverage, mondrian) if coverage is not None else None
     items = items if items is not None else [it for it in ds.items if not it.problem]
     labels: dict[str, Label] = dict(store.effective_labels()) if store is not None else {
         it.name: it.label for it in ds.items if it.label is not None
     }  # fmt: skip
     point = m.meta["kind"] == "point"
-    tta = tta and (not point or int(m.meta.get("n_points", 1)) == 1)
+    tta = (tta or cal is not None) and (not point or int(m.meta.get("n_points", 1)) == 1)
     rows: list[PredictionRow] = []
     done = 0
     on_event(events.progress("predict_progress", 0, len(items)))
@@ -158,10 +171,30 @@ def predict_onnx(
             cancel.raise_if_now()
         ok = [b for b in batch if b.img is not None]
         if ok:
-            out, spread = run_batch(m, to_input([b.img for b in ok if b.img is not None], m.meta), tta)
+            x = to_input([b.img for b in ok if b.img is not None], m.meta)
+            out, spread = run_batch(m, x, tta, flip_spread=cal is not None)
             rows += batch_rows(ok, out, spread, m.size, point, labels)
         done += len(batch)
         on_event(events.progress("predict_progress", done, len(items)))
+    if cal is not None:
+        rows = with_intervals(rows, cal)
     if store is not None:
         store.put_predictions(m.run_id, rows)
     return m.run_id, rows
+
+
+def onnx_calibration(m: OnnxModel, coverage: float, mondrian: int) -> Calibration:
+    """The conformal fit of the calibration set in the model's metadata; OnnxError when it carries none."""
+    data = m.meta.get("calibration")
+    if data is None:
+        raise OnnxError(
+            f"{m.path.name} carries no calibration (exported from a run saved without one): export a run "
+            "trained with this version to predict with --coverage"
+        )
+    try:
+        kind, rows, labels = check_calibration(data)
+        if kind != m.meta["kind"]:
+            raise SchemaError(f"calibration is for {kind}s, the model predicts {m.meta['kind']}s")
+        return calibrate(rows, labels, kind == "point", coverage, mondrian)
+    except (SchemaError, CoverageError) as e:
+        raise OnnxError(f"{m.path.name}: unusable calibration: {e}") from None

@@ -14,6 +14,17 @@ from engine.data.squish import Loaded, spread_pixels, to_pixels
 from engine.labels.store import PredictionRow
 
 
+def flip_half(out: np.ndarray, out_f: np.ndarray, point: bool, size: tuple[int, int]) -> np.ndarray:
+    """Half the disagreement between an image's outputs and its mirror's (already unflipped): the difficulty of a
+    model without a spread of its own. Points: per point in input pixels (``size`` = (w, h)); scalars: label units.
+    """
+    half = np.abs(np.asarray(out, np.float64) - np.asarray(out_f, np.float64)) / 2
+    if not point:
+        return half
+    xy = half.reshape(len(half), -1, 2) * np.array([size[0] / 2, size[1] / 2])
+    return np.hypot(xy[..., 0], xy[..., 1])
+
+
 def batch_rows(
     ok: Sequence[Loaded],
     out: np.ndarray,
