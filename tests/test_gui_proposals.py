@@ -16,6 +16,7 @@ from PySide6.QtCore import QPoint, Qt, QTimer  # noqa: E402
 from PySide6.QtTest import QTest  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
+from engine.audit.conformal import TOO_FEW  # noqa: E402
 from engine.data.synth import make_folder  # noqa: E402
 from engine.labels.store import PredictionRow  # noqa: E402
 from engine.runs import files as runfiles  # noqa: E402
@@ -229,7 +230,7 @@ def test_predict_all_falls_back_without_intervals_when_too_few_items_calibrate(q
     runs = win.training.runs
     runs.refresh()
     cmds: list[list[str]] = []
-    few = "intervals need at least 10 labelled calibration items (the run's validation items), found 2"
+    few = f"{TOO_FEW}: intervals need at least 10 labelled ones (the run's validation items), found 2"
 
     def maker(run_dir, ds):
         cmd = runs.predict_command(run_dir, ds)

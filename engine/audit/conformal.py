@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from crepes import ConformalRegressor
 
 MIN_CALIBRATION = 10  # fewer labelled items than this calibrate nothing worth a stated coverage
+TOO_FEW = "too few calibration items"  # in every such error: the app retries without intervals on seeing it
 
 
 class CoverageError(ValueError):
@@ -110,7 +111,7 @@ def calibrate(
     cal = [r for r in rows if labels.get(r.item) is not None and len(labels[r.item]) == len(r.pred)]
     if len(cal) < MIN_CALIBRATION:
         raise CoverageError(
-            f"intervals need at least {MIN_CALIBRATION} labelled calibration items (the run's validation items), "
+            f"{TOO_FEW}: intervals need at least {MIN_CALIBRATION} labelled ones (the run's validation items), "
             f"found {len(cal)}"
         )
     res = np.stack([residuals(r.pred, labels[r.item], point) for r in cal])

@@ -15,6 +15,7 @@ from torch import nn
 from engine import events
 from engine.audit.conformal import (
     MIN_CALIBRATION,
+    TOO_FEW,
     Calibration,
     CoverageError,
     calibrate,
@@ -219,8 +220,8 @@ def run_calibration(
     saved = read_calibration(run_dir)
     if saved is None:
         raise CoverageError(
-            f"run {run_dir.name} has no saved calibration and only {len(own)} of its validation items are "
-            "here: predict its own dataset with --coverage, or retrain it (imgreg train --from RUN) to save one"
+            f"{TOO_FEW}: run {run_dir.name} has no saved calibration and only {len(own)} of its validation "
+            "items are here: predict its own dataset with --coverage, or retrain it (imgreg train --from RUN)"
         )
     saved_kind, cal_rows, cal_labels = saved
     if saved_kind != kind:

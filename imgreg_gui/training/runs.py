@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from engine.audit.conformal import TOO_FEW
 from engine.events import Event
 from engine.labels.store import StoreError
 from engine.runs import files as runfiles
@@ -496,7 +497,7 @@ class RunsPanel(QWidget):
 
 def _too_few_to_calibrate(res: ChildResult) -> bool:
     """Whether a prediction failed only because the run's validation items are too few to calibrate intervals."""
-    return "calibration items" in f"{res.message}\n{res.stderr_tail}"
+    return TOO_FEW in f"{res.message}\n{res.stderr_tail}"
 
 
 def _copy(text: str) -> None:
