@@ -174,3 +174,34 @@ def test_rounds_default_by_kind_and_are_remembered_per_kind(qtbot, setup, tmp_pa
         state.set_opened(ages, age_store, age_store.records())
         assert panel.repeats.value() == 3
         assert "--repeats 3" in " ".join(panel.make_rank_command(ages.root, 5, panel.repeats.value()))
+
+
+def test_rank_shows_a_progress_bar_over_all_fold_models(qtbot, setup) -> None:
+    import sys
+
+    ds, store = setup
+    state, editor = app_state(ds, store)
+    panel = ReviewPanel(state, editor)
+    qtbot.addWidget(panel)
+    panel.show()
+    fake = str(Path(__file__).with_name("fake_child.py"))
+    panel.make_rank_command = lambda root, k, r=1: [
+        sys.executable,
+        fake,
+        "train",
+        "--folds",
+        str(k),
+        "--epochs",
+        "2",
+    ]
+    seen: list[tuple[int, int, str]] = []
+    panel.rank_bar.valueChanged.connect(
+        lambda v: seen.append((v, panel.rank_bar.maximum(), panel.rank_bar.text()))
+    )
+    with qtbot.waitSignal(panel.child.ended, timeout=60000):
+        assert panel.rank(3)
+        assert panel.rank_bar.isVisible()
+    assert seen[-1][:2] == (6, 6)  # 3 models x 2 epochs, all done
+    assert [v for v, m, _ in seen if m == 6] == [1, 2, 3, 4, 5, 6]
+    assert "6 of 6 epochs" in seen[-1][2]
+    assert not panel.rank_bar.isVisible()

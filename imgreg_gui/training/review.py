@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QMessageBox,
+    QProgressBar,
     QPushButton,
     QSpinBox,
     QTableView,
@@ -222,6 +223,14 @@ class ReviewPanel(QWidget):
         self.status = QLabel("")
         self.status.setWordWrap(True)
         lay.addWidget(self.status)
+        self.rank_bar = QProgressBar()
+        self.rank_bar.setToolTip(
+            "Out-of-fold ranking: epochs done over all fold models (Cancel ranking stops it)"
+        )
+        self.rank_bar.hide()
+        self._rank_done = 0  # epochs finished over all fold models
+        self._rank_folds = 0
+        lay.addWidget(self.rank_bar)
         self.keys_hint = QLabel("")
         self.keys_hint.setWordWrap(True)
         self.keys_hint.setStyleSheet("color: #6b7280;")
@@ -648,6 +657,10 @@ class ReviewPanel(QWidget):
         self.status.setText(
             f"Ranking with {k}-fold out-of-fold predictions{rounds} (trains {k * r} models)..."
         )
+        self._rank_done, self._rank_folds = 0, k * r
+        self.rank_bar.setRange(0, 0)  # busy until the first fold says how many epochs each takes
+        self.rank_bar.setFormat("starting...")
+        self.rank_bar.show()
         self.child.start(self.make_rank_command(ds.root, k, r))
         return True
 
@@ -656,12 +669,23 @@ class ReviewPanel(QWidget):
 
     def _on_rank_fold(self, ev: Fold) -> None:
         self.status.setText(f"Out-of-fold ranking: model {ev['fold']} of {ev['folds']}...")
+        self._rank_folds = ev["folds"]
+        if self.rank_bar.maximum() == 0:  # epochs per model not known yet: count models
+            self.rank_bar.setRange(0, ev["folds"])
+            self.rank_bar.setValue(ev["fold"] - 1)
+            self.rank_bar.setFormat(f"model {ev['fold']} of {ev['folds']}")
 
     def _on_rank_epoch(self, ev: Epoch) -> None:
         self.status.setText(self.status.text().split(" - ")[0] + f" - epoch {ev['epoch']}")
+        self._rank_done += 1
+        total = max(1, self._rank_folds) * ev["epochs"]
+        self.rank_bar.setRange(0, total)
+        self.rank_bar.setFormat(f"%p% ({self._rank_done} of {total} epochs)")
+        self.rank_bar.setValue(min(self._rank_done, total))
 
     def _on_rank_ended(self, res: ChildResult) -> None:
         self.rank_btn.setText("Rank out-of-fold")
+        self.rank_bar.hide()
         self._update_rank_btn()
         if res.ok:
             run_id = res.final.get("run_id") or res.summary.get("run_id")
