@@ -5,7 +5,8 @@ Each case trains one CPU model (the recipe is printed with the figures), then ru
 held-out quarter of the real UTKFace faces. That dataset holds none of the run's validation items, so the
 calibration set saved at training (those items' residuals and spreads) calibrates it, as for a user's folder of
 new images. It counts how often the truth falls in the region: per point for points, per item for scalars. The
-floor added to each spread was chosen on tests/test_conformal.py's synthetic residuals, not on these sets.
+floor added to each spread is chosen by each calibration (``conformal.choose_floor``) and printed; that rule was
+set on tests/test_conformal.py's synthetic residuals and real UTKFace seeds 1-2 (the sets quoted for it).
 
     python benchmarks/bench_coverage.py [--seeds 1 2] [--epochs 6] [--coverage 0.9]
     python benchmarks/bench_coverage.py --kinds utkface --utkface ../shared/data/utkface-sample --seeds 1 2
@@ -21,12 +22,13 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.audit.conformal import difficulties, residuals
+from engine.audit.conformal import calibrate, difficulties, residuals
 from engine.data import open_dataset
 from engine.data.synth import make_biwi, make_utkface
 from engine.labels.store import LabelStore
 from engine.learn.predict import predict
 from engine.learn.train import TrainConfig, train
+from engine.runs.calibration import read_calibration
 from engine.runs.files import read_summary
 
 
@@ -108,8 +110,19 @@ def _case(
         "median_width": round(float(np.median(w)), 2),
         "width_p10_p90": [round(float(np.quantile(w, 0.1)), 2), round(float(np.quantile(w, 0.9)), 2)],
         "median_error": round(float(np.median(res)), 2),
+        "floor": _floor(info.run_dir, coverage, mondrian),
         "fit_s": round(fit_s, 1),
     }
+
+
+def _floor(run_dir: Path, coverage: float, mondrian: int) -> float | str | None:
+    """The spread floor (in median spreads) the saved calibration chose; "plain" for unnormalised."""
+    saved = read_calibration(run_dir)
+    if saved is None:
+        return None
+    kind, rows, labels = saved
+    floor = calibrate(rows, labels, kind == "point", coverage, mondrian).floor
+    return "plain" if floor is None else floor
 
 
 def main() -> None:
@@ -152,7 +165,7 @@ def main() -> None:
         f"resnet18 random init, {args.epochs} epochs, lr 3e-3, bs 16, CPU; points: generated Biwi layout 96x72 "
         f"at 48x64, {args.groups} groups sharing 180 frames (valid = the run's 20% of groups = calibration), tested on 4 unseen groups "
         "of another seed; scalars: generated faces 64 px at 48x48, 240 train+valid, 160 unseen; difficulty = "
-        "heatmap spread (spatial head) or flip disagreement (scalars), floor = median/10; utkface: the real "
+        "heatmap spread (spatial head) or flip disagreement (scalars) plus the floor each calibration chooses; utkface: the real "
         f"faces, mobilenet_v2 ImageNet (the defaults: fine_tune, lr 2e-3, bs 16) at 96x96, {args.epochs} epochs, "
         "calibrated on the run's 20% validation items, tested on a quarter of the faces held out"
     )

@@ -85,6 +85,34 @@ def test_harder_items_get_wider_intervals_and_the_hard_quarter_is_covered() -> N
     assert 0.84 <= _covered(rows, test_labels, False)[hard].mean() <= 0.96
 
 
+def test_a_spread_that_says_nothing_gets_a_floor_that_keeps_intervals_narrow() -> None:
+    """A weak model's flip spread, unrelated to its error: the chosen floor drowns it out, widths stay sane."""
+
+    def rows(rng: np.random.Generator, n: int, shift: int) -> tuple[list[PredictionRow], dict]:
+        pred = rng.uniform(0, 100, n)
+        y = pred + 10 * rng.standard_normal(n)
+        spread = rng.lognormal(0, 1.5, n)  # heavy-tailed and meaningless
+        out = [
+            PredictionRow(f"w{shift + i}", (float(p),), spread=float(s))
+            for i, (p, s) in enumerate(zip(pred, spread))
+        ]
+        return out, {r.item: (float(v),) for r, v in zip(out, y)}
+
+    rates = []
+    for seed in range(5):
+        rng = np.random.default_rng(seed)
+        cal_rows, cal_labels = rows(rng, 300, 0)
+        test_rows, test_labels = rows(rng, 2000, 10_000)
+        cal = calibrate(cal_rows, cal_labels, False, 0.9)
+        assert cal.floor is None or cal.floor >= 2
+        out = with_intervals(test_rows, cal)
+        width = np.array([r.interval[1] - r.interval[0] for r in out])
+        # Near the plain interval for sigma 10 (2 x 1.645 x 10), not many times it as the tenth-median floor gives.
+        assert np.median(width) < 1.3 * 2 * 1.645 * 10
+        rates.append(_covered(out, test_labels, False).mean())
+    assert 0.87 <= np.mean(rates) <= 0.93, rates
+
+
 def test_mondrian_bins_calibrate_each_range_on_its_own() -> None:
     """Noise that grows with the value but no spread to say so: one calibration over-covers the low range."""
     rng = np.random.default_rng(5)
