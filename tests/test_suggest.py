@@ -13,7 +13,7 @@ from engine.audit.accept import AcceptError, accept, safe_proposals, split_propo
 from engine.audit.suggest import suggest, unlabelled
 from engine.cli import main
 from engine.data import open_dataset
-from engine.data.synth import make_biwi
+from engine.data.synth import make_biwi, make_scalar_csv
 from engine.labels.store import LabelStore, PredictionRow
 from engine.runs.embeddings import Embeddings
 
@@ -120,6 +120,38 @@ def test_accept_respects_bound_never_touches_labels_is_journaled(tmp_path: Path)
         assert not safe_proposals(ds, store, "r1", max_radius=3.0)  # now labelled: not proposed again
     entries = (ds.root / ".imgreg").rglob("*journal*")
     assert any(todo[0] in p.read_text(errors="replace") for p in entries if p.is_file())
+
+
+def test_accept_max_width_takes_only_narrow_scalar_intervals(tmp_path: Path, capsys) -> None:
+    """Scalars: ``accept --max-width V`` labels the unlabelled items whose interval is at most V wide."""
+    root = make_scalar_csv(tmp_path / "s", n=8).root
+    lines = (root / "values.csv").read_text().splitlines()
+    (root / "values.csv").write_text(
+        "\n".join(lines[:3] + [ln.split(",")[0] + "," for ln in lines[3:]]) + "\n"
+    )
+    ds = open_dataset(root)
+    with LabelStore.open(ds) as store:
+        todo = unlabelled(ds, store)
+        assert len(todo) == 6
+        widths = [2.0, 4.0, 6.0, 8.0, 10.0, 12.0]
+        rows = [
+            PredictionRow(m, (40.0 + i,), interval=(40.0 + i - w / 2, 40.0 + i + w / 2), coverage=0.9)
+            for i, (m, w) in enumerate(zip(todo, widths))
+        ]
+        store.put_predictions("r1", rows)
+        with pytest.raises(AcceptError, match="max-width"):
+            safe_proposals(ds, store, "r1", max_radius=5)
+    source = (root / "values.csv").read_bytes()
+    assert main(["accept", str(root), "--run", "r1", "--max-width", "6"]) == 0
+    capsys.readouterr()
+    with LabelStore.open(open_dataset(root)) as store:
+        for i, m in enumerate(todo):
+            rec = store.record(m)
+            if widths[i] <= 6:
+                assert rec.source == "prediction" and rec.effective == (40.0 + i,)
+            else:
+                assert rec.effective is None
+    assert (root / "values.csv").read_bytes() == source  # the source CSV is untouched
 
 
 def test_cli_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
