@@ -11,6 +11,8 @@ from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QFont, QFontMetricsF, QImage, QLinearGradient, QPainter, QPainterPath, QPen
 from PySide6.QtWidgets import QGraphicsItem, QStyleOptionGraphicsItem, QWidget
 
+from imgreg_gui.settings import STATUS_COLORS
+
 LABEL_COLOR = QColor("#4ade80")
 LABEL_DARK = QColor("#0b3d1e")
 PRED_COLOR = QColor("#ff5a5f")
@@ -24,7 +26,7 @@ SYMBOL_COLORS = {
     "expected": "#c084fc",
     "original": "#9ca3af",
     "interval": "#ff5a5f",
-    "proposal": "#38bdf8",
+    "proposal": STATUS_COLORS["proposed"],
 }  # legend rows of marks.py
 
 

@@ -101,6 +101,7 @@ STATUS_COLORS = {
     "accepted": "#8e4ec6",
     "labelled": "#8b8d98",
     "unlabelled": "#8b8d98",
+    "proposed": "#38bdf8",  # sky blue: the canvas draws proposals in it too
 }
 
 
@@ -113,7 +114,8 @@ def icon(name: str) -> QIcon:
 
 @cache
 def status_icon(status: str, size: int = 14) -> QIcon:
-    """A coloured dot for an item status; hollow for 'unlabelled', with a cross for 'problem'."""
+    """A coloured dot for an item status; hollow for 'unlabelled', a ring and dot for 'proposed', with a cross
+    for 'problem'."""
     ratio = 2
     pix = QPixmap(size * ratio, size * ratio)
     pix.setDevicePixelRatio(ratio)
@@ -122,14 +124,18 @@ def status_icon(status: str, size: int = 14) -> QIcon:
     p.setRenderHint(QPainter.RenderHint.Antialiasing)
     color = QColor(STATUS_COLORS.get(status, "#8b8d98"))
     c, r = QPointF(size / 2, size / 2), size / 2 - 2
-    if status == "unlabelled":
+    if status in ("unlabelled", "proposed"):
         p.setPen(QPen(color, 1.6))
         p.setBrush(Qt.BrushStyle.NoBrush)
     else:
         p.setPen(QPen(color.darker(130), 1))
         p.setBrush(color)
     p.drawEllipse(c, r, r)
-    if status == "problem":
+    if status == "proposed":  # a ring around a dot: no label yet, but a prediction to accept
+        p.setPen(Qt.PenStyle.NoPen)
+        p.setBrush(color)
+        p.drawEllipse(c, r * 0.4, r * 0.4)
+    elif status == "problem":
         p.setPen(QPen(QColor("white"), 1.6, Qt.PenStyle.SolidLine, Qt.PenCapStyle.RoundCap))
         d = r * 0.45
         p.drawLine(QPointF(c.x() - d, c.y() - d), QPointF(c.x() + d, c.y() + d))

@@ -73,6 +73,23 @@ def test_proposal_drawn_for_an_unlabelled_item_and_not_for_a_labelled_one(qtbot,
     assert not any(t.startswith("Proposal") for _s, t in c._legend_rows())
 
 
+def test_the_item_list_marks_proposals_and_filters_them(qtbot, win) -> None:
+    names = _names(win)
+    model = win.panel.model
+    assert [model.shown_status(it) for it in win.dataset.items] == ["corrected"] * 2 + ["proposed"] * 4
+    row = model.row_of(names[3])
+    assert "a proposal from the active run" in model.data(model.index(row, 0), Qt.ItemDataRole.ToolTipRole)
+    assert "Proposal: (33.0, 25.0)" in model.tooltip(win.dataset.items[3])
+    win.panel.set_filter_choice("proposed")
+    qtbot.waitUntil(lambda: model.rowCount() == 4, timeout=5000)
+    assert model.names_in_view() == names[2:]
+    _show(qtbot, win, names[2])
+    QTest.keyClick(win.canvas, Qt.Key.Key_Return)  # accepted: no longer a proposal
+    qtbot.waitUntil(lambda: model.shown_status(win.dataset.items[2]) == "accepted", timeout=5000)
+    win.state.set_active_run(None)  # no run: nothing is proposed
+    assert model.shown_status(win.dataset.items[3]) == "unlabelled"
+
+
 def test_enter_accepts_a_proposal_and_undo_restores_it(qtbot, win) -> None:
     names = _names(win)
     _show(qtbot, win, names[4])

@@ -19,6 +19,7 @@ STATUS_TEXT = {
     "accepted": "Prediction accepted",
     "labelled": "Labelled",
     "unlabelled": "No label",
+    "proposed": "No label; a proposal from the active run (Enter accepts it)",
     "suggested": "Suggested",
 }
 FILTERS = {
@@ -28,6 +29,7 @@ FILTERS = {
     "verified": "Verified",
     "problems": "Problems",
     "unlabelled": "No label",
+    "proposed": "Proposals",
     "suggested": "Suggested",
 }
 COLUMNS = ("Item", "Group", "Error", "Score")
@@ -194,6 +196,12 @@ class ItemModel(QAbstractTableModel):
         """The item's effective label: from its record, else the label read from the dataset."""
         return self.state.effective(name)
 
+    def shown_status(self, it: Item) -> str:
+        """The item's status as the list shows it: an unlabelled item with the active run's prediction is
+        ``proposed``."""
+        status = item_status(it, self.records.get(it.name))
+        return "proposed" if status == "unlabelled" and self.state.proposal(it.name) else status
+
     def status(self, name: str) -> str:
         """The item's status key."""
         it = self.item(name)
@@ -239,6 +247,8 @@ class ItemModel(QAbstractTableModel):
             return status == "problem"
         if choice == "unlabelled":
             return status == "unlabelled"
+        if choice == "proposed":
+            return status == "unlabelled" and self.state.proposal(it.name) is not None
         if choice == "suggested":
             return it.name in self._suggested
         return True
@@ -289,7 +299,7 @@ class ItemModel(QAbstractTableModel):
         if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.ToolTipRole:
             return (
                 "Image file (status icon: green verified, amber corrected, purple accepted prediction, "
-                "grey labelled, hollow no label, red problem)",
+                "grey labelled, hollow no label, blue ring a proposal, red problem)",
                 "Group (person folder, or parent folder)",
                 "Distance between the label and the active run's prediction (pixels, or value difference)",
                 "Label-quality score (doubt) stored by imgreg rank: about 1 for a typical label, 3 or more worth "
@@ -314,7 +324,7 @@ class ItemModel(QAbstractTableModel):
             err = self.errors.get(it.name)
             return "" if err is None else f"{err:.1f}"
         if role == Qt.ItemDataRole.DecorationRole and col == COL_NAME:
-            status = item_status(it, self.records.get(it.name))
+            status = self.shown_status(it)
             if status not in self._icons:
                 self._icons[status] = status_icon(status)
             return self._icons[status]
@@ -331,7 +341,7 @@ class ItemModel(QAbstractTableModel):
     def tooltip(self, it: Item) -> str:
         """The hover text of an item: name, status, labels, error, problem."""
         rec = self.records.get(it.name)
-        status = item_status(it, rec)
+        status = self.shown_status(it)
         lines = [f"<b>{it.name}</b>", f"Status: {STATUS_TEXT[status]}"]
         if it.problem:
             lines.append(f"<span style='color:#e5484d'>Problem: {it.problem}</span>")
@@ -341,7 +351,8 @@ class ItemModel(QAbstractTableModel):
             lines.append(f"Original: {format_label(rec.original, self.kind)}")
         pred = self.preds.get(it.name)
         if pred is not None:
-            lines.append(f"Prediction: {format_label(pred.pred, self.kind)}")
+            word = "Proposal" if status == "proposed" else "Prediction"
+            lines.append(f"{word}: {format_label(pred.pred, self.kind)}")
         if it.name in self.errors:
             lines.append(f"Error: {self.errors[it.name]:.2f}")
         sc = self.score(it.name)
