@@ -32,7 +32,7 @@ from imgreg_gui.training.folds import FoldProgress
 from imgreg_gui.training.leaks import LeakWatch
 from imgreg_gui.training.options import DeviceQuery, OptionsForm, TrainOptions, train_command
 from imgreg_gui.training.plots import LrPlot, TrainingCurves, pick_error_metric
-from imgreg_gui.words import plural
+from imgreg_gui.words import plural, tip
 
 CommandMaker = Callable[..., list[str]]
 
@@ -364,7 +364,7 @@ class TrainPanel(QWidget):
         self.start_btn.setEnabled(can)
         self.form.find_lr.setEnabled(can)
         why = f"Cannot train: {self.refusal}" if self.refusal and not busy else None
-        self.start_btn.setToolTip(why or START_TIP)
+        self.start_btn.setToolTip(tip(why or START_TIP))
         self.stop_btn.setEnabled(busy and self.mode == "train")
         self.cancel_btn.setEnabled(busy)
         self.form.setEnabled(not busy)

@@ -58,7 +58,7 @@ from imgreg_gui.training.review_model import (  # noqa: F401  (ReviewRow, ... ar
     order_key,
     score_words,
 )
-from imgreg_gui.words import plural
+from imgreg_gui.words import plural, tip
 
 
 class ReviewPanel(QWidget):
@@ -149,9 +149,9 @@ class ReviewPanel(QWidget):
         self.counter = QLabel("")
         self.counter.setStyleSheet("font-weight: 600;")
         self.order_box = QComboBox()
-        for key, text, tip in ORDERS:
+        for key, text, hint in ORDERS:
             self.order_box.addItem(text, key)
-            self.order_box.setItemData(self.order_box.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
+            self.order_box.setItemData(self.order_box.count() - 1, hint, Qt.ItemDataRole.ToolTipRole)
         self.order_box.setToolTip(
             "Order by: doubt (default: the checks' and the run's label-quality score; the error where there is "
             "no score), error (label vs prediction), spread (diffuse heatmap = doubtful prediction), or both"
@@ -613,7 +613,7 @@ class ReviewPanel(QWidget):
             return
         reason = self.rank_refusal(self.folds.value()) if self.dataset is not None else "no dataset is open"
         self.rank_btn.setEnabled(reason is None)
-        self.rank_btn.setToolTip(f"Cannot rank: {reason}" if reason else self.rank_tip)
+        self.rank_btn.setToolTip(tip(f"Cannot rank: {reason}") if reason else self.rank_tip)
 
     def _rank_clicked(self) -> None:
         if self.child.running:
