@@ -154,6 +154,26 @@ def test_killed_yolo_export_leaves_the_old_one_and_reexport_drops_unlabelled(
     assert json.loads((out / MANIFEST).read_text())["writer"] == "imgreg"
 
 
+def test_a_sigkilled_exports_leftovers_go_with_the_next_export(tmp_path: Path) -> None:
+    make_points_csv(tmp_path / "d", n=3)
+    ds = open_dataset(tmp_path / "d")
+    out = tmp_path / "y"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = [tmp_path / f".y.partial-{dead.pid}-0123abcd", tmp_path / f".y.old-{dead.pid}-89abcdef"]
+    alive = tmp_path / f".y.partial-{os.getpid()}-fedcba98"  # a running export's folder stays
+    other = tmp_path / f".z.partial-{dead.pid}-0123abcd"  # another export's stays
+    users = tmp_path / f".y.partial-{dead.pid}-notours"  # not our pattern: stays
+    for d in [*stale, alive, other, users]:
+        (d / "images").mkdir(parents=True)
+        (d / "images" / "a.png").write_bytes(b"x")
+    with LabelStore.open(ds) as store:
+        write_yolo_pose(ds, store, out)
+    assert not any(d.exists() for d in stale)
+    assert alive.exists() and other.exists() and users.exists()
+    assert (out / "data.yaml").is_file()
+
+
 def test_yolo_export_refuses_a_folder_inside_the_dataset(tmp_path: Path) -> None:
     make_points_csv(tmp_path / "d", n=2)
     ds = open_dataset(tmp_path / "d")

@@ -5,7 +5,9 @@ source file), never puts a new ``.csv``/``.json`` in the dataset's top folder (i
 file next time) and never puts a folder export inside the dataset (its image links would be indexed). A folder
 export writes into a hidden sibling ``.<name>.partial-*`` and swaps it in; it replaces only an empty folder or
 an earlier imgreg export whose manifest (``.imgreg-export.json``) lists every entry in it (readers' label
-caches ``labels/*.cache`` are carried over), and it deletes only the files that manifest lists. Anything else in the way (a user's file, a folder link) is a refusal, not a loss.
+caches ``labels/*.cache`` are carried over), and it deletes only the files that manifest lists, plus the hidden
+build folders of an earlier export to the same name whose process has died. Anything else in the way (a user's
+file, a folder link) is a refusal, not a loss.
 """
 
 from __future__ import annotations
@@ -137,9 +139,35 @@ def check_folder_out(ds: Dataset, out: Path | str) -> Path:
     return out
 
 
+def _alive(pid: int) -> bool:
+    """Whether a process ``pid`` runs on this machine (one we may not signal counts as running)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
+
+
+def sweep_leftovers(out: Path) -> list[Path]:
+    """Delete the hidden build and aside folders of earlier exports to ``out`` whose process is gone (killed with
+    SIGKILL, or the machine lost power): only ``.<name>.partial-PID-*`` / ``.<name>.old-PID-*`` real folders."""
+    pat = re.compile(rf"^\.{re.escape(out.name)}\.(?:partial|old)-(\d+)-[0-9a-f]{{8}}$")
+    gone = []
+    with contextlib.suppress(OSError):
+        for p in out.parent.iterdir():
+            m = pat.match(p.name)
+            if m and not p.is_symlink() and p.is_dir() and not _alive(int(m.group(1))):
+                shutil.rmtree(p, ignore_errors=True)
+                gone.append(p)
+    return gone
+
+
 def partial_dir(out: Path) -> Path:
-    """A new hidden folder beside ``out`` to build the export in."""
+    """A new hidden folder beside ``out`` to build the export in (an earlier killed export's leftovers go)."""
     out.parent.mkdir(parents=True, exist_ok=True)
+    sweep_leftovers(out)
     tmp = out.parent / f".{out.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     return tmp
