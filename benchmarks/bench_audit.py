@@ -22,6 +22,7 @@ two-filter 0.87 / 0.90 / 0.99 / 0.72, the plain reweighted local quadratic 0.77 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import re
 import subprocess
@@ -285,18 +286,32 @@ def evaluate(seq, t, uv, seqs, seeds, methods) -> dict[str, dict[str, float]]:
 
 
 def time_cli(frames: int = 400) -> dict[str, float]:
-    """Seconds of ``imgreg audit`` on a generated Biwi set (images written first, not timed)."""
+    """Seconds of ``imgreg audit`` on a generated Biwi set (images written first, not timed): as opened, then
+    with ImageNet-sized embeddings stored for every frame (the look-alike and all-pairs duplicate checks run)."""
+    from engine.data import open_dataset
     from engine.data.synth import make_biwi
+    from engine.runs.embeddings import Embeddings, embeddings_path, item_key, save_embeddings
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "biwi"
         make_biwi(root, groups=4, frames=frames // 4, size=(64, 48), distractors=0, moving=True)
-        cmd = [sys.executable, "-m", "engine.cli", "audit", str(root), "--out", str(Path(tmp) / "a.csv")]
-        t0 = time.perf_counter()
-        subprocess.run(cmd, check=True, capture_output=True)
-        secs = time.perf_counter() - t0
-        judged = sum(1 for r in (Path(tmp) / "a.csv").read_text().splitlines()[1:] if ",sequence" in r)
-        return {"frames": frames, "judged": judged, "seconds": round(secs, 2)}
+        out = Path(tmp) / "a.csv"
+        cmd = [sys.executable, "-m", "engine.cli", "audit", str(root), "--out", str(out)]
+        res: dict[str, float] = {"frames": frames}
+        for label in ("seconds", "seconds_with_embeddings"):
+            t0 = time.perf_counter()
+            subprocess.run(cmd, check=True, capture_output=True)
+            res[label] = round(time.perf_counter() - t0, 2)
+            reasons = [r["reason"].split(";") for r in csv.DictReader(out.open())]
+            tag = "" if label == "seconds" else "_with_embeddings"
+            for reason in ("sequence", "neighbours", "duplicate"):
+                res[f"{reason}{tag}"] = sum(reason in r for r in reasons)  # items this check judged
+            if label == "seconds":  # random unit vectors, 1280-d like mobilenet_v2's pool, one per frame
+                items = open_dataset(root).items
+                vecs = np.random.default_rng(0).standard_normal((len(items), 1280)).astype(np.float16)
+                emb = Embeddings([it.name for it in items], vecs, [item_key(it.path) for it in items])
+                save_embeddings(embeddings_path(root / ".imgreg", "imagenet-mobilenet_v2"), emb)
+        return res
 
 
 def simulated_model(

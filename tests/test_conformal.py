@@ -77,7 +77,9 @@ def test_harder_items_get_wider_intervals_and_the_hard_quarter_is_covered() -> N
     rng = np.random.default_rng(3)
     cal_rows, cal_labels = _scalar_rows(rng, 500)
     test_rows, test_labels = _scalar_rows(rng, 4000, shift=10_000)
-    rows = with_intervals(test_rows, calibrate(cal_rows, cal_labels, False, 0.9))
+    cal = calibrate(cal_rows, cal_labels, False, 0.9)
+    assert cal.floor == 0.1  # a spread that is the noise scale keeps its full say
+    rows = with_intervals(test_rows, cal)
     width = np.array([r.interval[1] - r.interval[0] for r in rows])
     sigma = np.array([r.spread for r in rows])
     assert np.corrcoef(width, sigma)[0, 1] > 0.99
@@ -104,7 +106,7 @@ def test_a_spread_that_says_nothing_gets_a_floor_that_keeps_intervals_narrow() -
         cal_rows, cal_labels = rows(rng, 300, 0)
         test_rows, test_labels = rows(rng, 2000, 10_000)
         cal = calibrate(cal_rows, cal_labels, False, 0.9)
-        assert cal.floor is None or cal.floor >= 2
+        assert cal.floor is not None and cal.floor >= 2
         out = with_intervals(test_rows, cal)
         width = np.array([r.interval[1] - r.interval[0] for r in out])
         # Near the plain interval for sigma 10 (2 x 1.645 x 10), not many times it as the tenth-median floor gives.
