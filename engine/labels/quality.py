@@ -40,7 +40,7 @@ def knn_indices(feats: np.ndarray, k: int) -> np.ndarray:
     Blocked matrix products, not scikit-learn's trees: with 1,280-d embeddings the trees fall back to brute force
     in float64, and importing scikit-learn alone took 4 s of a 6 s audit.
     """
-    x = np.asarray(feats, dtype=np.float64 if feats.shape[1] <= 32 else np.float32)
+    x: np.ndarray = np.asarray(feats, dtype=np.float64 if feats.shape[1] <= 32 else np.float32)
     n = len(x)
     k = max(1, min(k, n - 1))
     sq = (x * x).sum(1)
