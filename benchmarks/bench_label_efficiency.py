@@ -3,8 +3,9 @@
 A generated Biwi-layout pool starts fully unlabelled (pose files removed). Each round labels N more items (the
 truth, through the label store, as a person would), trains the same small CPU recipe from scratch on every label
 so far, and measures the mean pixel error on a separate held-out generated set (other groups, another seed) that
-no strategy ever sees. Strategies: ``suggest`` (round 1 cold start k-centre over ImageNet embeddings, later rounds
-the last run's ``predict --coverage`` interval x diversity, ``engine.audit.suggest``) and ``random``. After the
+no strategy ever sees. Strategies: ``suggest`` (typical items of k-means clusters of the ImageNet embeddings that no
+label covers; from round 2 the clusters ordered by size x the last run's ``predict --coverage`` interval,
+``engine.audit.suggest``) and ``random``. After the
 last ``suggest`` round, the pool's remaining predictions are judged by the accept rule
 (``engine.audit.accept.safe_proposals``, bound = the median radius) and we count how many accepted predictions
 lie within their own calibrated radius of the truth.
