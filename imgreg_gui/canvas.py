@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
 from engine.core import Label
 from imgreg_gui import interaction
 from imgreg_gui.interaction import Drag
+from imgreg_gui.legend import PROPOSAL_SCALAR_TIP, PROPOSAL_TIP, legend_rows
 from imgreg_gui.marks import (
     ORIGINAL_COLOR,
     GhostItem,
@@ -31,7 +32,7 @@ from imgreg_gui.marks import (
     place_circle,
     proposal_marker,
 )
-from imgreg_gui.model.items import format_label, label_distance
+from imgreg_gui.model.items import label_distance
 from imgreg_gui.model.state import Annotations, AppState
 from imgreg_gui.overlays import (
     LINE_COLOR,
@@ -45,9 +46,6 @@ from imgreg_gui.overlays import (
 )
 
 ZOOM_MIN, ZOOM_MAX, ZOOM_STEP = 0.02, 64.0, 1.25
-PROPOSAL_TIP = "Proposal: press Enter to accept (drag it to correct it first)"
-PROPOSAL_SCALAR_TIP = "Proposal: press Enter to accept (or type the value)"
-SOURCE_TEXT = {"original": "original", "corrected": "corrected", "prediction": "accepted prediction"}
 
 
 class ImageCanvas(QGraphicsView):
@@ -415,69 +413,9 @@ class ImageCanvas(QGraphicsView):
         return None if r is None else QRectF(*r)
 
     def _legend_rows(self) -> list[tuple[str, str]]:
-        label = self.shown_label()
-        state = SOURCE_TEXT.get(self.source, self.source) + (", verified" if self.verified else "")
-        run = f"run {self.run_id}" if self.run_id else "prediction"
-        if self.stale:
-            run = f"stale, {run}"  # first, so a narrow legend never elides it
-        rows: list[tuple[str, str]] = []
-        if self.kind == "scalar":
-            rows.append(("none", f"Label  {format_label(label, 'scalar')}   ({state})"))
-            if self.original is not None:
-                rows.append(("original", f"Was  {format_label(self.original, 'scalar')}   (original)"))
-            if self.pred is not None and self.proposal:
-                rows.append(("proposal", f"Proposal  {format_label(self.pred, 'scalar')}   ({run})"))
-                rows.append(("hint", PROPOSAL_SCALAR_TIP))
-            elif self.pred is not None:
-                rows.append(("none", f"Prediction  {format_label(self.pred, 'scalar')}   ({run})"))
-            if self.pred is not None:
-                if self.interval and len(self.interval) == 2:
-                    lo, hi = self.interval
-                    rows.append(("interval", f"Interval  {lo:.4g} – {hi:.4g}"))
-                dist = label_distance(label, self.pred)
-                if dist is not None:
-                    rows.append(("none", f"Error  {dist:.2f}"))
-            if self.expected is not None:
-                rows.append(("expected", f"Expected  {format_label(self.expected, 'scalar')}   (G accepts)"))
-                rows.append(("hint", self.why.splitlines()[0]))
-            return rows
-        if self.show_label:
-            where = f"  {format_label(label)}" if label is not None and len(label) == 2 else ""
-            rows.append(
-                ("cross", f"Label{where}  ({state})" if label is not None else "No label: click to place one")
-            )
-        if self.show_pred and self.pred is not None and self.proposal:
-            rows.append(("proposal", f"Proposal  {format_label(self.pred)}  ({run})"))
-            rows.append(("hint", PROPOSAL_TIP))
-        elif self.show_pred and self.pred is not None:
-            rows.append(("ring", f"Prediction  {format_label(self.pred)}  ({run})"))
-            spread = self.spread if self._heat_matches() else None
-            if spread is not None:
-                shown = self.heat_visible()
-                rows.append(
-                    ("heat" if shown else "none", f"{'Heatmap  s' if shown else 'S'}pread {spread:.1f} px")
-                )
-        if (
-            self.show_pred
-            and self.pred is not None
-            and self.interval
-            and len(self.interval) * 2 == len(self.pred)
-        ):
-            r = ", ".join(f"{v:.1f}" for v in self.interval)
-            rows.append(("interval", f"Interval  radius {r} px"))
-        dist = label_distance(label, self.pred)
-        if self.show_line and self.show_label and self.show_pred and dist is not None:
-            rows.append(("line", f"Error  {dist:.1f} px"))
-        if self.show_label and self.original is not None:
-            rows.append(("original", f"Was  {format_label(self.original)}  (original label)"))
-        if self.show_label and self.expected is not None:
-            off = label_distance(label, self.expected)
-            far = f", {off:.1f} px away" if off is not None else ""
-            rows.append(("expected", f"Expected  {format_label(self.expected)}{far}  (G accepts)"))
-            rows.append(("hint", self.why.splitlines()[0]))
-        if self.show_hint and self.show_label and label is not None:
-            rows.append(("hint", "Drag the cross · Ctrl+click to place · arrows nudge"))
-        return rows
+        """The legend's ``(symbol, text)`` rows for what is drawn now (``imgreg_gui.legend``)."""
+        spread = self.spread if self._heat_matches() else None
+        return legend_rows(self, self.shown_label(), spread, self.heat_visible())
 
     def _show_loading(self) -> None:
         self.pix_item.setPixmap(QPixmap())
