@@ -81,7 +81,9 @@ def _typicality(x: np.ndarray) -> np.ndarray:
     if len(x) < 2:
         return np.ones(len(x))
     nbr = knn_indices(x, TYPICAL_K)
-    return 1.0 / (np.linalg.norm(x[:, None, :] - x[nbr], axis=2).mean(axis=1) + 1e-9)
+    # one neighbour column at a time: a (rows, k, dims) array of 1,280-d embeddings would take gigabytes
+    dist = sum(np.linalg.norm(x - x[nbr[:, j]], axis=1) for j in range(nbr.shape[1]))
+    return 1.0 / (np.asarray(dist) / nbr.shape[1] + 1e-9)
 
 
 def _order(cl: np.ndarray, covered: set[int], weights: np.ndarray) -> list[int]:

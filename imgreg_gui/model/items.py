@@ -248,7 +248,7 @@ class ItemModel(QAbstractTableModel):
         if choice == "unlabelled":
             return status == "unlabelled"
         if choice == "proposed":
-            return status == "unlabelled" and self.state.proposal(it.name) is not None
+            return self.shown_status(it) == "proposed"
         if choice == "suggested":
             return it.name in self._suggested
         return True
