@@ -71,6 +71,28 @@ def test_cold_start_spreads_over_groups_skips_duplicates_stable(tmp_path: Path) 
     assert any("near-duplicates" in n for n in notes) is False  # 6 asked, 6 distinct found
 
 
+def test_frames_of_one_video_are_suggested_least_alike_first_copies_never(tmp_path: Path) -> None:
+    # Real Biwi frames of one person sit 0.04-0.28 apart in ImageNet space: all "near-duplicates" by the 0.35 of
+    # `imgreg duplicates`, so suggest once returned nothing for them.
+    ds = open_dataset(new_frames(tmp_path / "b", groups=3, frames=6, keep=1))
+    names = [it.name for it in ds.items]
+    vecs = np.zeros((len(names), 16), np.float32)
+    vecs[:, 0] = 1.0
+    for i in range(14):
+        vecs[i, i + 1] = 0.2  # 0.28 from one another: alike, not copies
+    vecs[14, 15] = 0.35  # 0.39 from the others: the one not alike
+    vecs[15:18] = vecs[1:4]  # exact copies of three frames
+    emb = Embeddings(names, vecs.astype(np.float16), ["k"] * len(names))
+    with LabelStore.open(ds) as store:
+        picks, notes = suggest(ds, store, emb, 20)
+    items = [p.item for p in picks]
+    assert items[0] == names[14] and "cold start" not in picks[1].reason
+    assert len(items) == 14 and len(set(items)) == 14  # every frame but the labelled one, no copy twice
+    assert all(len({names[i], names[i + 14]} & set(items)) == 1 for i in (1, 2, 3))
+    assert all(p.reason.startswith("alike to a labelled or chosen image (distance 0.2") for p in picks[1:])
+    assert any("13 of them are alike" in n for n in notes) and any("not copies" in n for n in notes)
+
+
 def test_with_run_uncertain_but_diverse_first(tmp_path: Path) -> None:
     ds = open_dataset(new_frames(tmp_path / "b", groups=3, frames=6, keep=3))
     names = [it.name for it in ds.items]

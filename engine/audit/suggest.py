@@ -1,6 +1,6 @@
 """Which unlabelled items to label next (no torch): the most typical item of each cluster of the embeddings that
 nothing labelled covers yet (TypiClust), clusters by size, or with a run by size x the model's uncertainty there;
-near-duplicates skipped."""
+near-duplicates skipped while others are left."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 from engine.core import Dataset, Kind
 from engine.labels.quality import knn_indices
 from engine.labels.store import LabelStore, PredictionRow
-from engine.runs.duplicates import DEFAULT_THRESHOLD
+from engine.runs.duplicates import COPY_THRESHOLD, DEFAULT_THRESHOLD
 from engine.runs.embeddings import Embeddings, normalised
 
 PCA_DIMS = 32
@@ -94,14 +94,16 @@ def _order(cl: np.ndarray, covered: set[int], weights: np.ndarray) -> list[int]:
 
 
 def _pick(
-    x: np.ndarray, seeds: np.ndarray, n: int, weights: np.ndarray, dup: float
-) -> list[tuple[int, float]]:
-    """Picks ``(row, distance to the labelled and earlier picks)``: each cluster's most typical row in cluster order,
-    then the second most typical of each, ...; rows nearer than ``dup`` to a seed or pick are skipped."""
+    x: np.ndarray, seeds: np.ndarray, n: int, weights: np.ndarray, dup: float, copy: float
+) -> list[tuple[int, float, bool]]:
+    """Picks ``(row, distance to the labelled and earlier picks, alike)``: each cluster's most typical row in cluster
+    order, then the second most typical of each, ...; rows nearer than ``dup`` to a seed or pick are skipped. When
+    those run out before ``n``, the rows farthest from every seed and pick follow (``alike``), never one nearer
+    than ``copy``: frames of one video are all near-duplicates by ``dup``, yet other poses in it teach the model."""
     from sklearn.cluster import KMeans  # only when suggesting: seconds to import
 
     both = _reduce(np.concatenate([x, seeds]))
-    k = max(1, min(len(both), len(seeds) + n))
+    k = max(1, min(len(np.unique(both, axis=0)), len(seeds) + n))  # copies would leave clusters empty
     lab = KMeans(n_clusters=k, n_init=3, random_state=0).fit_predict(both)
     cl, covered = lab[: len(x)], set(lab[len(x) :].tolist())
     ranked = []
@@ -109,15 +111,21 @@ def _pick(
         idx = np.nonzero(cl == c)[0]
         ranked.append(idx[np.argsort(-_typicality(x[idx]), kind="stable")])
     d = _min_dist(x, seeds) if len(seeds) else np.full(len(x), FAR)
-    out: list[tuple[int, float]] = []
+    out: list[tuple[int, float, bool]] = []
+
+    def take(i: int, alike: bool) -> None:
+        nonlocal d
+        out.append((i, float(min(d[i], FAR)), alike))
+        d = np.minimum(d, np.linalg.norm(x - x[i], axis=1))
+
     for r in range(max(len(i) for i in ranked)):
         for idx in ranked:
             if len(out) == n:
                 return out
             if r < len(idx) and d[idx[r]] >= dup:
-                i = int(idx[r])
-                out.append((i, float(min(d[i], FAR))))
-                d = np.minimum(d, np.linalg.norm(x - x[i], axis=1))
+                take(int(idx[r]), False)
+    while len(out) < n and len(x) and d.max() >= copy:  # a pick's own distance is 0: never taken twice
+        take(int(np.argmax(d)), True)
     return out
 
 
@@ -137,6 +145,7 @@ def suggest(
     n: int,
     preds: dict[str, PredictionRow] | None = None,
     dup: float = DEFAULT_THRESHOLD,
+    copy: float = COPY_THRESHOLD,
 ) -> tuple[list[Suggestion], list[str]]:
     """The ``n`` unlabelled items to label next, best first, and notes (items skipped and why).
 
@@ -145,7 +154,8 @@ def suggest(
     with a run's ``preds`` the cluster where size x the model's uncertainty is largest first. A batch thus never
     takes twenty copies of one hard pose, and never an outlier over a common pose the model has not seen (on
     generated Biwi pools this beat k-centre greedy, which picks outliers: bench_label_efficiency). Near-duplicates
-    (closer than ``dup``) of labelled or picked items are never picked.
+    (closer than ``dup``) of labelled or picked items come only once nothing else is left, least alike first, and
+    copies (closer than ``copy``) never.
     """
     todo = unlabelled(ds, store)
     notes: list[str] = []
@@ -174,15 +184,23 @@ def suggest(
         top = max(max(known), 1e-12)
         weights = np.array([(fill if v is None else v) / top for v in u]) + 1e-6
         rows = [preds.get(m) for m in cand]
-    picks = _pick(x, seeds, n, weights, dup)
+    picks = _pick(x, seeds, n, weights, dup, copy)
+    if n_alike := sum(alike for _i, _d, alike in picks):
+        notes.append(
+            f"{n_alike} of them are alike to labelled or chosen ones (distance under {dup:g}; frames of one video "
+            "often are): the least alike left"
+        )
     if len(picks) < n and len(picks) < len(cand):
         notes.append(
-            f"only {len(picks)} of {len(cand)} unlabelled items are not near-duplicates of labelled or chosen ones"
+            f"only {len(picks)} of {len(cand)} unlabelled items are not copies (distance under {copy:g}) "
+            "of labelled or chosen ones"
         )
     out = []
-    for rank, (i, d) in enumerate(picks, 1):
+    for rank, (i, d, alike) in enumerate(picks, 1):
         row, dist = rows[i], min(d, FAR)
-        if preds is None:
+        if alike:
+            reason = f"alike to a labelled or chosen image (distance {dist:.2f}, under {dup:g}): the least alike left"
+        elif preds is None:
             reason = (
                 f"the most typical image of a part nothing labelled covers (cold start): distance {dist:.2f}"
             )
