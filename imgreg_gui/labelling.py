@@ -52,7 +52,7 @@ def suggest_command(dataset: str | Path, n: int, run: str | None = None) -> list
     args = ["suggest", str(dataset), "--n", str(n)]
     if run:
         args += ["--run", run]
-    return engine_command(*args, "--json")
+    return engine_command(*args, "--json", "--control-stdin")  # Cancel keeps the embeddings computed so far
 
 
 def suggested_items(summary: Any) -> list[str]:

@@ -190,7 +190,7 @@ def test_suggest_command_and_summary_parsing() -> None:
     from imgreg_gui.labelling import suggest_command
 
     cmd = suggest_command("/d", 20, "r1")
-    assert cmd[-7:] == ["suggest", "/d", "--n", "20", "--run", "r1", "--json"]
+    assert cmd[-8:] == ["suggest", "/d", "--n", "20", "--run", "r1", "--json", "--control-stdin"]
     assert "--run" not in suggest_command("/d", 5)
     rows = {
         "items": [{"rank": 2, "item": "b", "reason": ""}, {"rank": 1, "item": "a", "reason": ""}, {"x": 1}]

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,8 @@ from engine.data import open_dataset
 from engine.data.synth import make_biwi, make_scalar_csv
 from engine.labels.store import LabelStore, PredictionRow
 from engine.runs.embeddings import Embeddings
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def new_frames(root: Path, groups: int = 3, frames: int = 6, keep: int = 0) -> Path:
@@ -241,3 +245,12 @@ def test_training_skips_and_predict_covers_unlabelled_frames(tmp_path: Path) -> 
         rows = predict(info.run_dir, ds, store)
         assert {r.item for r in rows} == {it.name for it in ds.items}
         assert set(unlabelled(ds, store)) <= set(store.predictions(info.run_id))
+
+
+def test_suggest_cancel_on_stdin_stops_the_embedding(tmp_path: Path) -> None:
+    root = new_frames(tmp_path / "b", groups=2, frames=4, keep=1)
+    cmd = [sys.executable, "-m", "engine.cli", "suggest", str(root), "--n", "2", "--json", "--control-stdin"]
+    res = subprocess.run(cmd, input="cancel\n", capture_output=True, text=True, timeout=300, cwd=REPO)
+    lines = [json.loads(s) for s in res.stdout.splitlines()]
+    assert res.returncode == 1 and lines[-1] == {"type": "summary", "cancelled": True}
+    assert any(e["type"] == "cancelled" for e in lines)

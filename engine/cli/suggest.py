@@ -8,7 +8,8 @@ from typing import Any
 
 from engine import events
 from engine.cli.common import CliError, check_out, open_with_store, write_csv
-from engine.cli.reporter import Reporter
+from engine.cli.reporter import Reporter, stdin_control
+from engine.core import Cancelled
 
 
 def register(subparsers: Any) -> None:
@@ -26,6 +27,7 @@ def register(subparsers: Any) -> None:
     )
     s.add_argument("--bs", type=int, default=32)
     s.add_argument("--json", action="store_true", help="JSON events on stdout and a summary line")
+    s.add_argument("--control-stdin", action="store_true", help="read a 'cancel' line on stdin")
     s.set_defaults(func=cmd_suggest, size=None)
 
     s = subparsers.add_parser("accept", help="take a run's proposals within a calibrated bound as labels")
@@ -51,7 +53,7 @@ def run_id(spec: str, store: Any) -> str:
         raise CliError(str(e)) from None
 
 
-def stored_embeddings(args: argparse.Namespace, ds: Any, store: Any, rep: Reporter) -> Any:
+def stored_embeddings(args: argparse.Namespace, ds: Any, store: Any, rep: Reporter, token: Any = None) -> Any:
     """The ImageNet embeddings of every item: the stored ones when current, else computed as ``imgreg embed`` does."""
     from engine.runs.embeddings import EmbeddingError, embeddings_path, load_embeddings, stale_items
     from engine.runs.neighbours import pick_source
@@ -66,7 +68,7 @@ def stored_embeddings(args: argparse.Namespace, ds: Any, store: Any, rep: Report
             return emb
     from engine.cli.similar import ensure_embeddings
 
-    return ensure_embeddings(argparse.Namespace(**{**vars(args), "run": None}), ds, store, rep)
+    return ensure_embeddings(argparse.Namespace(**{**vars(args), "run": None}), ds, store, rep, token)
 
 
 def cmd_suggest(args: argparse.Namespace) -> int:
@@ -85,7 +87,12 @@ def cmd_suggest(args: argparse.Namespace) -> int:
             preds = store.predictions(rid)
             if not preds:
                 raise CliError(f"run {rid} has no stored predictions: run imgreg predict {args.run} first")
-        emb = stored_embeddings(args, ds, store, rep)
+        with stdin_control(args.control_stdin) as token:
+            try:
+                emb = stored_embeddings(args, ds, store, rep, token)
+            except Cancelled:
+                rep.summary({"cancelled": True}, "cancelled: the embeddings computed so far are kept")
+                return 1
         try:
             picks, notes = suggest(ds, store, emb, args.n, preds)
         except ValueError as e:
