@@ -82,6 +82,16 @@ def ensure_embeddings(args: argparse.Namespace, ds: Any, store: Any, rep: Report
     return emb
 
 
+def embed_or_cancel(args: argparse.Namespace, rep: Reporter, fn: Any) -> Any:
+    """``fn(token)``'s embeddings, or None once a ``cancel`` line (``--control-stdin``) stopped it (summary said)."""
+    with stdin_control(args.control_stdin) as token:
+        try:
+            return fn(token)
+        except Cancelled:
+            rep.summary({"cancelled": True}, "cancelled: the embeddings computed so far are kept")
+            return None
+
+
 def cmd_embed(args: argparse.Namespace) -> int:
     """``imgreg embed DATASET``: embed new or changed items and store them."""
     from engine.runs.embeddings import embeddings_path
@@ -89,12 +99,9 @@ def cmd_embed(args: argparse.Namespace) -> int:
     rep = Reporter(args.json)
     ds, store = open_with_store(args.dataset)
     try:
-        with stdin_control(args.control_stdin) as token:
-            try:
-                emb = ensure_embeddings(args, ds, store, rep, token)
-            except Cancelled:
-                rep.summary({"cancelled": True}, "cancelled: the embeddings computed so far are kept")
-                return 1
+        emb = embed_or_cancel(args, rep, lambda token: ensure_embeddings(args, ds, store, rep, token))
+        if emb is None:
+            return 1
         path = embeddings_path(store.dir, emb.meta["source"])
         data = {"source": emb.meta["source"], "what": emb.meta["what"], "n": len(emb), "dim": int(emb.vecs.shape[1]),
                 "path": str(path)}  # fmt: skip

@@ -8,8 +8,7 @@ from typing import Any
 
 from engine import events
 from engine.cli.common import CliError, check_out, open_with_store, write_csv
-from engine.cli.reporter import Reporter, stdin_control
-from engine.core import Cancelled
+from engine.cli.reporter import Reporter
 
 
 def register(subparsers: Any) -> None:
@@ -74,6 +73,7 @@ def stored_embeddings(args: argparse.Namespace, ds: Any, store: Any, rep: Report
 def cmd_suggest(args: argparse.Namespace) -> int:
     """``imgreg suggest DATASET --n N [--run RUN]``: the CSV ``rank,item,reason`` (or ``--json`` items)."""
     from engine.audit.suggest import suggest
+    from engine.cli.similar import embed_or_cancel
 
     if args.n < 1:
         raise CliError("--n must be at least 1")
@@ -87,12 +87,9 @@ def cmd_suggest(args: argparse.Namespace) -> int:
             preds = store.predictions(rid)
             if not preds:
                 raise CliError(f"run {rid} has no stored predictions: run imgreg predict {args.run} first")
-        with stdin_control(args.control_stdin) as token:
-            try:
-                emb = stored_embeddings(args, ds, store, rep, token)
-            except Cancelled:
-                rep.summary({"cancelled": True}, "cancelled: the embeddings computed so far are kept")
-                return 1
+        emb = embed_or_cancel(args, rep, lambda token: stored_embeddings(args, ds, store, rep, token))
+        if emb is None:
+            return 1
         try:
             picks, notes = suggest(ds, store, emb, args.n, preds)
         except ValueError as e:
