@@ -124,3 +124,22 @@ def test_console_entry_point_runs_in_a_fresh_process(tmp_path: Path) -> None:
         cwd=ROOT,
     )
     assert out.returncode == 2 and "Traceback" not in out.stderr
+
+
+def test_stdin_control_reads_cancel_lines_and_survives_an_unreadable_stdin(monkeypatch) -> None:
+    import threading
+
+    from engine.cli.reporter import stdin_control
+
+    class Unreadable(io.StringIO):
+        def __iter__(self):
+            raise OSError("stdin is closed")
+
+    raised: list[object] = []
+    monkeypatch.setattr(threading, "excepthook", raised.append)
+    for stream, want in ((io.StringIO("epoch\ncancel\n"), "now"), (Unreadable(), None)):
+        with stdin_control(True, stream) as token:
+            for t in [t for t in threading.enumerate() if t.name == "imgreg-stdin-control"]:
+                t.join(10)
+        assert (token.mode if token.requested else None) == want
+    assert raised == []

@@ -122,12 +122,16 @@ def stdin_control(enabled: bool, stream: TextIO | None = None) -> Iterator[Cance
         src = stream or sys.stdin
 
         def read() -> None:
-            for line in src:
-                cmd = line.strip().lower()
-                if cmd in ("stop-epoch", "stop_epoch", "epoch"):
-                    token.cancel("epoch")
-                elif cmd in ("cancel", "stop", "now"):
-                    token.cancel("now")
+            try:
+                for line in src:
+                    cmd = line.strip().lower()
+                    if cmd in ("stop-epoch", "stop_epoch", "epoch"):
+                        token.cancel("epoch")
+                    elif cmd in ("cancel", "stop", "now"):
+                        token.cancel("now")
+            # stdin closed or unreadable: no one can cancel, as without the flag
+            except (OSError, ValueError):
+                return
 
         threading.Thread(target=read, name="imgreg-stdin-control", daemon=True).start()
     yield token
