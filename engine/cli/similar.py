@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from typing import Any
 
 from engine.cli.common import CliError, need_folders, num, open_with_store, parse_size, write_csv
 from engine.cli.reporter import Reporter, stdin_control
-from engine.core import Cancelled
+from engine.core import Cancelled, CancelToken
 from engine.runs.duplicates import DEFAULT_THRESHOLD, find_duplicates
 
 
@@ -82,7 +83,7 @@ def ensure_embeddings(args: argparse.Namespace, ds: Any, store: Any, rep: Report
     return emb
 
 
-def embed_or_cancel(args: argparse.Namespace, rep: Reporter, fn: Any) -> Any:
+def embed_or_cancel(args: argparse.Namespace, rep: Reporter, fn: Callable[[CancelToken], Any]) -> Any:
     """``fn(token)``'s embeddings, or None once a ``cancel`` line (``--control-stdin``) stopped it (summary said)."""
     with stdin_control(args.control_stdin) as token:
         try:

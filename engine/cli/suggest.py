@@ -9,6 +9,7 @@ from typing import Any
 from engine import events
 from engine.cli.common import CliError, check_out, open_with_store, write_csv
 from engine.cli.reporter import Reporter
+from engine.core import CancelToken
 
 
 def register(subparsers: Any) -> None:
@@ -52,7 +53,9 @@ def run_id(spec: str, store: Any) -> str:
         raise CliError(str(e)) from None
 
 
-def stored_embeddings(args: argparse.Namespace, ds: Any, store: Any, rep: Reporter, token: Any = None) -> Any:
+def stored_embeddings(
+    args: argparse.Namespace, ds: Any, store: Any, rep: Reporter, token: CancelToken | None = None
+) -> Any:
     """The ImageNet embeddings of every item: the stored ones when current, else computed as ``imgreg embed`` does."""
     from engine.runs.embeddings import EmbeddingError, embeddings_path, load_embeddings, stale_items
     from engine.runs.neighbours import pick_source
